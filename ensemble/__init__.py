@@ -1,0 +1,1 @@
+"""Ensemble: multi-agent orchestration on LangGraph."""

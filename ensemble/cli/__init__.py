@@ -1,0 +1,1 @@
+"""The `ensemble` command line."""

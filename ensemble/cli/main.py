@@ -1,0 +1,422 @@
+"""`ensemble`: run scenarios, answer their questions, resume, inspect and fork threads."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Any
+
+from langgraph.types import Command
+
+from ensemble import settings
+from ensemble.cli import prompt
+from ensemble.cli.render import Progress, print_json, table
+from ensemble.cli.runs import (
+    Answerer,
+    RunResult,
+    drive,
+    new_thread_id,
+    require_checkpoint,
+    result_of,
+    scenario_of,
+    stdin_is_interactive,
+    thread_config,
+)
+from ensemble.context import Context
+from ensemble.corpus import CorpusIndex
+from ensemble.errors import DatabaseError, EnsembleError, InvalidInputError
+from ensemble.models import validate_spec
+from ensemble.persistence import list_threads, open_async_checkpointer
+from graphs.registry import SCENARIOS, get_scenario, parse_json_value
+
+EXIT_FAILED = 1
+EXIT_ERROR = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line grammar."""
+    parser = argparse.ArgumentParser(
+        prog="ensemble", description="Multi-agent orchestration on LangGraph."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--db", help=f"SQLite database (default: $ENSEMBLE_DB or {settings.DEFAULT_DB})"
+    )
+    common.add_argument("--json", action="store_true", help="print one JSON object at the end")
+
+    running = argparse.ArgumentParser(add_help=False)
+    running.add_argument(
+        "--model", help="model spec: offline, openai:<name> (default: $ENSEMBLE_MODEL)"
+    )
+    running.add_argument("--yes", action="store_true", help="approve every human review")
+    running.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    running.add_argument("--out", type=Path, help="also write the report (markdown) to this file")
+
+    run = sub.add_parser("run", parents=[common, running], help="start a scenario run")
+    run.add_argument("scenario", help="scenario name (see `ensemble scenarios`)")
+    run.add_argument("text", nargs="?", help="the main input, e.g. the research question")
+    run.add_argument("--thread", help="thread id to create (default: a new one)")
+    run.add_argument("--corpus", help="folder of .md/.txt/.rst/.html files to research")
+    run.add_argument(
+        "--review-plan", action="store_true", help="pause for a human to review the plan"
+    )
+    run.add_argument("--max-researchers", type=int, help="1..16 (default 4)")
+    run.add_argument("--max-revisions", type=int, help="0..5 (default 2)")
+    run.add_argument("--input", dest="input_json", help="the whole input as a JSON object")
+
+    resume = sub.add_parser(
+        "resume", parents=[common, running], help="continue a paused or crashed thread"
+    )
+    resume.add_argument("thread")
+    resume.add_argument("--answer", help="JSON answer to the pending question")
+
+    sub.add_parser("threads", parents=[common], help="list threads")
+
+    history = sub.add_parser("history", parents=[common], help="list a thread's checkpoints")
+    history.add_argument("thread")
+    history.add_argument("--limit", type=int, default=50)
+
+    fork = sub.add_parser(
+        "fork", parents=[common, running], help="branch a thread from a checkpoint"
+    )
+    fork.add_argument("thread")
+    fork.add_argument("--checkpoint", required=True, help="checkpoint id to branch from")
+    fork.add_argument("--set", dest="sets", action="append", default=[], metavar="FIELD=JSON")
+
+    show = sub.add_parser("show", parents=[common], help="show a thread's state")
+    show.add_argument("thread")
+    show.add_argument("--checkpoint", help="a past checkpoint instead of the latest")
+
+    sub.add_parser("scenarios", help="list the scenarios")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `ensemble` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return asyncio.run(COMMANDS[args.command](args))
+    except EnsembleError as error:
+        print(f"ensemble: error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except sqlite3.Error as error:
+        print(f"ensemble: error: {DatabaseError(str(error))}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(
+            "ensemble: stopped; the thread can be resumed with `ensemble resume`", file=sys.stderr
+        )
+        return 130
+
+
+def _context(args: argparse.Namespace, db: Path) -> Context:
+    spec = validate_spec(args.model) if args.model else validate_spec(settings.default_model_spec())
+    return Context(model=spec, db_path=str(db))
+
+
+def _answerer(args: argparse.Namespace, given: Any = None) -> Answerer:
+    interactive = not args.yes and stdin_is_interactive()
+    pending = [given] if given is not None else []
+
+    def answer(value: Any, scenario: Any, values: dict[str, Any]) -> Any:
+        if pending:
+            return pending.pop()
+        if args.yes:
+            return scenario.approve_answer
+        if interactive:
+            return prompt.ask(value, scenario, values)
+        return None
+
+    return answer
+
+
+def _finish(result: RunResult, args: argparse.Namespace) -> int:
+    report = (result.output or {}).get("report")
+    if args.out and report:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(report, encoding="utf-8")
+    if args.json:
+        print_json(result.as_dict())
+    elif result.status == "done":
+        print(report if report else json.dumps(result.output, indent=2, default=str))
+    if result.status == "interrupted":
+        answer = json.dumps(get_scenario(result.scenario).approve_answer)
+        print(
+            f"Paused for a human answer. Resume with: ensemble resume {result.thread_id} "
+            f"--answer '{answer}'",
+            file=sys.stderr,
+        )
+    elif result.status == "failed":
+        print(f"Run failed: {result.error}", file=sys.stderr)
+        print(f"Resume with: ensemble resume {result.thread_id}", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
+def _run_input(args: argparse.Namespace) -> dict[str, Any]:
+    scenario = get_scenario(args.scenario)
+    data: dict[str, Any] = {}
+    if args.input_json:
+        data = parse_json_value(args.input_json, "--input")
+        if not isinstance(data, dict):
+            raise InvalidInputError("--input must be a JSON object")
+    if args.text is not None:
+        data[scenario.primary_field] = args.text
+    flags = {
+        "corpus": args.corpus,
+        "max_researchers": args.max_researchers,
+        "max_revisions": args.max_revisions,
+        "review_plan": True if args.review_plan else None,
+    }
+    data.update({k: v for k, v in flags.items() if v is not None})
+    if scenario.primary_field not in data:
+        raise InvalidInputError(
+            f'missing the {scenario.primary_field}: ensemble run {scenario.name} "..."'
+        )
+    return scenario.validate_input(data).model_dump()
+
+
+async def cmd_run(args: argparse.Namespace) -> int:
+    """`ensemble run SCENARIO TEXT`: validate everything, then start a new thread."""
+    scenario = get_scenario(args.scenario)
+    data = _run_input(args)
+    db = settings.db_path(args.db)
+    context = _context(args, db)
+    corpus = CorpusIndex(db, data.get("corpus")) if "corpus" in data else None
+    progress = Progress(quiet=args.quiet)
+    async with open_async_checkpointer(db) as saver:
+        graph = scenario.compile(saver)
+        thread_id = args.thread or new_thread_id(scenario.name)
+        if await saver.aget_tuple(thread_config(thread_id)) is not None:
+            raise InvalidInputError(f"thread {thread_id!r} already exists; use resume or fork")
+        if corpus is not None:
+            progress.line(f"[corpus] preparing {corpus.key} (indexed once, then reused)")
+            stats = await asyncio.to_thread(corpus.ensure)
+            progress.line(f"[corpus] {stats.passages} passages ready")
+        progress.line(f"[run] thread {thread_id}")
+        result = await drive(
+            graph, scenario, thread_config(thread_id), data, context, progress, _answerer(args)
+        )
+    return _finish(result, args)
+
+
+async def cmd_resume(args: argparse.Namespace) -> int:
+    """`ensemble resume THREAD`: answer a pending question or finish a crashed run."""
+    db = settings.db_path(args.db)
+    context = _context(args, db)
+    progress = Progress(quiet=args.quiet)
+    async with open_async_checkpointer(_existing(db, args.thread), create=False) as saver:
+        scenario = await scenario_of(saver, args.thread)
+        graph = scenario.compile(saver)
+        config = thread_config(args.thread)
+        snapshot = await require_checkpoint(graph, config)
+        values = snapshot.values if isinstance(snapshot.values, dict) else {}
+        answer = None
+        if args.answer is not None:
+            if not snapshot.interrupts:
+                raise InvalidInputError(f"thread {args.thread!r} is not waiting for an answer")
+            answer = parse_json_value(args.answer, "--answer")
+            scenario.validate_answer(answer, values)
+        if snapshot.interrupts:
+            first = _answerer(args, answer)(snapshot.interrupts[0].value, scenario, values)
+            if first is None:
+                return _finish(result_of(snapshot, scenario, args.thread), args)
+            payload: Any = Command(resume=first)
+        elif snapshot.next:
+            progress.line(f"[run] continuing thread {args.thread} at {', '.join(snapshot.next)}")
+            payload = None
+        else:
+            progress.line(f"[run] thread {args.thread} has already finished")
+            return _finish(result_of(snapshot, scenario, args.thread), args)
+        result = await drive(graph, scenario, config, payload, context, progress, _answerer(args))
+    return _finish(result, args)
+
+
+async def cmd_fork(args: argparse.Namespace) -> int:
+    """`ensemble fork THREAD --checkpoint ID`: branch, optionally with changed values, and run."""
+    db = settings.db_path(args.db)
+    context = _context(args, db)
+    sets = dict(_parse_set(item) for item in args.sets)
+    progress = Progress(quiet=args.quiet)
+    async with open_async_checkpointer(_existing(db, args.thread), create=False) as saver:
+        scenario = await scenario_of(saver, args.thread)
+        graph = scenario.compile(saver)
+        snapshot = await require_checkpoint(graph, thread_config(args.thread, args.checkpoint))
+        values = snapshot.values if isinstance(snapshot.values, dict) else {}
+        updates = scenario.fork_updates(values, sets) if sets else {}
+        config = snapshot.config
+        if updates:
+            try:
+                config = await graph.aupdate_state(snapshot.config, updates)
+            except Exception as error:  # LangGraph's InvalidUpdateError and kin, made readable
+                raise InvalidInputError(f"cannot fork at {args.checkpoint}: {error}") from None
+        progress.line(f"[fork] thread {args.thread} from checkpoint {args.checkpoint}")
+        result = await drive(graph, scenario, config, None, context, progress, _answerer(args))
+    return _finish(result, args)
+
+
+async def cmd_threads(args: argparse.Namespace) -> int:
+    """`ensemble threads`: every thread in the database, newest first."""
+    db = settings.db_path(args.db)
+    summaries = list_threads(db)
+    rows: list[dict[str, Any]] = []
+    if summaries:
+        async with open_async_checkpointer(db, create=False) as saver:
+            for summary in summaries:
+                try:
+                    scenario = await scenario_of(saver, summary.thread_id)
+                except EnsembleError:
+                    rows.append({"thread_id": summary.thread_id, "scenario": None})
+                    continue
+                snapshot = await scenario.compile(saver).aget_state(
+                    thread_config(summary.thread_id)
+                )
+                values = snapshot.values if isinstance(snapshot.values, dict) else {}
+                rows.append(
+                    {
+                        "thread_id": summary.thread_id,
+                        "scenario": scenario.name,
+                        "status": result_of(snapshot, scenario, summary.thread_id).status,
+                        "checkpoints": summary.checkpoints,
+                        "updated": snapshot.created_at,
+                        scenario.primary_field: values.get(scenario.primary_field),
+                    }
+                )
+    if args.json:
+        print_json({"threads": rows})
+    elif not rows:
+        print(f"No threads in {db}.")
+    else:
+        print(
+            table(
+                [
+                    [
+                        r["thread_id"],
+                        r["scenario"],
+                        r.get("status"),
+                        r.get("checkpoints"),
+                        r.get("updated"),
+                        r.get("question", ""),
+                    ]
+                    for r in rows
+                ],
+                ["THREAD", "SCENARIO", "STATUS", "STEPS", "UPDATED", "QUESTION"],
+            )
+        )
+    return 0
+
+
+async def cmd_history(args: argparse.Namespace) -> int:
+    """`ensemble history THREAD`: checkpoints of every branch, newest first."""
+    if args.limit < 1:
+        raise InvalidInputError("--limit must be at least 1")
+    db = settings.db_path(args.db)
+    async with open_async_checkpointer(_existing(db, args.thread), create=False) as saver:
+        scenario = await scenario_of(saver, args.thread)
+        graph = scenario.compile(saver)
+        rows = []
+        async for snap in graph.aget_state_history(thread_config(args.thread), limit=args.limit):
+            parent = (snap.parent_config or {}).get("configurable", {}).get("checkpoint_id")
+            rows.append(
+                {
+                    "checkpoint_id": snap.config["configurable"]["checkpoint_id"],
+                    "parent_id": parent,
+                    "step": snap.metadata.get("step") if snap.metadata else None,
+                    "source": snap.metadata.get("source") if snap.metadata else None,
+                    "next": list(snap.next),
+                    "created_at": snap.created_at,
+                }
+            )
+    if args.json:
+        print_json({"thread_id": args.thread, "checkpoints": rows})
+    else:
+        print(
+            table(
+                [
+                    [
+                        r["checkpoint_id"],
+                        r["parent_id"] or "-",
+                        r["step"],
+                        r["source"],
+                        ",".join(r["next"]) or "-",
+                        r["created_at"],
+                    ]
+                    for r in rows
+                ],
+                ["CHECKPOINT", "PARENT", "STEP", "SOURCE", "NEXT", "CREATED"],
+            )
+        )
+    return 0
+
+
+async def cmd_show(args: argparse.Namespace) -> int:
+    """`ensemble show THREAD [--checkpoint ID]`: the state at the latest or a past checkpoint."""
+    db = settings.db_path(args.db)
+    async with open_async_checkpointer(_existing(db, args.thread), create=False) as saver:
+        scenario = await scenario_of(saver, args.thread)
+        graph = scenario.compile(saver)
+        snapshot = await require_checkpoint(graph, thread_config(args.thread, args.checkpoint))
+    result = result_of(snapshot, scenario, args.thread)
+    values = snapshot.values if isinstance(snapshot.values, dict) else {}
+    if args.json:
+        print_json(result.as_dict() | {"values": values, "created_at": snapshot.created_at})
+        return 0
+    print(f"thread      {args.thread} ({scenario.name})")
+    print(f"checkpoint  {result.checkpoint_id}  ({snapshot.created_at})")
+    print(
+        f"status      {result.status}"
+        + (f"  next: {', '.join(result.next)}" if result.next else "")
+    )
+    if result.interrupt:
+        print(prompt.describe(result.interrupt["value"]))
+    for key in scenario.output_keys:
+        if key in values and key != "report" and values[key] not in (None, "", [], {}):
+            print(f"{key:<11} {json.dumps(values[key], default=str)[:300]}")
+    if values.get("report"):
+        print("\n" + values["report"])
+    return 0
+
+
+async def cmd_scenarios(args: argparse.Namespace) -> int:
+    """`ensemble scenarios`: what can be run."""
+    for scenario in SCENARIOS.values():
+        print(f"{scenario.name:<12} {scenario.description}")
+    return 0
+
+
+def _existing(db: Path, thread: str) -> Path:
+    if not db.exists():
+        raise DatabaseError(f"no database at {db}, so no thread {thread!r}")
+    return db
+
+
+def _parse_set(item: str) -> tuple[str, Any]:
+    field, sep, raw = item.partition("=")
+    if not sep or not field.strip():
+        raise InvalidInputError(f"--set takes FIELD=JSON, got {item!r}")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw  # a bare word is taken as a string
+    return field.strip(), value
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "resume": cmd_resume,
+    "fork": cmd_fork,
+    "threads": cmd_threads,
+    "history": cmd_history,
+    "show": cmd_show,
+    "scenarios": cmd_scenarios,
+}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,54 @@
+"""Asking the person at the terminal to answer an interrupt."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from ensemble.cli.render import plan_text
+from ensemble.errors import InvalidInputError
+
+
+def describe(value: Any) -> str:
+    """An interrupt's question as text."""
+    if isinstance(value, dict) and value.get("kind") == "plan_review":
+        return plan_text(value)
+    return json.dumps(value, indent=2, default=str)
+
+
+def ask(value: Any, scenario: Any, values: dict[str, Any]) -> Any:
+    """Ask until the person gives an answer the scenario accepts; EOF keeps the run paused."""
+    print(describe(value), file=sys.stderr)
+    while True:
+        try:
+            answer = _ask_once(value)
+        except EOFError:
+            return None
+        try:
+            scenario.validate_answer(answer, values)
+        except InvalidInputError as error:
+            print(f"Not accepted: {error}", file=sys.stderr)
+            continue
+        return answer
+
+
+def _ask_once(value: Any) -> Any:
+    if isinstance(value, dict) and value.get("kind") == "plan_review":
+        choice = input("[a]pprove, [e]dit or [c]ancel the plan? ").strip().lower()
+        if choice in {"a", "approve", "y", "yes", ""}:
+            return {"action": "approve"}
+        if choice in {"c", "cancel"}:
+            return {"action": "cancel"}
+        if choice in {"e", "edit"}:
+            print("Enter the sub-questions, one per line; an empty line ends.", file=sys.stderr)
+            lines = []
+            while line := input("> ").strip():
+                lines.append(line)
+            return {"action": "edit", "subquestions": lines}
+        return {"action": choice}
+    raw = input("Answer (JSON): ")
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw

@@ -1,0 +1,166 @@
+"""Driving a scenario graph from the terminal: stream, pause at interrupts, report a result."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Command, StateSnapshot
+
+from ensemble.cli.render import Progress
+from ensemble.context import Context
+from ensemble.errors import NotFoundError
+from graphs.registry import SCENARIOS, Scenario
+
+Answerer = Callable[[dict[str, Any], Scenario, dict[str, Any]], Any | None]
+"""Given an interrupt value, return the answer to resume with, or None to stay paused."""
+
+
+@dataclass
+class RunResult:
+    """What `--json` prints: the same shape for run, resume and fork."""
+
+    thread_id: str
+    scenario: str
+    status: str  # done | interrupted | failed
+    checkpoint_id: str | None = None
+    output: dict[str, Any] | None = None
+    interrupt: dict[str, Any] | None = None
+    error: str | None = None
+    next: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON object printed by `--json`."""
+        return {
+            "thread_id": self.thread_id,
+            "scenario": self.scenario,
+            "status": self.status,
+            "checkpoint_id": self.checkpoint_id,
+            "output": self.output,
+            "interrupt": self.interrupt,
+            "error": self.error,
+            "next": self.next,
+        }
+
+
+def new_thread_id(scenario: str) -> str:
+    """A fresh, readable thread id."""
+    return f"{scenario}-{uuid.uuid4().hex[:10]}"
+
+
+def thread_config(thread_id: str, checkpoint_id: str | None = None) -> RunnableConfig:
+    """The config addressing a thread (and optionally one of its checkpoints)."""
+    configurable: dict[str, Any] = {"thread_id": thread_id}
+    if checkpoint_id:
+        configurable["checkpoint_id"] = checkpoint_id
+    return {"configurable": configurable}
+
+
+async def scenario_of(saver: BaseCheckpointSaver, thread_id: str) -> Scenario:
+    """Which scenario a thread belongs to, from its latest checkpoint's metadata.
+
+    CLI runs record `scenario`; runs made through `langgraph dev` record `graph_id`.
+    """
+    saved = await saver.aget_tuple(thread_config(thread_id))
+    if saved is None:
+        raise NotFoundError(f"unknown thread {thread_id!r}")
+    name = saved.metadata.get("scenario") or saved.metadata.get("graph_id")
+    if name not in SCENARIOS:
+        raise NotFoundError(f"thread {thread_id!r} belongs to no known scenario ({name!r})")
+    return SCENARIOS[str(name)]
+
+
+async def require_checkpoint(graph: CompiledStateGraph, config: RunnableConfig) -> StateSnapshot:
+    """Return the snapshot at `config`; raise `NotFoundError` for unknown threads/checkpoints."""
+    saver = graph.checkpointer
+    if saver is None or await saver.aget_tuple(config) is None:  # type: ignore[union-attr]
+        conf = config["configurable"]
+        if conf.get("checkpoint_id"):
+            raise NotFoundError(
+                f"unknown checkpoint {conf['checkpoint_id']!r} in thread {conf['thread_id']!r}"
+            )
+        raise NotFoundError(f"unknown thread {conf['thread_id']!r}")
+    return await graph.aget_state(config)
+
+
+def pending_interrupt(snapshot: StateSnapshot) -> dict[str, Any] | None:
+    """The first pending interrupt of a snapshot as `{"id", "value"}`, if any."""
+    if not snapshot.interrupts:
+        return None
+    first = snapshot.interrupts[0]
+    return {"id": first.id, "value": first.value}
+
+
+def result_of(snapshot: StateSnapshot, scenario: Scenario, thread_id: str) -> RunResult:
+    """Describe a thread's state: done, interrupted (waiting for an answer) or unfinished."""
+    values = snapshot.values if isinstance(snapshot.values, dict) else {}
+    interrupt = pending_interrupt(snapshot)
+    status = "interrupted" if interrupt else ("failed" if snapshot.next else "done")
+    output = {k: values.get(k) for k in scenario.output_keys if k in values}
+    return RunResult(
+        thread_id=thread_id,
+        scenario=scenario.name,
+        status=status,
+        checkpoint_id=snapshot.config["configurable"].get("checkpoint_id"),
+        output=output if status == "done" else None,
+        interrupt=interrupt,
+        next=list(snapshot.next),
+    )
+
+
+async def drive(
+    graph: CompiledStateGraph,
+    scenario: Scenario,
+    config: RunnableConfig,
+    first_input: Any,
+    context: Context,
+    progress: Progress,
+    answerer: Answerer,
+) -> RunResult:
+    """Run until the graph ends or pauses with no answer available.
+
+    Each answered interrupt resumes the same thread. `durability="sync"` saves every finished
+    task before the next starts, so a killed process loses no finished work.
+    """
+    thread_id = config["configurable"]["thread_id"]
+    run_config: RunnableConfig = {**config, "metadata": {"scenario": scenario.name}}
+    payload = first_input
+    while True:
+        try:
+            async for mode, chunk in graph.astream(
+                payload,
+                run_config,
+                context=context,
+                stream_mode=["custom", "updates"],
+                durability="sync",
+            ):
+                if mode == "custom":
+                    progress.event(chunk)
+        except Exception as error:  # the run failed: report it, the thread stays resumable
+            latest = await graph.aget_state(thread_config(thread_id))
+            result = result_of(latest, scenario, thread_id)
+            result.status, result.error = "failed", f"{type(error).__name__}: {error}"
+            return result
+        # After a fork the thread's newest checkpoint is the branch just run.
+        run_config = {**thread_config(thread_id), "metadata": {"scenario": scenario.name}}
+        snapshot = await graph.aget_state(thread_config(thread_id))
+        result = result_of(snapshot, scenario, thread_id)
+        if result.status != "interrupted" or result.interrupt is None:
+            return result
+        values = snapshot.values if isinstance(snapshot.values, dict) else {}
+        answer = answerer(result.interrupt["value"], scenario, values)
+        if answer is None:
+            return result
+        progress.line(f"[human] answered: {answer}")
+        payload = Command(resume=answer)
+
+
+def stdin_is_interactive() -> bool:
+    """True when a person can answer prompts at this terminal."""
+    return sys.stdin is not None and sys.stdin.isatty()

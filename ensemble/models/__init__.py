@@ -1,0 +1,100 @@
+"""The model layer: one factory turns a model spec into a LangChain chat model.
+
+Specs:
+- `offline` (optionally `offline?latency=0.2`): the deterministic extractive model, no network.
+- `openai:<model>`: `ChatOpenAI`; `OPENAI_BASE_URL` points it at any OpenAI-compatible server.
+- any name given to `register_model`: a chat model of your own (another provider, a test fake).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from urllib.parse import parse_qsl
+
+from langchain_core.language_models import BaseChatModel
+
+from ensemble.context import Context
+from ensemble.errors import ModelSpecError
+
+SPEC_FORMS = "offline, offline?latency=SECONDS, openai:<model>, or a registered name"
+
+_registered: dict[str, BaseChatModel] = {}
+
+
+def register_model(name: str, model: BaseChatModel) -> None:
+    """Make `name` a model spec that returns `model` (any LangChain chat model)."""
+    if not name or ":" in name or "?" in name or name == "offline":
+        raise ModelSpecError(f"cannot register a model as {name!r}: pick a plain name")
+    _registered[name] = model
+
+
+def unregister_model(name: str) -> None:
+    """Forget a name given to `register_model`."""
+    _registered.pop(name, None)
+
+
+def chat_model_for(context: Context, role: str) -> BaseChatModel:
+    """Return the chat model that plays `role` in a run with this context."""
+    return chat_model(context.model_for(role))
+
+
+def chat_model(spec: str) -> BaseChatModel:
+    """Return a (cached) chat model for `spec`; raise `ModelSpecError` on an unknown spec."""
+    spec = spec.strip()
+    if spec in _registered:
+        return _registered[spec]
+    return _build(spec)
+
+
+def validate_spec(spec: str) -> str:
+    """Check a spec without contacting any service; return it normalised."""
+    chat_model(spec)
+    return spec.strip()
+
+
+@lru_cache(maxsize=32)
+def _build(spec: str) -> BaseChatModel:
+    name, _, query = spec.partition("?")
+    options = dict(parse_qsl(query))
+    if name == "offline":
+        return _offline(options)
+    if name.startswith("openai:") and name[len("openai:") :]:
+        return _openai(name[len("openai:") :], options)
+    raise ModelSpecError(f"unknown model spec {spec!r}; expected one of: {SPEC_FORMS}")
+
+
+def _offline(options: dict[str, str]) -> BaseChatModel:
+    from ensemble.models.offline import OfflineChatModel
+
+    unknown = set(options) - {"latency"}
+    if unknown:
+        raise ModelSpecError(f"offline model has no option(s) {sorted(unknown)}; known: latency")
+    try:
+        latency = float(options.get("latency", "0"))
+    except ValueError:
+        raise ModelSpecError(
+            f"offline latency must be a number, got {options['latency']!r}"
+        ) from None
+    if latency < 0:
+        raise ModelSpecError("offline latency must not be negative")
+    return OfflineChatModel(latency=latency)
+
+
+def _openai(model: str, options: dict[str, str]) -> BaseChatModel:
+    from langchain_openai import ChatOpenAI
+
+    base_url = os.environ.get("OPENAI_BASE_URL") or None
+    api_key = os.environ.get("OPENAI_API_KEY")
+    if not api_key and not base_url:
+        raise ModelSpecError(
+            f"model openai:{model} needs OPENAI_API_KEY (or OPENAI_BASE_URL for a local server)"
+        )
+    return ChatOpenAI(
+        model=model,
+        temperature=float(options.get("temperature", "0")),
+        base_url=base_url,
+        api_key=api_key or "not-needed",  # type: ignore[arg-type]
+        max_retries=2,
+        stream_usage=True,
+    )

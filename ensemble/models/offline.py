@@ -1,0 +1,314 @@
+"""`OfflineChatModel`: the deterministic, extractive chat model used when no API key is set."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import LanguageModelInput
+from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages.tool import ToolCallChunk, tool_call, tool_call_chunk
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import Field
+
+from ensemble.models.extractive import (
+    Unit,
+    is_question,
+    near_duplicate,
+    score_units,
+    select_units,
+    sentences,
+    split_units,
+)
+from ensemble.models.schema_fill import FillContext, SchemaFiller
+
+MODEL_NAME = "ensemble-offline"
+OFFLINE_MARKER = "_(offline model: extractive answer drawn from the prompt)_"
+MAX_ANSWER_UNITS = 8
+MAX_ANSWER_CHARS = 1200
+_CONTEXT_TYPES = ("human", "tool")
+_PIECE = re.compile(r"\s*\S+|\s+$")
+
+
+class OfflineChatModel(BaseChatModel):
+    """A chat model that answers by quoting its prompt: no network, no randomness.
+
+    Why: the app must run end to end (tests, demos, CI) without an API key, and a
+    stand-in that makes things up would hide bugs and mislead readers. This model is
+    deterministic (same messages, same answer, same tool-call ids) and extractive:
+    every string it writes is copied from the human/tool messages it was given.
+
+    How it answers:
+        - With tools bound and a forced `tool_choice` (a name, "any", "required") it
+          always calls that tool (or the first). With "auto"/None it calls the first
+          tool until a tool result follows the last human message, then answers in text.
+          Arguments come from `SchemaFiller`, so `with_structured_output` works for any
+          pydantic model, TypedDict or JSON schema.
+        - Otherwise it returns the context lines best matching the request, in their
+          original order, under the marker line `OFFLINE_MARKER`. Bracketed citation
+          markers inside the quoted lines are kept verbatim.
+
+    Attributes:
+        latency: Seconds to wait before answering (spread over the chunks when
+            streaming), to simulate a slow model in demos and crash tests.
+    """
+
+    latency: float = Field(default=0.0, ge=0.0)
+
+    @property
+    def _llm_type(self) -> str:
+        return MODEL_NAME
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model_name": MODEL_NAME, "latency": self.latency}
+
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        tool_choice: str | dict[str, Any] | bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Bind tools (converted to OpenAI format) and a tool choice to the model.
+
+        Args:
+            tools: Tools, functions, pydantic models, TypedDicts or JSON schemas.
+            tool_choice: None/"auto" (call once, then answer), "none", "any"/"required"
+                (always call the first tool), a tool name, or
+                ``{"type": "function", "function": {"name": ...}}``.
+            **kwargs: Passed on to `bind`.
+
+        Raises:
+            ValueError: If `tool_choice` names a tool that is not bound.
+        """
+        formatted = [convert_to_openai_tool(t) for t in tools]
+        _pick_tool(formatted, tool_choice)  # validate the choice early
+        return self.bind(tools=formatted, tool_choice=tool_choice, **kwargs)
+
+    # -- LangChain hooks ---------------------------------------------------------------
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        if self.latency:
+            time.sleep(self.latency)
+        return ChatResult(generations=[ChatGeneration(message=respond(messages, stop, **kwargs))])
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        return ChatResult(generations=[ChatGeneration(message=respond(messages, stop, **kwargs))])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        chunks = to_chunks(respond(messages, stop, **kwargs))
+        delay = self.latency / len(chunks)
+        for chunk in chunks:
+            if delay:
+                time.sleep(delay)
+            yield ChatGenerationChunk(message=chunk)
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        chunks = to_chunks(respond(messages, stop, **kwargs))
+        delay = self.latency / len(chunks)
+        for chunk in chunks:
+            if delay:
+                await asyncio.sleep(delay)
+            yield ChatGenerationChunk(message=chunk)
+
+
+# -- the answer itself (pure functions of the messages) -----------------------------------
+
+
+def respond(
+    messages: Sequence[BaseMessage], stop: list[str] | None = None, **kwargs: Any
+) -> AIMessage:
+    """Return the model's whole answer to `messages` (a tool call or a text answer)."""
+    tools = [
+        t if _is_openai_tool(t) else convert_to_openai_tool(t) for t in kwargs.get("tools") or []
+    ]
+    tool = _pick_tool(tools, kwargs.get("tool_choice"), messages) if tools else None
+    if tool is not None:
+        return _tool_call_message(messages, tool)
+    return _text_message(messages, stop)
+
+
+def message_text(message: BaseMessage) -> str:
+    """Return the plain text of a message (string content or its text blocks)."""
+    content = message.content
+    if isinstance(content, str):
+        return content
+    parts = []
+    for block in content:
+        if isinstance(block, str):
+            parts.append(block)
+        elif isinstance(block, dict) and isinstance(block.get("text"), str):
+            parts.append(block["text"])
+    return "\n".join(parts)
+
+
+def to_chunks(message: AIMessage) -> list[AIMessageChunk]:
+    """Split an answer into word-sized chunks; the last carries usage and metadata."""
+
+    def last(content: str, calls: list[ToolCallChunk]) -> AIMessageChunk:
+        return AIMessageChunk(
+            content=content,
+            tool_call_chunks=calls,
+            usage_metadata=message.usage_metadata,
+            response_metadata=message.response_metadata,
+            chunk_position="last",
+        )
+
+    if message.tool_calls:
+        calls = [
+            tool_call_chunk(name=c["name"], args=json.dumps(c["args"]), id=c["id"], index=i)
+            for i, c in enumerate(message.tool_calls)
+        ]
+        return [last("", calls)]
+    pieces = _PIECE.findall(str(message.content)) or [""]
+    chunks = [AIMessageChunk(content=p) for p in pieces[:-1]]
+    return [*chunks, last(pieces[-1], [])]
+
+
+def _is_openai_tool(tool: Any) -> bool:
+    return isinstance(tool, dict) and isinstance(tool.get("function"), dict)
+
+
+def _pick_tool(
+    tools: list[dict[str, Any]],
+    tool_choice: Any,
+    messages: Sequence[BaseMessage] | None = None,
+) -> dict[str, Any] | None:
+    """Return the tool to call now, or None to answer in text.
+
+    Without `messages` it only validates `tool_choice` against `tools`.
+    """
+    names = [t["function"]["name"] for t in tools]
+    if isinstance(tool_choice, dict):
+        inner = tool_choice.get("function")
+        name = (inner.get("name") if isinstance(inner, dict) else None) or tool_choice.get("name")
+        tool_choice = name if name else tool_choice.get("type")
+    if tool_choice is True or tool_choice in ("any", "required"):
+        forced = tools[0] if tools else None
+    elif tool_choice in (None, False, "auto", "none"):
+        forced = None
+    elif isinstance(tool_choice, str):
+        if tool_choice not in names:
+            raise ValueError(f"tool_choice {tool_choice!r} is not one of the bound tools {names}")
+        forced = tools[names.index(tool_choice)]
+    else:
+        raise ValueError(f"unsupported tool_choice {tool_choice!r}")
+    if messages is None or forced is not None or not tools or tool_choice in (False, "none"):
+        return forced
+    return None if _answered_by_tool(messages) else tools[0]
+
+
+def _answered_by_tool(messages: Sequence[BaseMessage]) -> bool:
+    """Tell whether a tool result follows the last human message."""
+    humans = [i for i, m in enumerate(messages) if m.type == "human"]
+    start = humans[-1] + 1 if humans else 0
+    return any(m.type == "tool" for m in messages[start:])
+
+
+def _read_prompt(messages: Sequence[BaseMessage]) -> FillContext:
+    """Find the request (last non-empty human message) and cut the context into units."""
+    humans = [i for i, m in enumerate(messages) if m.type == "human"]
+    spoken = [i for i in humans if message_text(messages[i]).strip()]
+    at = (spoken or humans or [len(messages) - 1])[-1]
+    request = message_text(messages[at]) if messages else ""
+    units: list[Unit] = []
+    own: list[bool] = []
+    for i, message in enumerate(messages):
+        if message.type in _CONTEXT_TYPES or i == at:
+            found = split_units(message_text(message))
+            units.extend(found)
+            own.extend([i == at] * len(found))
+    return FillContext(request=request, units=units, own=own)
+
+
+def _text_message(messages: Sequence[BaseMessage], stop: list[str] | None) -> AIMessage:
+    """Quote the context lines best matching the request, under the marker line."""
+    ctx = _read_prompt(messages)
+    keep = [
+        i
+        for i, u in enumerate(ctx.units)
+        if not is_question(u.text) and not near_duplicate(u.text, ctx.request)
+    ]
+    scores = score_units(
+        [ctx.units[i].text for i in keep], ctx.request, own=[ctx.own[i] for i in keep]
+    )
+    lines = [
+        ctx.units[keep[k]].render()
+        for k in select_units(
+            scores, [len(ctx.units[i].render()) for i in keep], MAX_ANSWER_UNITS, MAX_ANSWER_CHARS
+        )
+    ]
+    lines = list(dict.fromkeys(lines))
+    if not lines:
+        lines = (sentences(ctx.request) or [ctx.request.strip()])[:1]
+    text = "\n".join([OFFLINE_MARKER, "", *lines]).rstrip()
+    for token in stop or []:
+        if token and token in text:
+            text = text[: text.index(token)]
+    return _finish(messages, AIMessage(content=text), "stop")
+
+
+def _tool_call_message(messages: Sequence[BaseMessage], tool: dict[str, Any]) -> AIMessage:
+    """Call `tool` with arguments filled from the prompt; the id hashes the transcript."""
+    function = tool["function"]
+    parameters = function.get("parameters") or {"type": "object", "properties": {}}
+    args = SchemaFiller(_read_prompt(messages)).fill(parameters)
+    if not isinstance(args, dict):
+        args = {}
+    transcript = [[m.type, message_text(m)] for m in messages]
+    digest = hashlib.sha256(
+        json.dumps([function["name"], args, transcript], sort_keys=True, default=str).encode()
+    ).hexdigest()
+    call = tool_call(name=function["name"], args=args, id=f"call_{digest[:24]}")
+    return _finish(messages, AIMessage(content="", tool_calls=[call]), "tool_calls")
+
+
+def _finish(messages: Sequence[BaseMessage], message: AIMessage, reason: str) -> AIMessage:
+    """Attach word-count usage and the offline response metadata."""
+    words_in = sum(len(message_text(m).split()) for m in messages)
+    words_out = len(str(message.content).split()) + sum(
+        len(json.dumps(c["args"]).split()) for c in message.tool_calls
+    )
+    message.usage_metadata = {
+        "input_tokens": words_in,
+        "output_tokens": words_out,
+        "total_tokens": words_in + words_out,
+    }
+    message.response_metadata = {"model_name": MODEL_NAME, "offline": True, "finish_reason": reason}
+    return message

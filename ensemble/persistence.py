@@ -1,0 +1,135 @@
+"""The one place that opens checkpointers: SQLite files with WAL and a busy timeout.
+
+The CLI, notebooks, tests and the LangGraph dev server (`langgraph.json` -> `server_checkpointer`)
+all go through here, so every way of running Ensemble reads and writes the same database.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiosqlite
+from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+from ensemble import settings
+from ensemble.errors import DatabaseError
+
+
+def _prepare(path: Path, *, create: bool) -> Path:
+    if str(path) == ":memory:":
+        return path
+    if path.exists() and not path.is_file():
+        raise DatabaseError(f"database path is not a file: {path}")
+    if not path.exists():
+        if not create:
+            raise DatabaseError(f"no database at {path}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _explain(path: Path, error: Exception) -> DatabaseError:
+    text = str(error)
+    if "locked" in text or "busy" in text:
+        return DatabaseError(f"database {path} is locked by another process ({text})")
+    return DatabaseError(f"cannot use database {path}: {text}")
+
+
+def connect(path: str | Path, *, create: bool = True) -> sqlite3.Connection:
+    """Open a sync connection in WAL mode with a busy timeout; check the file is a database."""
+    target = _prepare(Path(path), create=create)
+    timeout = settings.db_timeout()
+    try:
+        conn = sqlite3.connect(str(target), check_same_thread=False, timeout=timeout)
+        conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error as error:
+        raise _explain(target, error) from error
+    return conn
+
+
+@contextmanager
+def open_checkpointer(path: str | Path, *, create: bool = True) -> Iterator[SqliteSaver]:
+    """Yield a ready `SqliteSaver` on `path` (for sync code: notebooks, inspection)."""
+    conn = connect(path, create=create)
+    try:
+        saver = SqliteSaver(conn)
+        try:
+            saver.setup()
+        except sqlite3.Error as error:
+            raise _explain(Path(path), error) from error
+        yield saver
+    finally:
+        conn.close()
+
+
+@asynccontextmanager
+async def open_async_checkpointer(
+    path: str | Path, *, create: bool = True
+) -> AsyncIterator[AsyncSqliteSaver]:
+    """Yield a ready `AsyncSqliteSaver` on `path`; it is bound to the running event loop."""
+    target = _prepare(Path(path), create=create)
+    timeout = settings.db_timeout()
+    try:
+        conn = await aiosqlite.connect(str(target), timeout=timeout)
+    except sqlite3.Error as error:
+        raise _explain(target, error) from error
+    try:
+        try:
+            await conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+            await conn.execute("PRAGMA journal_mode=WAL")
+            saver = AsyncSqliteSaver(conn)
+            await saver.setup()
+        except sqlite3.Error as error:
+            raise _explain(target, error) from error
+        yield saver
+    finally:
+        await conn.close()
+
+
+@asynccontextmanager
+async def server_checkpointer() -> AsyncIterator[AsyncSqliteSaver]:
+    """Checkpointer for `langgraph dev` (`checkpointer.path` in langgraph.json).
+
+    Uses `ENSEMBLE_DB` (set by `ensemble serve`) so the server's threads land in the same file
+    that `ensemble threads / history / show` read.
+    """
+    async with open_async_checkpointer(settings.db_path()) as saver:
+        yield saver
+
+
+@dataclass(frozen=True)
+class ThreadSummary:
+    """One thread as listed by `ensemble threads`."""
+
+    thread_id: str
+    last_checkpoint_id: str
+    checkpoints: int
+
+
+def list_threads(path: str | Path) -> list[ThreadSummary]:
+    """List the threads stored in `path`, newest first, without creating the file."""
+    target = Path(path)
+    if not target.exists():
+        return []
+    conn = connect(target, create=False)
+    try:
+        has_table = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='checkpoints'"
+        ).fetchone()
+        if not has_table:
+            return []
+        rows = conn.execute(
+            "SELECT thread_id, MAX(checkpoint_id), COUNT(*) FROM checkpoints "
+            "WHERE checkpoint_ns = '' GROUP BY thread_id ORDER BY MAX(checkpoint_id) DESC"
+        ).fetchall()
+    except sqlite3.Error as error:
+        raise _explain(target, error) from error
+    finally:
+        conn.close()
+    return [ThreadSummary(str(t), str(c), int(n)) for t, c, n in rows]

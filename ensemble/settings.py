@@ -1,0 +1,39 @@
+"""Process-level defaults read from the environment, in one place.
+
+Nodes never read the environment: entry points (CLI, server, notebooks) turn these defaults into
+a run `Context` and pass it in.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_DB = Path(".ensemble") / "ensemble.db"
+"""Where checkpoints and the corpus index live unless `--db` or `ENSEMBLE_DB` says otherwise."""
+
+DEFAULT_OPENAI_MODEL = "openai:gpt-4o-mini"
+"""The model used when an OpenAI key is present and no model is named."""
+
+
+def db_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """Return the database location: explicit argument, then `ENSEMBLE_DB`, then the default."""
+    chosen = explicit or os.environ.get("ENSEMBLE_DB") or DEFAULT_DB
+    return Path(chosen).expanduser()
+
+
+def default_model_spec() -> str:
+    """Return `ENSEMBLE_MODEL`, else OpenAI when a key is set, else the offline model."""
+    spec = os.environ.get("ENSEMBLE_MODEL", "").strip()
+    if spec:
+        return spec
+    return DEFAULT_OPENAI_MODEL if os.environ.get("OPENAI_API_KEY") else "offline"
+
+
+def db_timeout() -> float:
+    """Seconds to wait for a locked database before giving up (`ENSEMBLE_DB_TIMEOUT`)."""
+    raw = os.environ.get("ENSEMBLE_DB_TIMEOUT", "30")
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        return 30.0

@@ -1,0 +1,45 @@
+"""Tools agents call. The corpus search tool is what researchers cite from."""
+
+from __future__ import annotations
+
+from langchain_core.tools import StructuredTool
+from pydantic import BaseModel, Field
+
+from ensemble.corpus import CorpusIndex, Passage
+
+SEARCH_TOOL_NAME = "search_corpus"
+PASSAGE_CHARS = 700
+
+
+class SearchArgs(BaseModel):
+    """Arguments of `search_corpus`."""
+
+    query: str = Field(description="A short keyword query, e.g. 'json decoder errors'.")
+
+
+def format_passages(passages: list[Passage]) -> str:
+    """Render passages the way the model sees them: id in brackets, title, trimmed text."""
+    if not passages:
+        return "No passages found."
+    blocks = []
+    for p in passages:
+        text = " ".join(p.text.split())
+        if len(text) > PASSAGE_CHARS:
+            text = text[:PASSAGE_CHARS].rsplit(" ", 1)[0] + " ..."
+        blocks.append(f"[{p.id}] {p.title} ({p.source})\n{text}")
+    return "\n\n".join(blocks)
+
+
+def corpus_search_tool(index: CorpusIndex, k: int = 5) -> StructuredTool:
+    """A LangChain tool searching `index`; its schema is what the model is asked to fill."""
+
+    def search_corpus(query: str) -> str:
+        """Search the document corpus (BM25) and return passages with their ids."""
+        return format_passages(index.search(query, k=k))
+
+    return StructuredTool.from_function(
+        func=search_corpus,
+        name=SEARCH_TOOL_NAME,
+        description="Search the document corpus and return matching passages with their ids.",
+        args_schema=SearchArgs,
+    )

@@ -1,0 +1,1 @@
+"""Scenario graphs: one module per scenario, each exposing `build_<name>()` and `graph`."""

@@ -1,0 +1,1 @@
+"""Node functions: generic building blocks and the agents of each scenario."""

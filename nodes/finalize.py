@@ -1,0 +1,37 @@
+"""Finalize: put an honest note on the report saying how the review loop ended."""
+
+from __future__ import annotations
+
+from nodes.progress import report
+from state.research import ResearchState
+
+
+def outcome_note(state: ResearchState) -> str:
+    """One markdown paragraph explaining the outcome; gaps that stayed open are named."""
+    review = state.review
+    open_items = (review["research_gaps"] + review["report_issues"]) if review else []
+    listed = "; ".join(open_items) if open_items else "none named"
+    rounds = f"{state.revision} revision round{'s' if state.revision != 1 else ''}"
+    if state.outcome == "approved":
+        return f"_Reviewed and approved after {rounds}._"
+    if state.outcome == "max_revisions":
+        return (
+            f"> **Note:** the reviewer was still not satisfied after {rounds} (the limit, "
+            f"max_revisions={state.max_revisions}). Open gaps: {listed}."
+        )
+    if review and not open_items:
+        return (
+            f"> **Note:** the reviewer did not approve the report but named nothing to fix, so "
+            f"research stopped after {rounds}."
+        )
+    return (
+        f"> **Note:** the review stalled: the same gaps were reported twice in a row after "
+        f"{rounds}, so more research would not help. Open gaps: {listed}."
+    )
+
+
+async def finalize(state: ResearchState) -> dict:
+    """Append the outcome note to the report."""
+    text = f"{state.report.rstrip()}\n\n{outcome_note(state)}\n"
+    report("finalize", "finished", outcome=state.outcome)
+    return {"report": text}

@@ -1,0 +1,22 @@
+"""Intake: validate a run's input inside the graph, for callers that skip the CLI's check."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from nodes.progress import report
+from state.research import ResearchInput, ResearchState, validate_research_input
+
+
+async def research_intake(state: ResearchState) -> dict:
+    """Validate and normalise the research input; raise `InvalidInputError` on bad input.
+
+    LangGraph does not validate `input_schema`, so a notebook or server client that sends a
+    blank question gets the same one-line error as the CLI, before any agent runs. Run-level
+    fields are written too, so every output key is present from the start.
+    """
+    fields = ResearchInput.model_fields.keys()
+    valid = validate_research_input({k: v for k, v in asdict(state).items() if k in fields})
+    report("intake", "finished", question=valid.question)
+    fresh = {"plan": [], "report": "", "sources": [], "revision": 0, "review": None, "outcome": ""}
+    return valid.model_dump() | fresh

@@ -1,0 +1,84 @@
+"""Planner: split the question into focused sub-questions, one per researcher."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from langchain_core.messages import HumanMessage, SystemMessage
+from langgraph.runtime import Runtime
+from pydantic import BaseModel, Field, create_model
+
+from ensemble.context import Context
+from ensemble.models import chat_model_for
+from nodes.llm import ask_structured
+from nodes.progress import report
+from prompts import render_prompt
+from state.research import ResearchState, SubQuestion, task_id
+
+
+class SubQuestionDraft(BaseModel):
+    """One sub-question proposed by the planner."""
+
+    question: str = Field(description="A focused, searchable sub-question.", min_length=1)
+    rationale: str = Field(description="Why answering it helps answer the main question.")
+
+
+@cache
+def plan_schema(max_items: int) -> type[BaseModel]:
+    """The plan's schema with the run's bounds, so the model sees exactly how many to write."""
+    return create_model(
+        "Plan",
+        __doc__="A research plan: sub-questions to research in parallel.",
+        subquestions=(
+            list[SubQuestionDraft],
+            Field(min_length=1, max_length=max_items, description="The sub-questions."),
+        ),
+    )
+
+
+def make_plan(question: str, drafts: list[SubQuestionDraft], max_items: int) -> list[SubQuestion]:
+    """Deduplicate and bound the drafts; never return an empty plan.
+
+    A weak model may repeat itself or return a single item: the question itself is then added
+    (it is researched as asked), so a plan has two items whenever the model gave at least one.
+    """
+    seen: set[str] = set()
+    plan: list[SubQuestion] = []
+    for draft in drafts:
+        text = " ".join(draft.question.split())
+        key = text.casefold().rstrip("?. ")
+        if not text or key in seen:
+            continue
+        seen.add(key)
+        plan.append(_sub(text, " ".join(draft.rationale.split())))
+        if len(plan) == max_items:
+            break
+    if len(plan) < min(2, max_items) and question.casefold().rstrip("?. ") not in seen:
+        plan.append(_sub(question, "The question as asked."))
+    return plan
+
+
+def plan_from_texts(texts: list[str]) -> list[SubQuestion]:
+    """Build a plan from sub-question texts written by a person (plan review, fork)."""
+    unique = dict.fromkeys(" ".join(t.split()) for t in texts if t.strip())
+    return [_sub(text, "Given by a person.") for text in unique]
+
+
+def _sub(question: str, rationale: str) -> SubQuestion:
+    return {"id": task_id("sq", question), "question": question, "rationale": rationale}
+
+
+async def planner(state: ResearchState, runtime: Runtime[Context]) -> dict:
+    """Write the plan with the planner model (structured output, retried, then a fallback)."""
+    report("planner", "started")
+    max_items = state.max_researchers
+    model = chat_model_for(runtime.context, "planner")
+    messages = [
+        SystemMessage(render_prompt("planner", min_items=min(2, max_items), max_items=max_items)),
+        HumanMessage(state.question),
+    ]
+    drafted = await ask_structured(model, plan_schema(max_items), messages)
+    drafts = list(getattr(drafted, "subquestions", []))
+    plan = make_plan(state.question, drafts, max_items)
+    report("planner", "finished", subquestions=[s["question"] for s in plan])
+    return {"plan": plan}

@@ -1,0 +1,152 @@
+"""Researcher: answer one sub-question from the corpus, citing the passages it used."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langgraph.runtime import Runtime
+
+from ensemble.context import Context
+from ensemble.corpus import CorpusIndex, Passage, open_corpus
+from ensemble.models import chat_model_for
+from ensemble.tools import SEARCH_TOOL_NAME, corpus_search_tool, format_passages
+from nodes.citations import attribute, drop_unknown, passage_ids_in
+from nodes.progress import report
+from prompts import load_prompt
+from state.research import Note, PassageRef, ResearchTask
+
+EXCERPT_CHARS = 240
+FALLBACK_PASSAGES = 2
+
+log = logging.getLogger(__name__)
+
+
+async def researcher(task: ResearchTask, runtime: Runtime[Context]) -> dict:
+    """Research one task; a failure becomes a note saying so instead of stopping the run.
+
+    Parallel researchers run in one LangGraph step, where one raised exception cancels the
+    siblings still running. Catching it here keeps their work; the reviewer then sees the
+    sub-question as uncovered and sends it back for another round.
+    """
+    task_id, question = task["task_id"], task["subquestion"]
+    report("researcher", "started", task=task_id, subquestion=question)
+    try:
+        note, found = await _research(task, runtime)
+    except Exception as error:
+        log.warning("researcher %s failed: %s", task_id, error, exc_info=True)
+        message = f"{type(error).__name__}: {error}"
+        report("researcher", "failed", task=task_id, error=message)
+        return {"notes": {task_id: failed_note(task, message)}}
+    report(
+        "researcher", "finished", task=task_id, cited=len(note["cited"]), fallback=note["fallback"]
+    )
+    return {"notes": {task_id: note}, "passages": {pid: _ref(p) for pid, p in found.items()}}
+
+
+async def _research(
+    task: ResearchTask, runtime: Runtime[Context]
+) -> tuple[Note, dict[str, Passage]]:
+    """Search (a tool call forced by name), read, and write cited notes.
+
+    The search is forced by naming the tool, which every OpenAI-compatible server honours; the
+    node also searches the sub-question itself so a poor query from a weak model still finds
+    material. The tool-call transcript stays inside this node: only the note is checkpointed.
+    """
+    question = task["subquestion"]
+    k = runtime.context.search_k
+    index = open_corpus(runtime.context.db_path, task["corpus"])
+    model = chat_model_for(runtime.context, "researcher")
+    tool = corpus_search_tool(index, k)
+
+    messages: list[BaseMessage] = [
+        SystemMessage(load_prompt("researcher")),
+        HumanMessage(f"Sub-question: {question}"),
+    ]
+    call = await model.bind_tools([tool], tool_choice=SEARCH_TOOL_NAME).ainvoke(messages)
+    found: dict[str, Passage] = {}
+    own = await _search(index, question, k)
+    if call.tool_calls:
+        messages.append(call)
+        for position, tool_call in enumerate(call.tool_calls):
+            query = tool_call["args"].get("query")
+            results = await _search(index, query, k) if isinstance(query, str) else []
+            if position == 0:
+                results = _merge(results, own)
+            found.update((p.id, p) for p in results)
+            messages.append(ToolMessage(format_passages(results), tool_call_id=tool_call["id"]))
+    else:
+        found.update((p.id, p) for p in own)
+        messages.append(HumanMessage(f"Search results:\n\n{format_passages(own)}"))
+
+    answer = await model.ainvoke(messages)
+    return write_note(task, answer.text, found), found
+
+
+def failed_note(task: ResearchTask, error: str) -> Note:
+    """The note of a researcher that failed: no citations, so the reviewer asks again."""
+    return {
+        "task_id": task["task_id"],
+        "subquestion": task["subquestion"],
+        "summary": f"Research failed: {error}",
+        "cited": [],
+        "round": task["round"],
+        "fallback": False,
+        "error": error,
+    }
+
+
+def write_note(task: ResearchTask, answer: str, found: dict[str, Passage]) -> Note:
+    """Turn the model's answer into a note whose citations all point at retrieved passages.
+
+    Uncited lines are attributed to the passage they come from; citations of passages that were
+    not retrieved are dropped. With no valid citation left, the note quotes the best passages
+    instead (marked as a fallback), so a weak model still yields evidence that is real.
+    """
+    text = attribute(answer.strip(), {pid: p.text for pid, p in found.items()})
+    text, _dropped = drop_unknown(text, found)
+    cited = passage_ids_in(text)
+    fallback = not cited
+    if fallback:
+        best = list(found.values())[:FALLBACK_PASSAGES]
+        text = "\n".join(f"{_first_sentences(p.text)} [{p.id}]" for p in best)
+        cited = [p.id for p in best]
+        if not best:
+            text = "No passage of the corpus matched this sub-question."
+    return {
+        "task_id": task["task_id"],
+        "subquestion": task["subquestion"],
+        "summary": text,
+        "cited": cited,
+        "round": task["round"],
+        "fallback": fallback,
+        "error": None,
+    }
+
+
+async def _search(index: CorpusIndex, query: str, k: int) -> list[Passage]:
+    return await asyncio.to_thread(index.search, query, k)
+
+
+def _merge(first: list[Passage], second: list[Passage]) -> list[Passage]:
+    seen = {p.id for p in first}
+    return first + [p for p in second if p.id not in seen]
+
+
+def _first_sentences(text: str, limit: int = 300) -> str:
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    cut = flat[:limit]
+    end = cut.rfind(". ")
+    return cut[: end + 1] if end > 60 else cut.rsplit(" ", 1)[0] + " ..."
+
+
+def _ref(passage: Passage) -> PassageRef:
+    return {
+        "id": passage.id,
+        "title": passage.title,
+        "source": passage.source,
+        "excerpt": _first_sentences(passage.text, EXCERPT_CHARS),
+    }

@@ -1,0 +1,71 @@
+"""Synthesizer: one markdown report with numbered citations and a source list."""
+
+from __future__ import annotations
+
+from langchain_core.messages import HumanMessage, SystemMessage
+from langgraph.runtime import Runtime
+
+from ensemble.context import Context
+from ensemble.models import chat_model_for
+from nodes.citations import renumber
+from nodes.progress import report
+from prompts import load_prompt
+from state.research import Note, PassageRef, ResearchState, Source
+
+
+def ordered_notes(state: ResearchState) -> list[Note]:
+    """Notes in reading order: the plan's sub-questions first, then gap rounds as they came."""
+    order = {sq["id"]: i for i, sq in enumerate(state.plan)}
+    notes = [n for n in state.notes.values() if n["task_id"] in order or n["round"] > 0]
+    return sorted(notes, key=lambda n: (n["round"], order.get(n["task_id"], 0), n["task_id"]))
+
+
+def number_sources(notes: list[Note], passages: dict[str, PassageRef]) -> list[Source]:
+    """Number every cited passage once, in order of first citation."""
+    sources: list[Source] = []
+    seen: set[str] = set()
+    for note in notes:
+        for pid in note["cited"]:
+            if pid in seen or pid not in passages:
+                continue
+            seen.add(pid)
+            ref = passages[pid]
+            sources.append(
+                {
+                    "n": len(sources) + 1,
+                    "passage_id": pid,
+                    "title": ref["title"],
+                    "source": ref["source"],
+                }
+            )
+    return sources
+
+
+def source_list(sources: list[Source]) -> str:
+    """The report's `## Sources` section."""
+    lines = [f"[{s['n']}] {s['title']} ({s['source']}) `{s['passage_id']}`" for s in sources]
+    return "## Sources\n\n" + ("\n".join(lines) if lines else "No sources were cited.")
+
+
+async def synthesizer(state: ResearchState, runtime: Runtime[Context]) -> dict:
+    """Write the report from the notes; the source list is built here, not by the model."""
+    report("synthesizer", "started")
+    notes = ordered_notes(state)
+    sources = number_sources(notes, state.passages)
+    numbers = {s["passage_id"]: s["n"] for s in sources}
+    numbered_notes = "\n\n".join(
+        f"### {n['subquestion']}\n{renumber(n['summary'], numbers)}" for n in notes
+    )
+    model = chat_model_for(runtime.context, "synthesizer")
+    answer = await model.ainvoke(
+        [
+            SystemMessage(load_prompt("synthesizer")),
+            HumanMessage(f"Question: {state.question}\n\nNotes:\n\n{numbered_notes}"),
+        ]
+    )
+    body = (
+        answer.text.strip() or "The writer returned no text; the notes follow.\n\n" + numbered_notes
+    )
+    text = f"# {state.question}\n\n{body}\n\n{source_list(sources)}\n"
+    report("synthesizer", "finished", sources=len(sources))
+    return {"report": text, "sources": sources}

@@ -1,0 +1,1 @@
+"""Typed state schemas, input/output schemas and reducers of every scenario."""

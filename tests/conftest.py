@@ -1,0 +1,92 @@
+"""Shared fixtures: an offline environment, small corpora, checkpointers, scripted models."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+
+from ensemble.corpus import open_corpus
+from ensemble.models import register_model, unregister_model
+from ensemble.persistence import open_async_checkpointer
+
+DOCS = {
+    "bees.md": "# Honey bees\n\nHoney bees live in colonies with one queen, thousands of "
+    "workers and some drones. Workers forage for nectar and pollen.\n\nA worker bee "
+    "communicates the direction of flowers with the waggle dance.",
+    "honey.txt": "Honey production\n\nBees turn nectar into honey by evaporation and "
+    "enzymes. Honey is stored in wax comb cells and capped with wax.",
+    "pollination.rst": "Pollination\n===========\n\nBees pollinate flowering plants while they "
+    "collect pollen. Many crops such as apples and almonds depend on bee pollination.",
+    "guide/hive.html": "<html><head><title>The hive</title><script>var x = 1;</script></head>"
+    "<body><h1>The hive</h1><p>The hive is built from wax produced by young worker bees. "
+    "Hexagonal cells hold brood, pollen and honey.</p></body></html>",
+}
+
+
+@pytest.fixture(autouse=True)
+def offline_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test reaches a real model or the user's database."""
+    monkeypatch.setenv("ENSEMBLE_MODEL", "offline")
+    monkeypatch.setenv("ENSEMBLE_DB", str(tmp_path / "default.db"))
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+
+
+@pytest.fixture
+def corpus_dir(tmp_path: Path) -> Path:
+    """A small folder corpus about bees."""
+    root = tmp_path / "corpus"
+    for name, text in DOCS.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="session")
+def default_corpus_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A database with Python's documentation indexed once for the whole session."""
+    db = tmp_path_factory.mktemp("default-corpus") / "ensemble.db"
+    index = open_corpus(db)
+    index.ensure()
+    index.close()
+    return db
+
+
+@pytest.fixture
+def db_with_default_corpus(default_corpus_db: Path, tmp_path: Path) -> Path:
+    """A private copy of the pre-indexed database."""
+    db = tmp_path / "ensemble.db"
+    shutil.copy(default_corpus_db, db)
+    return db
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def checkpointer(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator:
+    """Every graph test runs on both checkpointers."""
+    if request.param == "memory":
+        yield InMemorySaver()
+    else:
+        async with open_async_checkpointer(tmp_path / "checkpoints.db") as saver:
+            yield saver
+
+
+@pytest.fixture
+def register() -> Iterator:
+    """Register scripted models under unique names; returns a function name -> spec."""
+    names: list[str] = []
+
+    def _register(model) -> str:
+        name = f"scripted-{uuid.uuid4().hex[:8]}"
+        register_model(name, model)
+        names.append(name)
+        return name
+
+    yield _register
+    for name in names:
+        unregister_model(name)
