@@ -68,11 +68,12 @@ def open_checkpointer(path: str | Path, *, create: bool = True) -> Iterator[Sqli
         conn.close()
 
 
-@asynccontextmanager
-async def open_async_checkpointer(
-    path: str | Path, *, create: bool = True
-) -> AsyncIterator[AsyncSqliteSaver]:
-    """Yield a ready `AsyncSqliteSaver` on `path`; it is bound to the running event loop."""
+async def open_saver(path: str | Path, *, create: bool = True) -> AsyncSqliteSaver:
+    """Return a ready `AsyncSqliteSaver`; close it with `await saver.conn.close()`.
+
+    For notebooks, where a saver lives across cells; elsewhere use `open_async_checkpointer`.
+    It is bound to the running event loop.
+    """
     target = _prepare(Path(path), create=create)
     timeout = settings.db_timeout()
     try:
@@ -80,16 +81,26 @@ async def open_async_checkpointer(
     except sqlite3.Error as error:
         raise _explain(target, error) from error
     try:
-        try:
-            await conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
-            await conn.execute("PRAGMA journal_mode=WAL")
-            saver = AsyncSqliteSaver(conn)
-            await saver.setup()
-        except sqlite3.Error as error:
-            raise _explain(target, error) from error
+        await conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        await conn.execute("PRAGMA journal_mode=WAL")
+        saver = AsyncSqliteSaver(conn)
+        await saver.setup()
+    except sqlite3.Error as error:
+        await conn.close()
+        raise _explain(target, error) from error
+    return saver
+
+
+@asynccontextmanager
+async def open_async_checkpointer(
+    path: str | Path, *, create: bool = True
+) -> AsyncIterator[AsyncSqliteSaver]:
+    """Yield a ready `AsyncSqliteSaver` on `path` and close it afterwards."""
+    saver = await open_saver(path, create=create)
+    try:
         yield saver
     finally:
-        await conn.close()
+        await saver.conn.close()
 
 
 @asynccontextmanager
