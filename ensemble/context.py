@@ -31,6 +31,9 @@ class Context:
     search_k: int = 5
     """Passages returned by each corpus search."""
 
+    max_concurrency: int = 4
+    """Agents of one role (e.g. researchers) working at once in a run."""
+
     def model_for(self, role: str) -> str:
         """Return the model spec of `role`."""
         return self.role_models.get(role) or self.model

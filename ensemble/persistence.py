@@ -103,6 +103,18 @@ async def open_async_checkpointer(
         await saver.conn.close()
 
 
+async def ensure_writable(saver: AsyncSqliteSaver, path: str | Path) -> None:
+    """Fail now, with a clear message, if another process holds the write lock.
+
+    Better than a run that starts and then fails at its first checkpoint.
+    """
+    try:
+        await saver.conn.execute("BEGIN IMMEDIATE")
+        await saver.conn.execute("ROLLBACK")
+    except sqlite3.Error as error:
+        raise _explain(Path(path), error) from error
+
+
 @asynccontextmanager
 async def server_checkpointer() -> AsyncIterator[AsyncSqliteSaver]:
     """Checkpointer for `langgraph dev` (`checkpointer.path` in langgraph.json).

@@ -1,4 +1,4 @@
-"""Compiling scenario graphs the same way everywhere: named, with a concurrency cap."""
+"""Compiling scenario graphs the same way everywhere: named, with metrics."""
 
 from __future__ import annotations
 
@@ -6,13 +6,18 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-MAX_CONCURRENCY = 4
-"""Default cap on tasks (e.g. researchers) running at once; a run's config may override it."""
+from ensemble.telemetry import MetricsCallback
 
 
 def compile_graph(
     builder: StateGraph, name: str, checkpointer: BaseCheckpointSaver | None = None
 ) -> CompiledStateGraph:
-    """Compile `builder` under `name`; without a checkpointer for the LangGraph server."""
+    """Compile `builder` under `name`; without a checkpointer for the LangGraph server.
+
+    The metrics callback rides in the graph's own config, so runs from the CLI, a notebook or
+    the server are all counted; callbacks a caller passes are added to it, not replacing it.
+    No `max_concurrency` here: it would also throttle checkpoint writes (see
+    `ensemble.concurrency`); agents are capped by `Context.max_concurrency` instead.
+    """
     compiled = builder.compile(checkpointer=checkpointer, name=name)
-    return compiled.with_config(max_concurrency=MAX_CONCURRENCY)
+    return compiled.with_config(callbacks=[MetricsCallback(name)])

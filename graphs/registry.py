@@ -49,6 +49,10 @@ def _research_answer(answer: Any, values: Mapping[str, Any]) -> Any:
 
 
 def _research_fork(values: Mapping[str, Any], sets: Mapping[str, Any]) -> dict[str, Any]:
+    if not values.get("question"):
+        raise InvalidInputError(
+            "this checkpoint comes before the run's input was read; fork from a later one"
+        )
     inputs = set(ResearchInput.model_fields)
     allowed = sorted(inputs | {"plan"})
     unknown = sorted(set(sets) - set(allowed))

@@ -6,8 +6,10 @@ import asyncio
 import logging
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
+from ensemble.concurrency import agent_gate
 from ensemble.context import Context
 from ensemble.corpus import CorpusIndex, Passage, open_corpus
 from ensemble.models import chat_model_for
@@ -31,9 +33,11 @@ async def researcher(task: ResearchTask, runtime: Runtime[Context]) -> dict:
     sub-question as uncovered and sends it back for another round.
     """
     task_id, question = task["task_id"], task["subquestion"]
-    report("researcher", "started", task=task_id, subquestion=question)
+    thread = str(get_config().get("configurable", {}).get("thread_id", ""))
     try:
-        note, found = await _research(task, runtime)
+        async with agent_gate(thread, "researcher", runtime.context.max_concurrency):
+            report("researcher", "started", task=task_id, subquestion=question)
+            note, found = await _research(task, runtime)
     except Exception as error:
         log.warning("researcher %s failed: %s", task_id, error, exc_info=True)
         message = f"{type(error).__name__}: {error}"

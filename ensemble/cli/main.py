@@ -30,7 +30,7 @@ from ensemble.context import Context
 from ensemble.corpus import CorpusIndex
 from ensemble.errors import DatabaseError, EnsembleError, InvalidInputError
 from ensemble.models import validate_spec
-from ensemble.persistence import list_threads, open_async_checkpointer
+from ensemble.persistence import ensure_writable, list_threads, open_async_checkpointer
 from graphs.registry import SCENARIOS, get_scenario, parse_json_value
 
 EXIT_FAILED = 1
@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     running.add_argument("--yes", action="store_true", help="approve every human review")
     running.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     running.add_argument("--out", type=Path, help="also write the report (markdown) to this file")
+    running.add_argument("--max-concurrency", type=int, help="agents running at once (default 4)")
 
     run = sub.add_parser("run", parents=[common, running], help="start a scenario run")
     run.add_argument("scenario", help="scenario name (see `ensemble scenarios`)")
@@ -117,7 +118,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _context(args: argparse.Namespace, db: Path) -> Context:
     spec = validate_spec(args.model) if args.model else validate_spec(settings.default_model_spec())
-    return Context(model=spec, db_path=str(db))
+    context = Context(model=spec, db_path=str(db))
+    if args.max_concurrency is not None:
+        if not 1 <= args.max_concurrency <= 64:
+            raise InvalidInputError("--max-concurrency must be between 1 and 64")
+        context.max_concurrency = args.max_concurrency
+    return context
 
 
 def _answerer(args: argparse.Namespace, given: Any = None) -> Answerer:
@@ -191,6 +197,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
     corpus = CorpusIndex(db, data.get("corpus")) if "corpus" in data else None
     progress = Progress(quiet=args.quiet)
     async with open_async_checkpointer(db) as saver:
+        await ensure_writable(saver, db)
         graph = scenario.compile(saver)
         thread_id = args.thread or new_thread_id(scenario.name)
         if await saver.aget_tuple(thread_config(thread_id)) is not None:
@@ -201,7 +208,13 @@ async def cmd_run(args: argparse.Namespace) -> int:
             progress.line(f"[corpus] {stats.passages} passages ready")
         progress.line(f"[run] thread {thread_id}")
         result = await drive(
-            graph, scenario, thread_config(thread_id), data, context, progress, _answerer(args)
+            graph,
+            scenario,
+            thread_config(thread_id),
+            data,
+            context,
+            progress,
+            _answerer(args),
         )
     return _finish(result, args)
 
@@ -212,6 +225,7 @@ async def cmd_resume(args: argparse.Namespace) -> int:
     context = _context(args, db)
     progress = Progress(quiet=args.quiet)
     async with open_async_checkpointer(_existing(db, args.thread), create=False) as saver:
+        await ensure_writable(saver, db)
         scenario = await scenario_of(saver, args.thread)
         graph = scenario.compile(saver)
         config = thread_config(args.thread)
@@ -245,6 +259,7 @@ async def cmd_fork(args: argparse.Namespace) -> int:
     sets = dict(_parse_set(item) for item in args.sets)
     progress = Progress(quiet=args.quiet)
     async with open_async_checkpointer(_existing(db, args.thread), create=False) as saver:
+        await ensure_writable(saver, db)
         scenario = await scenario_of(saver, args.thread)
         graph = scenario.compile(saver)
         snapshot = await require_checkpoint(graph, thread_config(args.thread, args.checkpoint))
@@ -255,7 +270,7 @@ async def cmd_fork(args: argparse.Namespace) -> int:
             try:
                 config = await graph.aupdate_state(snapshot.config, updates)
             except Exception as error:  # LangGraph's InvalidUpdateError and kin, made readable
-                raise InvalidInputError(f"cannot fork at {args.checkpoint}: {error}") from None
+                raise InvalidInputError(f"cannot fork at {args.checkpoint}: {error!r}") from error
         progress.line(f"[fork] thread {args.thread} from checkpoint {args.checkpoint}")
         result = await drive(graph, scenario, config, None, context, progress, _answerer(args))
     return _finish(result, args)

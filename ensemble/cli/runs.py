@@ -56,7 +56,7 @@ def new_thread_id(scenario: str) -> str:
 
 def thread_config(thread_id: str, checkpoint_id: str | None = None) -> RunnableConfig:
     """The config addressing a thread (and optionally one of its checkpoints)."""
-    configurable: dict[str, Any] = {"thread_id": thread_id}
+    configurable: dict[str, Any] = {"thread_id": thread_id, "checkpoint_ns": ""}
     if checkpoint_id:
         configurable["checkpoint_id"] = checkpoint_id
     return {"configurable": configurable}
@@ -129,7 +129,8 @@ async def drive(
     task before the next starts, so a killed process loses no finished work.
     """
     thread_id = config["configurable"]["thread_id"]
-    run_config: RunnableConfig = {**config, "metadata": {"scenario": scenario.name}}
+    extra: dict[str, Any] = {"metadata": {"scenario": scenario.name}}
+    run_config: RunnableConfig = {**config, **extra}  # type: ignore[typeddict-item]
     payload = first_input
     while True:
         try:
@@ -148,7 +149,7 @@ async def drive(
             result.status, result.error = "failed", f"{type(error).__name__}: {error}"
             return result
         # After a fork the thread's newest checkpoint is the branch just run.
-        run_config = {**thread_config(thread_id), "metadata": {"scenario": scenario.name}}
+        run_config = {**thread_config(thread_id), **extra}  # type: ignore[typeddict-item]
         snapshot = await graph.aget_state(thread_config(thread_id))
         result = result_of(snapshot, scenario, thread_id)
         if result.status != "interrupted" or result.interrupt is None:
@@ -163,4 +164,7 @@ async def drive(
 
 def stdin_is_interactive() -> bool:
     """True when a person can answer prompts at this terminal."""
-    return sys.stdin is not None and sys.stdin.isatty()
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False

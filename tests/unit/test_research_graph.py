@@ -258,3 +258,32 @@ def test_graph_exposes_typed_schemas():
     }
     assert schema["properties"]["max_researchers"]["maximum"] == 16
     assert set(graph.get_output_jsonschema()["properties"]) >= {"report", "sources", "outcome"}
+
+
+@pytest.mark.parametrize("cap", [1, 2])
+async def test_researchers_respect_the_concurrency_cap(graph, register, corpus_dir, tmp_path, cap):
+    import threading
+    import time
+
+    active, peak, lock = [0], [0], threading.Lock()
+    inner = researcher_responder()
+
+    def slow(messages, kwargs):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.05)
+        with lock:
+            active[0] -= 1
+        return inner(messages, kwargs)
+
+    questions = [f"What about {w}?" for w in ("wax", "honey", "pollen", "queen")]
+    context, _ = make_context(
+        register, tmp_path / "index.db", planner=plan_responder(*questions), researcher=slow
+    )
+    context.max_concurrency = cap
+    out = await graph.ainvoke(
+        {"question": "Tell me about bees", "corpus": str(corpus_dir)}, config(), context=context
+    )
+    assert len(out["plan"]) == 4
+    assert peak[0] == cap

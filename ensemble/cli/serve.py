@@ -1,0 +1,246 @@
+"""`ensemble serve`: every scenario behind the LangGraph dev server, on the project's database.
+
+The server is `langgraph dev` (in-memory runtime) started from the project root that holds
+`langgraph.json`, so the graph paths there resolve. Its checkpoints go to the same SQLite file
+the CLI uses (`ENSEMBLE_DB` -> `ensemble.persistence.server_checkpointer`), so a thread started
+through the server can be listed, shown, resumed or forked with `ensemble` and the other way
+round. Thread and run records of the server itself stay in `.langgraph_api/` of the project.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.util
+import os
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import ensemble
+from ensemble import settings
+from ensemble.errors import EnsembleError
+from ensemble.models import validate_spec
+
+HOST = "127.0.0.1"
+"""The dev server has no authentication: it only ever listens on the loopback interface."""
+
+DEFAULT_PORT = 2024
+DEFAULT_JOBS = 4
+"""Runs executed at once; the dev server's own default (1) makes every client wait in line."""
+
+STOP_GRACE_SECONDS = 10.0
+"""How long a stopping server may take to finish before it is killed."""
+
+CONFIG_NAME = "langgraph.json"
+
+OFFLINE_ENV = {"LANGGRAPH_CLI_NO_ANALYTICS": "1", "LANGGRAPH_NO_VERSION_CHECK": "true"}
+"""No analytics and no PyPI version check: the server must start without network access."""
+
+
+class ServeError(EnsembleError):
+    """The server cannot be started (no langgraph.json, port taken, missing package)."""
+
+
+def add_serve_parser(
+    subparsers: argparse._SubParsersAction, parents: Sequence[argparse.ArgumentParser]
+) -> argparse.ArgumentParser:
+    """Add `ensemble serve` to the CLI; `--db`/`--model` are added unless a parent has them."""
+    serve = subparsers.add_parser(
+        "serve",
+        parents=list(parents),
+        help="serve every scenario with the LangGraph dev server",
+        description="Run `langgraph dev` on 127.0.0.1 with checkpoints in the Ensemble database.",
+    )
+    serve.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})"
+    )
+    serve.add_argument(
+        "--jobs",
+        type=int,
+        default=DEFAULT_JOBS,
+        help=f"runs executed at once (default {DEFAULT_JOBS})",
+    )
+    serve.add_argument(
+        "--reload", action="store_true", help="restart the server when source files change"
+    )
+    _add_if_missing(
+        serve, "--db", help=f"SQLite database (default: $ENSEMBLE_DB or {settings.DEFAULT_DB})"
+    )
+    _add_if_missing(
+        serve, "--model", help="default model spec of server runs (default: $ENSEMBLE_MODEL)"
+    )
+    return serve
+
+
+def _add_if_missing(parser: argparse.ArgumentParser, flag: str, **kwargs: Any) -> None:
+    try:
+        parser.add_argument(flag, **kwargs)
+    except argparse.ArgumentError:
+        pass  # a parent parser already defines it
+
+
+async def cmd_serve(args: argparse.Namespace) -> int:
+    """`ensemble serve`: run the dev server until it stops or SIGINT/SIGTERM arrives."""
+    root = project_root()
+    db = settings.db_path(getattr(args, "db", None)).resolve()
+    model = getattr(args, "model", None)
+    model = validate_spec(model) if model else None
+    _check_jobs(args.jobs)
+    _check_port(args.port)
+    _check_server_installed()
+    db.parent.mkdir(parents=True, exist_ok=True)
+
+    print(f"Ensemble server: {server_url(args.port)}", flush=True)
+    print(f"Database:        {db}", flush=True)
+    print(f"API docs:        {server_url(args.port)}/docs   (Ctrl-C stops)", flush=True)
+    process = await asyncio.create_subprocess_exec(
+        *server_command(args.port, reload=args.reload, jobs=args.jobs),
+        cwd=str(root),
+        env=server_env(db, model),
+        start_new_session=True,  # the terminal's Ctrl-C reaches us once; we forward it once
+    )
+    return await supervise(process)
+
+
+def project_root() -> Path:
+    """The directory holding `langgraph.json`: the parent of the installed `ensemble` package.
+
+    Raises:
+        ServeError: When the package is installed without its project (e.g. from a wheel).
+    """
+    root = Path(ensemble.__file__).resolve().parent.parent
+    if not (root / CONFIG_NAME).is_file():
+        raise ServeError(
+            f"no {CONFIG_NAME} in {root}: `ensemble serve` needs the project checkout "
+            '(install it with `pip install -e ".[dev]"` from the repository)'
+        )
+    return root
+
+
+def server_url(port: int) -> str:
+    """The base URL clients use."""
+    return f"http://{HOST}:{port}"
+
+
+def server_command(
+    port: int,
+    *,
+    reload: bool = False,
+    jobs: int = DEFAULT_JOBS,
+    config: str | os.PathLike[str] | None = None,
+) -> list[str]:
+    """The `langgraph dev` command line, run with this Python so it sees the same packages.
+
+    Reload is off by default: with it on, a server that fails to start hangs silently.
+    """
+    command = [sys.executable, "-m", "langgraph_cli", "dev"]
+    command += ["--host", HOST, "--port", str(port), "--no-browser"]
+    command += ["--n-jobs-per-worker", str(jobs)]
+    if not reload:
+        command.append("--no-reload")
+    if config is not None:
+        command += ["--config", str(config)]
+    return command
+
+
+def server_env(
+    db: str | os.PathLike[str], model: str | None = None, base: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The server's environment: offline switches, the database and the default model."""
+    env = dict(os.environ if base is None else base)
+    env.update(OFFLINE_ENV)
+    env["ENSEMBLE_DB"] = str(Path(db).resolve())
+    if model:
+        env["ENSEMBLE_MODEL"] = model
+    return env
+
+
+async def supervise(process: asyncio.subprocess.Process) -> int:
+    """Wait for the server; forward SIGINT/SIGTERM to it and kill it if it will not stop.
+
+    Returns:
+        0 after a requested stop, else the server's exit code (128+N when killed by signal N).
+    """
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    installed = _install_handlers(loop, lambda sig: _request_stop(process, sig, stop))
+    exited = asyncio.ensure_future(process.wait())
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not exited.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(exited), STOP_GRACE_SECONDS)
+            except TimeoutError:
+                print("ensemble: server did not stop in time; killing it", file=sys.stderr)
+                _signal_group(process, signal.SIGKILL)
+                await exited
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+        stopping.cancel()
+        if process.returncode is None:  # we were cancelled: never leave a server behind
+            _signal_group(process, signal.SIGKILL)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(exited)
+    code = process.returncode or 0
+    if stop.is_set():
+        return 0
+    return 128 - code if code < 0 else code
+
+
+def _request_stop(process: asyncio.subprocess.Process, sig: int, stop: asyncio.Event) -> None:
+    if not stop.is_set():
+        print("\nensemble: stopping the server ...", file=sys.stderr, flush=True)
+        _signal_group(process, sig)
+    stop.set()
+
+
+def _install_handlers(loop: asyncio.AbstractEventLoop, handler: Any) -> list[int]:
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, handler, sig)
+        except (NotImplementedError, RuntimeError, ValueError):
+            continue  # not the main thread, or a platform without loop signal handlers
+        installed.append(sig)
+    return installed
+
+
+def _signal_group(process: asyncio.subprocess.Process, sig: int) -> None:
+    """Signal the server's whole process group (a reloading server has worker children)."""
+    try:
+        if hasattr(os, "killpg"):
+            os.killpg(process.pid, sig)
+        else:  # pragma: no cover - Windows
+            process.send_signal(sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _check_port(port: int) -> None:
+    if not 1 <= port <= 65535:
+        raise ServeError(f"--port must be 1..65535, got {port}")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((HOST, port))
+        except OSError as error:
+            raise ServeError(f"port {port} on {HOST} is not free ({error.strerror})") from None
+
+
+def _check_jobs(jobs: int) -> None:
+    if jobs < 1:
+        raise ServeError(f"--jobs must be at least 1, got {jobs}")
+
+
+def _check_server_installed() -> None:
+    missing = [m for m in ("langgraph_cli", "langgraph_api") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ServeError(
+            f"{', '.join(missing)} not installed; install with: pip install 'langgraph-cli[inmem]'"
+        )

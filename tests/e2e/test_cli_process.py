@@ -1,0 +1,129 @@
+"""The installed `ensemble` command as a user runs it: a real process, the real offline model."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ensemble.corpus import CorpusIndex
+
+ENSEMBLE = str(Path(sys.executable).parent / "ensemble")
+MULTI_PART = "How do json encoding, pickle protocols, csv dialects and sqlite3 connections work?"
+
+
+def ensemble(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [ENSEMBLE, *argv], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
+
+
+def wait_for_saved_note(db: str, thread: str, task_id: str, timeout: float = 10) -> None:
+    """Wait until the task's note is in the checkpoint writes (the finished event comes first)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if saved_note(db, thread, task_id):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"note of {task_id} was never saved")
+
+
+def saved_note(db: str, thread: str, task_id: str) -> bool:
+    """Whether a researcher's note is among the thread's saved task writes."""
+    with sqlite3.connect(db) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM writes WHERE thread_id = ? AND channel = 'notes' "
+            "AND instr(value, ?) > 0",
+            (thread, task_id.encode()),
+        ).fetchone()
+    return bool(row[0])
+
+
+def test_offline_research_on_default_corpus_cites_real_passages(db_with_default_corpus):
+    done = ensemble(
+        "run",
+        "research",
+        "How does Python's json module decode JSON documents?",
+        "--yes",
+        "--json",
+        "--db",
+        str(db_with_default_corpus),
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["status"] == "done"
+    output = result["output"]
+    report, sources = output["report"], output["sources"]
+    assert "offline model" in report
+    body = report.split("## Sources")[0]
+    used = {int(n) for n in re.findall(r"\[(\d+)\]", body)}
+    numbers = {s["n"] for s in sources}
+    assert used and used <= numbers
+    index = CorpusIndex(db_with_default_corpus)
+    for source in sources:
+        passage = index.get(source["passage_id"])
+        assert passage is not None, source
+        assert passage.title == source["title"]
+        assert f"`{source['passage_id']}`" in report
+    assert any("json" in s["passage_id"] for s in sources)
+
+
+def test_sigkill_during_research_then_resume_reruns_only_unfinished(db_with_default_corpus):
+    db = str(db_with_default_corpus)
+    proc = subprocess.Popen(
+        [
+            ENSEMBLE,
+            "run",
+            "research",
+            MULTI_PART,
+            "--thread",
+            "crash",
+            "--db",
+            db,
+            "--yes",
+            "--json",
+            "--max-concurrency",
+            "1",
+            "--model",
+            "offline?latency=0.4",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    finished_before: set[str] = set()
+    planned: list[str] = []
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if line.startswith("[planner] finished"):
+            planned = line.split("sub-questions: ", 1)[1].strip().split(" | ")
+        match = re.match(r"\[researcher\] finished (\S+):", line)
+        if match:
+            finished_before.add(match.group(1))
+            wait_for_saved_note(db, "crash", match.group(1))
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert len(planned) >= 3 and len(finished_before) == 1
+
+    shown = json.loads(ensemble("show", "crash", "--db", db, "--json").stdout)
+    assert shown["status"] == "failed" and shown["next"].count("researcher") >= 2
+    plan_ids = {sq["id"] for sq in shown["values"]["plan"]}
+    saved = {tid for tid in plan_ids if saved_note(db, "crash", tid)}  # finished before the kill
+    assert finished_before <= saved and saved != plan_ids
+
+    resumed = ensemble("resume", "crash", "--db", db, "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    result = json.loads(resumed.stdout)
+    assert result["status"] == "done"
+    started_after = set(re.findall(r"^\[researcher\] started (\S+):", resumed.stderr, re.M))
+    assert started_after == plan_ids - saved  # the finished ones were not run again
+    assert "## Sources" in result["output"]["report"]

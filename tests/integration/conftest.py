@@ -1,0 +1,147 @@
+"""A real `langgraph dev` server on 127.0.0.1, started the way `ensemble serve` starts it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ensemble.cli import serve
+
+STARTUP_TIMEOUT = 120.0
+STOP_TIMEOUT = 10.0
+
+CORPUS = {
+    "bees.md": "# Honey bees\n\nHoney bees live in colonies with one queen, thousands of "
+    "workers and some drones. Workers forage for nectar and pollen.\n\nA worker bee "
+    "communicates the direction of flowers with the waggle dance.",
+    "honey.txt": "Honey production\n\nBees turn nectar into honey by evaporation and "
+    "enzymes. Honey is stored in wax comb cells and capped with wax.",
+    "pollination.rst": "Pollination\n===========\n\nBees pollinate flowering plants while they "
+    "collect pollen. Many crops such as apples and almonds depend on bee pollination.",
+}
+
+
+@dataclass(frozen=True)
+class Server:
+    """A running dev server and what tests need to talk to it and to its database."""
+
+    url: str
+    db: Path
+    corpus: Path
+    log: Path
+    process: subprocess.Popen
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def write_corpus(folder: Path) -> Path:
+    for name, text in CORPUS.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+def isolated_config(root: Path, workdir: Path) -> Path:
+    """The project's langgraph.json with absolute paths, for a server run from `workdir`.
+
+    The dev server keeps thread/run records in `./.langgraph_api` of its working directory;
+    running from a temp dir keeps test threads out of the checkout while serving exactly the
+    graphs and checkpointer that the real langgraph.json names.
+    """
+    config = json.loads((root / serve.CONFIG_NAME).read_text(encoding="utf-8"))
+
+    def absolute(spec: str) -> str:
+        return str(root / spec.removeprefix("./")) if spec.startswith("./") else spec
+
+    config["graphs"] = {name: absolute(spec) for name, spec in config["graphs"].items()}
+    if "checkpointer" in config:
+        config["checkpointer"]["path"] = absolute(config["checkpointer"]["path"])
+    config["dependencies"] = [str((root / d).resolve()) for d in config.get("dependencies", [])]
+    target = workdir / serve.CONFIG_NAME
+    target.write_text(json.dumps(config, indent=2), encoding="utf-8")
+    return target
+
+
+def wait_until_ready(url: str, process: subprocess.Popen, log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"server exited with {process.returncode}:\n{tail(log)}")
+        if http_ok(f"{url}/ok"):
+            return
+        time.sleep(0.25)
+    pytest.fail(f"server not ready after {timeout:.0f}s:\n{tail(log)}")
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def tail(log: Path, chars: int = 6000) -> str:
+    return log.read_text(encoding="utf-8", errors="replace")[-chars:] if log.exists() else ""
+
+
+def stop(process: subprocess.Popen, timeout: float = STOP_TIMEOUT) -> None:
+    """Terminate the server's process group; kill it if it has not stopped in `timeout`."""
+    if process.poll() is None:
+        _signal_group(process, signal.SIGTERM)
+        try:
+            process.wait(timeout)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+    _signal_group(process, signal.SIGKILL)
+    process.wait(timeout)
+
+
+def _signal_group(process: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One dev server for the module: temp database, temp working directory, offline model."""
+    workdir = tmp_path_factory.mktemp("devserver")
+    corpus = write_corpus(workdir / "corpus")
+    db = workdir / "ensemble.db"
+    config = isolated_config(serve.project_root(), workdir)
+    port = free_port()
+    log = workdir / "server.log"
+    command = serve.server_command(port, jobs=4, config=config)
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            command,
+            cwd=workdir,
+            env=serve.server_env(db, "offline"),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = serve.server_url(port)
+    try:
+        wait_until_ready(url, process, log, STARTUP_TIMEOUT)
+        yield Server(url=url, db=db, corpus=corpus, log=log, process=process)
+    finally:
+        stop(process)

@@ -1,0 +1,91 @@
+"""Execute every notebook in notebooks/ top to bottom in a fresh kernel, offline.
+
+Each notebook found is executed automatically; the ones listed in CHECKS also get a few checks
+on what they showed, so a notebook that silently stops producing its picture or report fails.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+# notebook -> [(output kind, substrings that must all appear in one output of that kind)]
+CHECKS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
+    "01_quickstart.ipynb": [
+        ("image/svg+xml", ("<svg", "planner", "reviewer", "stroke-dasharray")),
+        ("stream", ("graph TD;",)),
+        ("stream", ("outcome=approved",)),
+        ("stream", ("synthesizer  finished",)),
+        ("stream", ("message chunks per node:",)),
+        ("text/markdown", ("## Sources", "[1]")),
+        ("text/html", ("ensemble-timings", "researcher", "synthesizer", "reviewer")),
+    ],
+    "02_human_in_the_loop.ipynb": [
+        ("stream", ("paused in: ('review_plan',)",)),
+        ("stream", ("researched exactly the edited sub-questions: True",)),
+        ("text/markdown", ("## Sources",)),
+        ("stream", ("fork A: max_revisions | fork B: approved",)),
+        ("text/html", ("<td>original</td>", "<td>fork A</td>", "<td>fork B</td>", "stalled")),
+        ("text/html", ("fork A", "fork B", "original", "update")),
+    ],
+}
+
+
+def outputs(nb: nbformat.NotebookNode) -> list[tuple[str, str]]:
+    """Every (kind, text) a notebook showed: stream text, or one entry per mime type."""
+    found = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.output_type == "stream":
+                found.append(("stream", out.text))
+            for mime, data in out.get("data", {}).items():
+                found.append((mime, data if isinstance(data, str) else "".join(data)))
+    return found
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_runs_offline(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    # The kernel inherits this process's environment: offline model, nothing in $HOME.
+    monkeypatch.setenv("ENSEMBLE_MODEL", "offline")
+    monkeypatch.setenv("ENSEMBLE_DB", str(tmp_path / "default.db"))
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "jupyter-runtime"))
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    monkeypatch.setenv("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+
+    nb = nbformat.read(path, as_version=4)
+    assert not any(c.get("outputs") for c in nb.cells), f"{path.name} is saved with outputs"
+    client = NotebookClient(
+        nb,
+        timeout=120,
+        kernel_name="python3",
+        allow_errors=True,
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
+    started = time.monotonic()
+    client.execute()
+    took = time.monotonic() - started
+
+    errors = [
+        f"cell {i}: {out.ename}: {out.evalue}\n" + "\n".join(out.traceback)
+        for i, cell in enumerate(nb.cells)
+        for out in cell.get("outputs", [])
+        if out.output_type == "error"
+    ]
+    assert not errors, "\n\n".join(errors)
+    assert took < 60, f"{path.name} took {took:.1f}s"
+
+    shown = outputs(nb)
+    for kind, needles in CHECKS.get(path.name, []):
+        assert any(k == kind and all(n in text for n in needles) for k, text in shown), (
+            f"{path.name}: no {kind} output containing all of {needles}"
+        )
+    assert not list(ROOT.glob("notebooks/*.db")), "a notebook wrote into the repository"
