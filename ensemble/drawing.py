@@ -94,6 +94,9 @@ def graph_svg(compiled: Any) -> SVG:
         _EdgeSpec(str(e.source), str(e.target), bool(e.conditional), _edge_label(e))
         for e in drawable.edges
     ]
+    names += [
+        n for n in dict.fromkeys(x for e in edges for x in (e.source, e.target)) if n not in names
+    ]
     return SVG(_render(names, edges, str(getattr(compiled, "name", "") or "graph")))
 
 
@@ -120,6 +123,8 @@ class _Item:
     width: float
     real: bool
     x: float = 0.0
+    loop_room: float = 0.0
+    """Extra space kept beside a node with a self-loop, so the loop clears its neighbours."""
 
 
 class _Bounds:
@@ -212,6 +217,9 @@ def _layout(names: list[str], edges: list[_EdgeSpec]) -> tuple[dict[str, _Item],
     _back_edges(names, edges)
     rank = _ranks(names, edges)
     items = {n: _Item(n, rank[n], _node_width(n), True) for n in names}
+    for e in edges:
+        if e.source == e.target:
+            items[e.source].loop_room = BULGE * 0.8
     links: list[tuple[str, str]] = []  # (upper item, lower item), one rank apart
     for i, e in enumerate(edges):
         if e.source == e.target:
@@ -288,7 +296,7 @@ def _place(
     def gap(a: str, b: str) -> float:
         ia, ib = items[a], items[b]
         space = NODE_GAP if ia.real and ib.real else NODE_GAP / 2
-        return (ia.width + ib.width) / 2 + space
+        return (ia.width + ib.width) / 2 + space + ia.loop_room + ib.loop_room
 
     for layer in layers:
         x = 0.0
@@ -340,6 +348,11 @@ def _spread(count: int, room: float, step: float) -> list[float]:
 
 
 def _render(names: list[str], edges: list[_EdgeSpec], title: str) -> str:
+    if not names:
+        return (
+            '<svg xmlns="http://www.w3.org/2000/svg" width="120" height="40">'
+            f'<title>{html.escape(title)}</title><text x="10" y="24">(empty graph)</text></svg>'
+        )
     items, _depth = _layout(names, edges)
     bounds = _Bounds()
     uid = (
@@ -367,8 +380,8 @@ def _render(names: list[str], edges: list[_EdgeSpec], title: str) -> str:
     for i, e in enumerate(edges):
         if not e.back or e.source == e.target:
             continue
-        via = [items[k].x for k in e.chain[1:-1]] or [items[e.source].x + 1]
-        side = 1 if sum(via) / len(via) >= items[e.source].x else -1
+        via_x = [items[k].x for k in e.chain[1:-1]] or [items[e.source].x + 1]
+        side = 1 if sum(via_x) / len(via_x) >= items[e.source].x else -1
         side_of[i] = side
         sides.setdefault((e.source, side), []).append((-_rank_y(items[e.target].rank), i, "out"))
         sides.setdefault((e.target, side), []).append((_rank_y(items[e.source].rank), i, "in"))
@@ -391,10 +404,11 @@ def _render(names: list[str], edges: list[_EdgeSpec], title: str) -> str:
             group.sort()
             for (_, i), off in zip(group, _spread(len(group), w * 0.6, 16), strict=True):
                 port[(i, role)] = (x + off, y + dy)
-    for (name, side), group in sides.items():
+    for (name, side), side_ports in sides.items():
         x, y = pos(name)
-        group.sort()
-        for (_, i, role), off in zip(group, _spread(len(group), NODE_HEIGHT - 10, 12), strict=True):
+        side_ports.sort()
+        room = _spread(len(side_ports), NODE_HEIGHT - 10, 12)
+        for (_, i, role), off in zip(side_ports, room, strict=True):
             port[(i, role)] = (x + side * items[name].width / 2, y + off)
 
     parts_edges: list[str] = []
@@ -509,19 +523,19 @@ def _back_path(
             max(xa, xb) + reach * 0.75 if side > 0 else min(xa, xb) + reach * 0.75,
             (ya + yb) / 2,
         )
-    d = [f"M{_fmt(xa)},{_fmt(ya)}"]
+    segs = [f"M{_fmt(xa)},{_fmt(ya)}"]
     first, last = pts[1], pts[-2]
     reach = side * BULGE
-    d.append(
+    segs.append(
         f"C{_fmt(xa + reach)},{_fmt(ya)} {_fmt(first[0])},{_fmt((ya + first[1]) / 2)} "
         f"{_fmt(first[0])},{_fmt(first[1])}"
     )
     for (x1, y1), (x2, y2) in zip(pts[1:-2], pts[2:-1], strict=False):
         half = (y1 - y2) / 2
-        d.append(
+        segs.append(
             f"C{_fmt(x1)},{_fmt(y1 - half)} {_fmt(x2)},{_fmt(y2 + half)} {_fmt(x2)},{_fmt(y2)}"
         )
-    d.append(
+    segs.append(
         f"C{_fmt(last[0])},{_fmt((last[1] + yb) / 2)} {_fmt(xb + reach)},{_fmt(yb)} "
         f"{_fmt(xb)},{_fmt(yb)}"
     )
@@ -529,7 +543,7 @@ def _back_path(
     bounds.add(xb + reach, yb)
     for p in pts:
         bounds.add(*p)
-    return " ".join(d), _middle(pts[1:-1])
+    return " ".join(segs), _middle(pts[1:-1])
 
 
 def _middle(pts: list[tuple[float, float]]) -> tuple[float, float]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import StateGraph
 from langgraph.graph.state import CompiledStateGraph
@@ -10,8 +12,10 @@ from ensemble.telemetry import MetricsCallback
 
 
 def compile_graph(
-    builder: StateGraph, name: str, checkpointer: BaseCheckpointSaver | None = None
-) -> CompiledStateGraph:
+    builder: StateGraph[Any, Any, Any, Any],
+    name: str,
+    checkpointer: BaseCheckpointSaver | None = None,
+) -> CompiledStateGraph[Any, Any, Any, Any]:
     """Compile `builder` under `name`; without a checkpointer for the LangGraph server.
 
     The metrics callback rides in the graph's own config, so runs from the CLI, a notebook or

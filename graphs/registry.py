@@ -17,7 +17,7 @@ from graphs import research
 from graphs.compiling import compile_graph
 from nodes.plan_review import parse_plan_answer
 from nodes.planner import plan_from_texts
-from state.research import ResearchInput, validate_research_input
+from state.research import ResearchInput, SubQuestion, validate_research_input
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class Scenario:
     description: str
     primary_field: str
     """The input field the CLI's positional argument fills (e.g. the question)."""
-    build: Callable[[], StateGraph]
+    build: Callable[[], StateGraph[Any, Any, Any, Any]]
     validate_input: Callable[[Any], BaseModel]
     validate_answer: Callable[[Any, Mapping[str, Any]], Any]
     """Check a resume answer against the paused state before anything is written."""
@@ -38,7 +38,9 @@ class Scenario:
     approve_answer: Any
     """The answer `--yes` gives at an interrupt."""
 
-    def compile(self, checkpointer: BaseCheckpointSaver | None = None) -> CompiledStateGraph:
+    def compile(
+        self, checkpointer: BaseCheckpointSaver | None = None
+    ) -> CompiledStateGraph[Any, Any, Any, Any]:
         """Compile this scenario's graph with `checkpointer`."""
         return compile_graph(self.build(), self.name, checkpointer)
 
@@ -68,7 +70,7 @@ def _research_fork(values: Mapping[str, Any], sets: Mapping[str, Any]) -> dict[s
     return update
 
 
-def _plan_update(value: Any, max_researchers: int) -> list[dict[str, str]]:
+def _plan_update(value: Any, max_researchers: int) -> list[SubQuestion]:
     items = value if isinstance(value, list) else None
     texts = [i.get("question") if isinstance(i, dict) else i for i in items or []]
     if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
@@ -79,7 +81,7 @@ def _plan_update(value: Any, max_researchers: int) -> list[dict[str, str]]:
         raise InvalidInputError(
             f"plan has {len(texts)} items but max_researchers={max_researchers}"
         )
-    return [dict(sq) for sq in plan_from_texts(texts)]
+    return plan_from_texts([str(t) for t in texts])
 
 
 SCENARIOS: dict[str, Scenario] = {

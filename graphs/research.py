@@ -62,7 +62,7 @@ def route_after_plan_review(
 ) -> list[Send] | Literal["review_plan", "synthesizer", "__end__"]:
     """Cancelled ends the run; a refused answer asks again; otherwise research."""
     if state.outcome == "cancelled":
-        return END
+        return "__end__"  # END
     if state.plan_feedback:
         return "review_plan"
     return plan_tasks(state) or "synthesizer"
@@ -75,7 +75,7 @@ def route_after_review(state: ResearchState) -> list[Send] | Literal["synthesize
     return gap_tasks(state) or "synthesizer"
 
 
-def build_research() -> StateGraph:
+def build_research() -> StateGraph[ResearchState, Context, ResearchInput, ResearchOutput]:
     """Build the (uncompiled) research graph."""
     builder = StateGraph(
         ResearchState,
@@ -86,7 +86,7 @@ def build_research() -> StateGraph:
     builder.add_node("intake", research_intake)
     builder.add_node("planner", planner, retry_policy=RetryPolicy(max_attempts=3))
     builder.add_node("review_plan", review_plan)
-    builder.add_node("researcher", researcher)  # isolates its own failures
+    builder.add_node("researcher", researcher, input_schema=ResearchTask)  # isolates failures
     builder.add_node("synthesizer", synthesizer, retry_policy=RetryPolicy(max_attempts=3))
     builder.add_node("reviewer", reviewer, retry_policy=RetryPolicy(max_attempts=3))
     builder.add_node("finalize", finalize)

@@ -25,13 +25,14 @@ FALLBACK_PASSAGES = 2
 log = logging.getLogger(__name__)
 
 
-async def researcher(task: ResearchTask, runtime: Runtime[Context]) -> dict:
+async def researcher(state: ResearchTask, runtime: Runtime[Context]) -> dict:
     """Research one task; a failure becomes a note saying so instead of stopping the run.
 
     Parallel researchers run in one LangGraph step, where one raised exception cancels the
     siblings still running. Catching it here keeps their work; the reviewer then sees the
     sub-question as uncovered and sends it back for another round.
     """
+    task = state  # what `Send` delivered: one task, not the graph's state
     task_id, question = task["task_id"], task["subquestion"]
     thread = str(get_config().get("configurable", {}).get("thread_id", ""))
     try:

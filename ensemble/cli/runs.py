@@ -115,7 +115,7 @@ def result_of(snapshot: StateSnapshot, scenario: Scenario, thread_id: str) -> Ru
 
 
 async def drive(
-    graph: CompiledStateGraph,
+    graph: CompiledStateGraph[Any, Any, Any, Any],
     scenario: Scenario,
     config: RunnableConfig,
     first_input: Any,

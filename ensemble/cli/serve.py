@@ -202,7 +202,7 @@ def _request_stop(process: asyncio.subprocess.Process, sig: int, stop: asyncio.E
 
 
 def _install_handlers(loop: asyncio.AbstractEventLoop, handler: Any) -> list[int]:
-    installed = []
+    installed: list[int] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
             loop.add_signal_handler(sig, handler, sig)
@@ -227,6 +227,7 @@ def _check_port(port: int) -> None:
     if not 1 <= port <= 65535:
         raise ServeError(f"--port must be 1..65535, got {port}")
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
         try:
             probe.bind((HOST, port))
         except OSError as error:

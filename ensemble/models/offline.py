@@ -263,7 +263,9 @@ def _text_message(messages: Sequence[BaseMessage], stop: list[str] | None) -> AI
     keep = [
         i
         for i, u in enumerate(ctx.units)
-        if not is_question(u.text) and not near_duplicate(u.text, ctx.request)
+        if not is_question(u.text)
+        and not near_duplicate(u.text, ctx.request)
+        and OFFLINE_MARKER not in u.text  # its own earlier answers' marker is not content
     ]
     scores = score_units(
         [ctx.units[i].text for i in keep], ctx.request, own=[ctx.own[i] for i in keep]
