@@ -44,13 +44,19 @@ def test_make_plan_dedupes_bounds_and_fills():
 
 
 def test_task_ids_are_stable_by_text():
-    assert plan_from_texts(["Where is honey?"])[0]["id"] == plan_from_texts(["where  is HONEY?"])[0]["id"]
+    assert (
+        plan_from_texts(["Where is honey?"])[0]["id"]
+        == plan_from_texts(["where  is HONEY?"])[0]["id"]
+    )
 
 
 @pytest.mark.parametrize(
     "answer, kind",
-    [({"action": "approve"}, Approve), ({"action": "cancel"}, Cancel),
-     ({"action": "edit", "subquestions": ["a", "b"]}, Edit)],
+    [
+        ({"action": "approve"}, Approve),
+        ({"action": "cancel"}, Cancel),
+        ({"action": "edit", "subquestions": ["a", "b"]}, Edit),
+    ],
 )
 def test_plan_answers_accepted(answer, kind):
     assert isinstance(parse_plan_answer(answer), kind)
@@ -58,9 +64,17 @@ def test_plan_answers_accepted(answer, kind):
 
 @pytest.mark.parametrize(
     "answer",
-    [None, "approve", {}, {"action": "ok"}, {"action": "approve", "x": 1},
-     {"action": "edit"}, {"action": "edit", "subquestions": []},
-     {"action": "edit", "subquestions": ["  "]}, {"action": "edit", "subquestions": ["a"] * 5}],
+    [
+        None,
+        "approve",
+        {},
+        {"action": "ok"},
+        {"action": "approve", "x": 1},
+        {"action": "edit"},
+        {"action": "edit", "subquestions": []},
+        {"action": "edit", "subquestions": ["  "]},
+        {"action": "edit", "subquestions": ["a"] * 5},
+    ],
 )
 def test_plan_answers_refused(answer):
     with pytest.raises(InvalidInputError, match="invalid plan-review answer"):
@@ -68,8 +82,12 @@ def test_plan_answers_refused(answer):
 
 
 def review(approved=False, gaps=(), issues=()) -> Review:
-    return {"approved": approved, "model_approved": approved, "research_gaps": list(gaps),
-            "report_issues": list(issues)}
+    return {
+        "approved": approved,
+        "model_approved": approved,
+        "research_gaps": list(gaps),
+        "report_issues": list(issues),
+    }
 
 
 def test_decide():

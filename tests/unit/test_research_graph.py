@@ -287,3 +287,39 @@ async def test_researchers_respect_the_concurrency_cap(graph, register, corpus_d
     )
     assert len(out["plan"]) == 4
     assert peak[0] == cap
+
+
+async def test_checkpoints_stay_small_over_a_long_review_loop(register, corpus_dir, tmp_path):
+    """Transcripts and passage texts stay out of the state: each checkpoint is small."""
+    import sqlite3
+
+    from ensemble.persistence import open_async_checkpointer
+
+    gaps = iter(f"What about gap {i}?" for i in range(100))
+    context, _ = make_context(
+        register,
+        tmp_path / "index.db",
+        reviewer=lambda messages, kwargs: verdict(False, [next(gaps)]),
+    )
+    db = tmp_path / "growth.db"
+    async with open_async_checkpointer(db) as saver:
+        graph = SCENARIOS["research"].compile(saver)
+        out = await graph.ainvoke(
+            {"question": "How do bees make honey?", "corpus": str(corpus_dir), "max_revisions": 5},
+            config(),
+            context=context,
+        )
+    assert out["revision"] == 5
+    with sqlite3.connect(db) as conn:
+        sizes = [
+            n
+            for (n,) in conn.execute(
+                "SELECT length(checkpoint) FROM checkpoints ORDER BY checkpoint_id"
+            )
+        ]
+        blobs = b"".join(b for (b,) in conn.execute("SELECT checkpoint FROM checkpoints"))
+    assert len(sizes) > 20
+    assert max(sizes) < 24 * 1024, max(sizes)
+    assert b"search_corpus" not in blobs  # no tool-call transcript was checkpointed
+    # Linear, not quadratic: the last checkpoint is not much bigger than the middle one.
+    assert sizes[-1] < 2.5 * sizes[len(sizes) // 2]

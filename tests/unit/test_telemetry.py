@@ -33,9 +33,7 @@ def snapshot() -> dict[str, float]:
             "ensemble_runs_finished_total", scenario="research", status="interrupted"
         ),
         "failed": sample("ensemble_runs_finished_total", scenario="research", status="failed"),
-        "planner_nodes": sample(
-            "ensemble_node_seconds_count", scenario="research", node="planner"
-        ),
+        "planner_nodes": sample("ensemble_node_seconds_count", scenario="research", node="planner"),
         "researcher_calls": sample("ensemble_model_calls_total", role="researcher"),
         "researcher_in": sample("ensemble_model_tokens_total", role="researcher", kind="input"),
         "researcher_out": sample("ensemble_model_tokens_total", role="researcher", kind="output"),
