@@ -26,6 +26,7 @@ from ensemble.cli.runs import (
     stdin_is_interactive,
     thread_config,
 )
+from ensemble.cli.serve import add_serve_parser, cmd_serve
 from ensemble.context import Context
 from ensemble.corpus import CorpusIndex
 from ensemble.errors import DatabaseError, EnsembleError, InvalidInputError
@@ -95,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--checkpoint", help="a past checkpoint instead of the latest")
 
     sub.add_parser("scenarios", help="list the scenarios")
+    add_serve_parser(sub, [common])
     return parser
 
 
@@ -199,7 +201,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
     async with open_async_checkpointer(db) as saver:
         await ensure_writable(saver, db)
         graph = scenario.compile(saver)
-        thread_id = args.thread or new_thread_id(scenario.name)
+        thread_id = args.thread or new_thread_id()
         if await saver.aget_tuple(thread_config(thread_id)) is not None:
             raise InvalidInputError(f"thread {thread_id!r} already exists; use resume or fork")
         if corpus is not None:
@@ -430,6 +432,7 @@ COMMANDS = {
     "history": cmd_history,
     "show": cmd_show,
     "scenarios": cmd_scenarios,
+    "serve": cmd_serve,
 }
 
 

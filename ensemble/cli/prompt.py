@@ -35,7 +35,7 @@ def ask(value: Any, scenario: Any, values: dict[str, Any]) -> Any:
 
 def _ask_once(value: Any) -> Any:
     if isinstance(value, dict) and value.get("kind") == "plan_review":
-        choice = input("[a]pprove, [e]dit or [c]ancel the plan? ").strip().lower()
+        choice = _input("[a]pprove, [e]dit or [c]ancel the plan? ").strip().lower()
         if choice in {"a", "approve", "y", "yes", ""}:
             return {"action": "approve"}
         if choice in {"c", "cancel"}:
@@ -43,12 +43,21 @@ def _ask_once(value: Any) -> Any:
         if choice in {"e", "edit"}:
             print("Enter the sub-questions, one per line; an empty line ends.", file=sys.stderr)
             lines = []
-            while line := input("> ").strip():
+            while line := _input("> ").strip():
                 lines.append(line)
             return {"action": "edit", "subquestions": lines}
         return {"action": choice}
-    raw = input("Answer (JSON): ")
+    raw = _input("Answer (JSON): ")
     try:
         return json.loads(raw)
     except json.JSONDecodeError:
         return raw
+
+
+def _input(prompt: str) -> str:
+    """Like `input`, but the prompt goes to stderr so stdout stays clean for `--json`."""
+    print(prompt, end="", file=sys.stderr, flush=True)
+    line = sys.stdin.readline()
+    if not line:
+        raise EOFError
+    return line.rstrip("\n")

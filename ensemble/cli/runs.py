@@ -49,9 +49,9 @@ class RunResult:
         }
 
 
-def new_thread_id(scenario: str) -> str:
-    """A fresh, readable thread id."""
-    return f"{scenario}-{uuid.uuid4().hex[:10]}"
+def new_thread_id() -> str:
+    """A fresh thread id: a UUID, the only form the LangGraph server accepts for thread ids."""
+    return str(uuid.uuid4())
 
 
 def thread_config(thread_id: str, checkpoint_id: str | None = None) -> RunnableConfig:

@@ -1,10 +1,12 @@
 """`ensemble serve`: every scenario behind the LangGraph dev server, on the project's database.
 
-The server is `langgraph dev` (in-memory runtime) started from the project root that holds
-`langgraph.json`, so the graph paths there resolve. Its checkpoints go to the same SQLite file
-the CLI uses (`ENSEMBLE_DB` -> `ensemble.persistence.server_checkpointer`), so a thread started
-through the server can be listed, shown, resumed or forked with `ensemble` and the other way
-round. Thread and run records of the server itself stay in `.langgraph_api/` of the project.
+The server is `langgraph dev` (in-memory runtime) serving the graphs the project's
+`langgraph.json` names. Its checkpoints go to the same SQLite file the CLI uses (`ENSEMBLE_DB`
+-> `ensemble.persistence.server_checkpointer`), so a thread started through the server can be
+listed, shown, resumed or forked with `ensemble` and the other way round. The server's own
+thread and run records (`.langgraph_api/`) live in a folder beside that database, never in the
+project checkout: the server runs from there with a copy of `langgraph.json` whose paths are
+absolute.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib.util
+import json
 import os
 import signal
 import socket
@@ -37,6 +40,8 @@ STOP_GRACE_SECONDS = 10.0
 """How long a stopping server may take to finish before it is killed."""
 
 CONFIG_NAME = "langgraph.json"
+SERVER_DIR = "langgraph-server"
+"""Folder beside the database where the server runs and keeps its `.langgraph_api/` records."""
 
 OFFLINE_ENV = {"LANGGRAPH_CLI_NO_ANALYTICS": "1", "LANGGRAPH_NO_VERSION_CHECK": "true"}
 """No analytics and no PyPI version check: the server must start without network access."""
@@ -93,14 +98,17 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     _check_jobs(args.jobs)
     _check_port(args.port)
     _check_server_installed()
-    db.parent.mkdir(parents=True, exist_ok=True)
+    workdir = db.parent / SERVER_DIR
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = server_config(root, workdir)
 
     print(f"Ensemble server: {server_url(args.port)}", flush=True)
     print(f"Database:        {db}", flush=True)
+    print(f"Server records:  {workdir / '.langgraph_api'}", flush=True)
     print(f"API docs:        {server_url(args.port)}/docs   (Ctrl-C stops)", flush=True)
     process = await asyncio.create_subprocess_exec(
-        *server_command(args.port, reload=args.reload, jobs=args.jobs),
-        cwd=str(root),
+        *server_command(args.port, reload=args.reload, jobs=args.jobs, config=config),
+        cwd=str(workdir),
         env=server_env(db, model),
         start_new_session=True,  # the terminal's Ctrl-C reaches us once; we forward it once
     )
@@ -120,6 +128,27 @@ def project_root() -> Path:
             '(install it with `pip install -e ".[dev]"` from the repository)'
         )
     return root
+
+
+def server_config(root: Path, workdir: Path) -> Path:
+    """Write the project's langgraph.json into `workdir` with absolute paths; return its path.
+
+    Paths in langgraph.json resolve against the server's working directory, and the server
+    keeps its records in `./.langgraph_api` of that directory: with absolute paths it can run
+    from beside the database and serve exactly the graphs and checkpointer the project names.
+    """
+    config = json.loads((root / CONFIG_NAME).read_text(encoding="utf-8"))
+
+    def absolute(spec: str) -> str:
+        return str(root / spec.removeprefix("./")) if spec.startswith("./") else spec
+
+    config["graphs"] = {name: absolute(spec) for name, spec in config["graphs"].items()}
+    if "checkpointer" in config:
+        config["checkpointer"]["path"] = absolute(config["checkpointer"]["path"])
+    config["dependencies"] = [str((root / d).resolve()) for d in config.get("dependencies", [])]
+    target = workdir / CONFIG_NAME
+    target.write_text(json.dumps(config, indent=2), encoding="utf-8")
+    return target
 
 
 def server_url(port: int) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -56,27 +55,6 @@ def write_corpus(folder: Path) -> Path:
     return folder
 
 
-def isolated_config(root: Path, workdir: Path) -> Path:
-    """The project's langgraph.json with absolute paths, for a server run from `workdir`.
-
-    The dev server keeps thread/run records in `./.langgraph_api` of its working directory;
-    running from a temp dir keeps test threads out of the checkout while serving exactly the
-    graphs and checkpointer that the real langgraph.json names.
-    """
-    config = json.loads((root / serve.CONFIG_NAME).read_text(encoding="utf-8"))
-
-    def absolute(spec: str) -> str:
-        return str(root / spec.removeprefix("./")) if spec.startswith("./") else spec
-
-    config["graphs"] = {name: absolute(spec) for name, spec in config["graphs"].items()}
-    if "checkpointer" in config:
-        config["checkpointer"]["path"] = absolute(config["checkpointer"]["path"])
-    config["dependencies"] = [str((root / d).resolve()) for d in config.get("dependencies", [])]
-    target = workdir / serve.CONFIG_NAME
-    target.write_text(json.dumps(config, indent=2), encoding="utf-8")
-    return target
-
-
 def wait_until_ready(url: str, process: subprocess.Popen, log: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -126,7 +104,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     workdir = tmp_path_factory.mktemp("devserver")
     corpus = write_corpus(workdir / "corpus")
     db = workdir / "ensemble.db"
-    config = isolated_config(serve.project_root(), workdir)
+    config = serve.server_config(serve.project_root(), workdir)
     port = free_port()
     log = workdir / "server.log"
     command = serve.server_command(port, jobs=4, config=config)

@@ -132,9 +132,7 @@ async def test_a_second_client_resumes_a_thread_the_first_started(server: Server
     second = get_client(url=server.url)
     state = await second.threads.get_state(thread_id)
     assert state["interrupts"][0]["value"]["kind"] == "plan_review"
-    out = await second.runs.wait(
-        thread_id, ASSISTANT, command={"resume": {"action": "approve"}}
-    )
+    out = await second.runs.wait(thread_id, ASSISTANT, command={"resume": {"action": "approve"}})
     assert out["report"]
     assert (await first.threads.get_state(thread_id))["next"] == []
 
@@ -187,9 +185,10 @@ async def test_a_running_run_can_be_cancelled(server: Server) -> None:
     status = (await client.runs.get(thread_id, run["run_id"]))["status"]
     assert status in {"interrupted", "cancelled"}  # the default cancel action is "interrupt"
     assert (await client.threads.get_state(thread_id))["values"].get("report", "") == ""
-    assert metric(
-        server, "ensemble_runs_finished_total", scenario="research", status="cancelled"
-    ) == cancelled_before + 1
+    assert (
+        metric(server, "ensemble_runs_finished_total", scenario="research", status="cancelled")
+        == cancelled_before + 1
+    )
 
 
 async def wait_for_status(
@@ -234,20 +233,18 @@ async def test_metrics_count_server_runs(server: Server) -> None:
 
 
 def serve_argv(port: int, db: Path) -> list[str]:
-    """`ensemble serve` once it is wired into the CLI; until then the same function directly."""
-    from ensemble.cli.main import COMMANDS
-
-    args = ["--port", str(port), "--db", str(db), "--model", "offline"]
-    if "serve" in COMMANDS:
-        return [sys.executable, "-m", "ensemble.cli.main", "serve", *args]
-    driver = (
-        "import argparse, asyncio, sys\n"
-        "from ensemble.cli.serve import add_serve_parser, cmd_serve\n"
-        "parser = argparse.ArgumentParser()\n"
-        "add_serve_parser(parser.add_subparsers(), [])\n"
-        "sys.exit(asyncio.run(cmd_serve(parser.parse_args(sys.argv[1:]))))\n"
-    )
-    return [sys.executable, "-c", driver, "serve", *args]
+    return [
+        sys.executable,
+        "-m",
+        "ensemble.cli.main",
+        "serve",
+        "--port",
+        str(port),
+        "--db",
+        str(db),
+        "--model",
+        "offline",
+    ]
 
 
 def test_ensemble_serve_starts_prints_and_stops_on_sigint(tmp_path: Path) -> None:
@@ -272,3 +269,5 @@ def test_ensemble_serve_starts_prints_and_stops_on_sigint(tmp_path: Path) -> Non
     output = log.read_text(encoding="utf-8", errors="replace")
     assert f"http://127.0.0.1:{port}" in output
     assert str(db.resolve()) in output
+    # The server's own records sit beside the database, not in the project checkout.
+    assert (tmp_path / serve.SERVER_DIR / ".langgraph_api").is_dir()

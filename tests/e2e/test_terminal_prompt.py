@@ -1,0 +1,75 @@
+"""A person at a terminal answers the plan review when the CLI asks (a real pseudo-terminal)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ENSEMBLE = str(Path(sys.executable).parent / "ensemble")
+
+
+def read_until(fd: int, marker: str, timeout: float = 60) -> str:
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while marker not in seen:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never saw {marker!r}; got:\n{seen}")
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                seen += os.read(fd, 4096).decode(errors="replace")
+            except OSError:
+                break
+    return seen
+
+
+def test_person_edits_the_plan_at_the_terminal(corpus_dir, tmp_path):
+    db = tmp_path / "tty.db"
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [
+            ENSEMBLE,
+            "run",
+            "research",
+            "How do bees make honey?",
+            "--review-plan",
+            "--corpus",
+            str(corpus_dir),
+            "--db",
+            str(db),
+            "--json",
+            "--out",
+            str(tmp_path / "r.md"),
+        ],
+        stdin=follower,
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        text=True,
+    )
+    os.close(follower)
+    try:
+        shown = read_until(leader, "[a]pprove, [e]dit or [c]ancel the plan?")
+        assert "Plan for: How do bees make honey?" in shown
+        os.write(leader, b"maybe\n")
+        read_until(leader, "Not accepted")
+        os.write(leader, b"e\n")
+        read_until(leader, "one per line")
+        os.write(leader, b"Where is honey stored?\nWhat is the waggle dance?\n\n")
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        os.close(leader)
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    result = json.loads(out)
+    assert result["status"] == "done"
+    assert [sq["question"] for sq in result["output"]["plan"]] == [
+        "Where is honey stored?",
+        "What is the waggle dance?",
+    ]
