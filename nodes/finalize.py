@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nodes.progress import report
+from nodes.progress import emit
 from state.research import ResearchState
 
 
@@ -33,5 +33,5 @@ def outcome_note(state: ResearchState) -> str:
 async def finalize(state: ResearchState) -> dict:
     """Append the outcome note to the report."""
     text = f"{state.report.rstrip()}\n\n{outcome_note(state)}\n"
-    report("finalize", "finished", outcome=state.outcome)
+    emit("finalize", "finished", outcome=state.outcome)
     return {"report": text}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from nodes.progress import report
+from nodes.progress import emit
 from state.research import ResearchInput, ResearchState, validate_research_input
 
 
@@ -17,6 +17,6 @@ async def research_intake(state: ResearchState) -> dict:
     """
     fields = ResearchInput.model_fields.keys()
     valid = validate_research_input({k: v for k, v in asdict(state).items() if k in fields})
-    report("intake", "finished", question=valid.question)
+    emit("intake", "finished", question=valid.question)
     fresh = {"plan": [], "report": "", "sources": [], "revision": 0, "review": None, "outcome": ""}
     return valid.model_dump() | fresh

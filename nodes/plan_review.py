@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from ensemble.errors import InvalidInputError, describe_validation_error
 from nodes.planner import plan_from_texts
-from nodes.progress import report
+from nodes.progress import emit
 from state.research import ResearchState
 
 
@@ -83,14 +83,14 @@ async def review_plan(state: ResearchState) -> dict:
 
     `interrupt()` comes first: on resume the node re-runs from its first line.
     """
-    report("plan_review", "waiting", plan=[s["question"] for s in state.plan])
+    emit("plan_review", "waiting", plan=[s["question"] for s in state.plan])
     answer = interrupt(plan_review_request(state))
     try:
         parsed = parse_plan_answer(answer, state.max_researchers)
     except InvalidInputError as error:
-        report("plan_review", "failed", error=str(error))
+        emit("plan_review", "failed", error=str(error))
         return {"plan_feedback": str(error)}
-    report("plan_review", "finished", action=parsed.action)
+    emit("plan_review", "finished", action=parsed.action)
     if isinstance(parsed, Cancel):
         return {"plan_feedback": "", "outcome": "cancelled"}
     if isinstance(parsed, Edit):

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, create_model
 from ensemble.context import Context
 from ensemble.models import chat_model_for
 from nodes.llm import ask_structured
-from nodes.progress import report
+from nodes.progress import emit
 from prompts import render_prompt
 from state.research import ResearchState, SubQuestion, task_id
 
@@ -70,7 +70,7 @@ def _sub(question: str, rationale: str) -> SubQuestion:
 
 async def planner(state: ResearchState, runtime: Runtime[Context]) -> dict:
     """Write the plan with the planner model (structured output, retried, then a fallback)."""
-    report("planner", "started")
+    emit("planner", "started")
     max_items = state.max_researchers
     model = chat_model_for(runtime.context, "planner")
     messages = [
@@ -80,5 +80,5 @@ async def planner(state: ResearchState, runtime: Runtime[Context]) -> dict:
     drafted = await ask_structured(model, plan_schema(max_items), messages)
     drafts = list(getattr(drafted, "subquestions", []))
     plan = make_plan(state.question, drafts, max_items)
-    report("planner", "finished", subquestions=[s["question"] for s in plan])
+    emit("planner", "finished", subquestions=[s["question"] for s in plan])
     return {"plan": plan}

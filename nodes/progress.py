@@ -9,6 +9,6 @@ from langgraph.config import get_stream_writer
 Status = Literal["started", "finished", "failed", "waiting"]
 
 
-def report(agent: str, status: Status, **detail: Any) -> None:
+def emit(agent: str, status: Status, **detail: Any) -> None:
     """Emit `{"agent", "status", ...detail}` on the `custom` stream (a no-op when not streamed)."""
     get_stream_writer()({"agent": agent, "status": status, **detail})

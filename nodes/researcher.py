@@ -15,7 +15,7 @@ from ensemble.corpus import CorpusIndex, Passage, open_corpus
 from ensemble.models import chat_model_for
 from ensemble.tools import SEARCH_TOOL_NAME, corpus_search_tool, format_passages
 from nodes.citations import attribute, drop_unknown, passage_ids_in
-from nodes.progress import report
+from nodes.progress import emit
 from prompts import load_prompt
 from state.research import Note, PassageRef, ResearchTask
 
@@ -37,14 +37,14 @@ async def researcher(state: ResearchTask, runtime: Runtime[Context]) -> dict:
     thread = str(get_config().get("configurable", {}).get("thread_id", ""))
     try:
         async with agent_gate(thread, "researcher", runtime.context.max_concurrency):
-            report("researcher", "started", task=task_id, subquestion=question)
+            emit("researcher", "started", task=task_id, subquestion=question)
             note, found = await _research(task, runtime)
     except Exception as error:
         log.warning("researcher %s failed: %s", task_id, error, exc_info=True)
         message = f"{type(error).__name__}: {error}"
-        report("researcher", "failed", task=task_id, error=message)
+        emit("researcher", "failed", task=task_id, error=message)
         return {"notes": {task_id: failed_note(task, message)}}
-    report(
+    emit(
         "researcher", "finished", task=task_id, cited=len(note["cited"]), fallback=note["fallback"]
     )
     return {"notes": {task_id: note}, "passages": {pid: _ref(p) for pid, p in found.items()}}

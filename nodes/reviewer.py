@@ -10,7 +10,7 @@ from ensemble.context import Context
 from ensemble.models import chat_model_for
 from nodes.citations import numbers_in
 from nodes.llm import ask_structured
-from nodes.progress import report
+from nodes.progress import emit
 from prompts import render_prompt
 from state.research import Outcome, ResearchState, Review
 
@@ -68,7 +68,7 @@ def decide(state: ResearchState, review: Review) -> Outcome:
 
 async def reviewer(state: ResearchState, runtime: Runtime[Context]) -> dict:
     """Review the report; approve, ask for one more round on the gaps, or stop honestly."""
-    report("reviewer", "started", revision=state.revision)
+    emit("reviewer", "started", revision=state.revision)
     model = chat_model_for(runtime.context, "reviewer")
     verdict = await ask_structured(
         model,
@@ -92,5 +92,5 @@ async def reviewer(state: ResearchState, runtime: Runtime[Context]) -> dict:
     update: dict = {"review": review, "outcome": outcome}
     if not outcome:
         update["revision"] = state.revision + 1
-    report("reviewer", "finished", approved=review["approved"], gaps=gaps, outcome=outcome or None)
+    emit("reviewer", "finished", approved=review["approved"], gaps=gaps, outcome=outcome or None)
     return update

@@ -8,7 +8,7 @@ from langgraph.runtime import Runtime
 from ensemble.context import Context
 from ensemble.models import chat_model_for
 from nodes.citations import renumber
-from nodes.progress import report
+from nodes.progress import emit
 from prompts import load_prompt
 from state.research import Note, PassageRef, ResearchState, Source
 
@@ -49,7 +49,7 @@ def source_list(sources: list[Source]) -> str:
 
 async def synthesizer(state: ResearchState, runtime: Runtime[Context]) -> dict:
     """Write the report from the notes; the source list is built here, not by the model."""
-    report("synthesizer", "started")
+    emit("synthesizer", "started")
     notes = ordered_notes(state)
     sources = number_sources(notes, state.passages)
     numbers = {s["passage_id"]: s["n"] for s in sources}
@@ -67,5 +67,5 @@ async def synthesizer(state: ResearchState, runtime: Runtime[Context]) -> dict:
         answer.text.strip() or "The writer returned no text; the notes follow.\n\n" + numbered_notes
     )
     text = f"# {state.question}\n\n{body}\n\n{source_list(sources)}\n"
-    report("synthesizer", "finished", sources=len(sources))
+    emit("synthesizer", "finished", sources=len(sources))
     return {"report": text, "sources": sources}
