@@ -13,19 +13,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from ensemble.corpus import open_corpus
 from ensemble.models import register_model, unregister_model
 from ensemble.persistence import open_async_checkpointer
-
-DOCS = {
-    "bees.md": "# Honey bees\n\nHoney bees live in colonies with one queen, thousands of "
-    "workers and some drones. Workers forage for nectar and pollen.\n\nA worker bee "
-    "communicates the direction of flowers with the waggle dance.",
-    "honey.txt": "Honey production\n\nBees turn nectar into honey by evaporation and "
-    "enzymes. Honey is stored in wax comb cells and capped with wax.",
-    "pollination.rst": "Pollination\n===========\n\nBees pollinate flowering plants while they "
-    "collect pollen. Many crops such as apples and almonds depend on bee pollination.",
-    "guide/hive.html": "<html><head><title>The hive</title><script>var x = 1;</script></head>"
-    "<body><h1>The hive</h1><p>The hive is built from wax produced by young worker bees. "
-    "Hexagonal cells hold brood, pollen and honey.</p></body></html>",
-}
+from tests.corpus import write_corpus
 
 
 @pytest.fixture(autouse=True)
@@ -40,12 +28,7 @@ def offline_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 @pytest.fixture
 def corpus_dir(tmp_path: Path) -> Path:
     """A small folder corpus about bees."""
-    root = tmp_path / "corpus"
-    for name, text in DOCS.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    return root
+    return write_corpus(tmp_path / "corpus")
 
 
 @pytest.fixture(scope="session")

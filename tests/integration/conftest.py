@@ -16,19 +16,10 @@ from pathlib import Path
 import pytest
 
 from ensemble.cli import serve
+from tests.corpus import write_corpus
 
 STARTUP_TIMEOUT = 120.0
 STOP_TIMEOUT = 10.0
-
-CORPUS = {
-    "bees.md": "# Honey bees\n\nHoney bees live in colonies with one queen, thousands of "
-    "workers and some drones. Workers forage for nectar and pollen.\n\nA worker bee "
-    "communicates the direction of flowers with the waggle dance.",
-    "honey.txt": "Honey production\n\nBees turn nectar into honey by evaporation and "
-    "enzymes. Honey is stored in wax comb cells and capped with wax.",
-    "pollination.rst": "Pollination\n===========\n\nBees pollinate flowering plants while they "
-    "collect pollen. Many crops such as apples and almonds depend on bee pollination.",
-}
 
 
 @dataclass(frozen=True)
@@ -46,13 +37,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def write_corpus(folder: Path) -> Path:
-    for name, text in CORPUS.items():
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_text(text, encoding="utf-8")
-    return folder
 
 
 def wait_until_ready(url: str, process: subprocess.Popen, log: Path, timeout: float) -> None:
