@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from typing import TypeVar
 
@@ -13,6 +14,13 @@ from pydantic import BaseModel
 log = logging.getLogger(__name__)
 
 T = TypeVar("T", bound=BaseModel)
+
+MIN_REPEAT_CHARS = 30
+"""Sentences shorter than this may repeat on purpose ("Yes."), so they are never dropped."""
+
+_SENTENCE = re.compile(r"\S.*?(?:[.!?](?:\s*\[[^\[\]\s]+\])*(?=\s|$)|$)")
+"""A sentence ends at . ! or ? before a space; citations right after it belong to it."""
+_CITATION = re.compile(r"\[[^\[\]\s]+\]")
 
 
 async def ask_structured(
@@ -32,3 +40,26 @@ async def ask_structured(
             return parsed
         log.info("%s: malformed structured output (attempt %d)", schema.__name__, attempt)
     return None
+
+
+def drop_repeats(text: str) -> str:
+    """Drop every sentence the model already wrote, keeping the first.
+
+    Small local models loop, writing one sentence again and again until they are cut off;
+    the repeats add nothing and crowd out the context of the next agent. Sentences are compared
+    without their citations and case, so the same claim cited twice is kept once.
+    """
+    seen: set[str] = set()
+    lines: list[str] = []
+    for line in text.splitlines():
+        kept = []
+        for sentence in _SENTENCE.findall(line):
+            key = " ".join(_CITATION.sub("", sentence).casefold().split())
+            if len(key) >= MIN_REPEAT_CHARS:
+                if key in seen:
+                    continue
+                seen.add(key)
+            kept.append(sentence)
+        if kept or not line.strip():
+            lines.append(" ".join(kept))
+    return "\n".join(lines)

@@ -15,6 +15,7 @@ from ensemble.corpus import CorpusIndex, Passage, open_corpus
 from ensemble.models import chat_model_for
 from ensemble.tools import SEARCH_TOOL_NAME, corpus_search_tool, format_passages
 from nodes.citations import attribute, drop_unknown, passage_ids_in
+from nodes.llm import drop_repeats
 from nodes.progress import emit
 from prompts import load_prompt
 from state.research import Note, PassageRef, ResearchTask
@@ -86,7 +87,7 @@ async def _research(
         messages.append(HumanMessage(f"Search results:\n\n{format_passages(own)}"))
 
     answer = await model.ainvoke(messages)
-    return write_note(task, answer.text, found), found
+    return write_note(task, drop_repeats(answer.text), found), found
 
 
 def failed_note(task: ResearchTask, error: str) -> Note:

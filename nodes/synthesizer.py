@@ -7,7 +7,8 @@ from langgraph.runtime import Runtime
 
 from ensemble.context import Context
 from ensemble.models import chat_model_for
-from nodes.citations import renumber
+from nodes.citations import NUMBERED_CITATION, numbers_in, renumber
+from nodes.llm import drop_repeats
 from nodes.progress import emit
 from prompts import load_prompt
 from state.research import Note, PassageRef, ResearchState, Source
@@ -47,6 +48,24 @@ def source_list(sources: list[Source]) -> str:
     return "## Sources\n\n" + ("\n".join(lines) if lines else "No sources were cited.")
 
 
+def report_body(answer: str, numbered_notes: str, numbers: set[int]) -> str:
+    """The writer's text without repeats or unknown citations; the notes follow if it cites none.
+
+    A weak model may return nothing, cite a number no source has, or write prose without a
+    single valid `[n]` although the notes cite sources: unknown numbers are dropped (as the
+    researchers drop unknown passage ids) and the researchers' cited notes are appended, so
+    the report's evidence stays real.
+    """
+    body = NUMBERED_CITATION.sub(
+        lambda m: m.group(0) if int(m.group(1)) in numbers else "", drop_repeats(answer)
+    ).strip()
+    if not body:
+        return "The writer returned no text; the notes follow.\n\n" + numbered_notes
+    if numbers and not numbers_in(body):
+        return f"{body}\n\nThe writer cited no sources; the notes follow.\n\n{numbered_notes}"
+    return body
+
+
 async def synthesizer(state: ResearchState, runtime: Runtime[Context]) -> dict:
     """Write the report from the notes; the source list is built here, not by the model."""
     emit("synthesizer", "started")
@@ -63,9 +82,7 @@ async def synthesizer(state: ResearchState, runtime: Runtime[Context]) -> dict:
             HumanMessage(f"Question: {state.question}\n\nNotes:\n\n{numbered_notes}"),
         ]
     )
-    body = (
-        answer.text.strip() or "The writer returned no text; the notes follow.\n\n" + numbered_notes
-    )
+    body = report_body(answer.text, numbered_notes, set(numbers.values()))
     text = f"# {state.question}\n\n{body}\n\n{source_list(sources)}\n"
     emit("synthesizer", "finished", sources=len(sources))
     return {"report": text, "sources": sources}

@@ -30,7 +30,7 @@ from ensemble.cli.serve import add_serve_parser, cmd_serve
 from ensemble.context import Context
 from ensemble.corpus import CorpusIndex
 from ensemble.errors import DatabaseError, EnsembleError, InvalidInputError
-from ensemble.models import validate_spec
+from ensemble.models import stop_local_servers, validate_spec
 from ensemble.persistence import ensure_writable, list_threads, open_async_checkpointer
 from graphs.registry import SCENARIOS, get_scenario, parse_json_value
 
@@ -116,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             "ensemble: stopped; the thread can be resumed with `ensemble resume`", file=sys.stderr
         )
         return 130
+    finally:
+        stop_local_servers()  # the llama server of `--model local`, if this process started one
 
 
 def _context(args: argparse.Namespace, db: Path) -> Context:

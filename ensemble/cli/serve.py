@@ -28,6 +28,7 @@ import ensemble
 from ensemble import settings
 from ensemble.errors import EnsembleError
 from ensemble.models import validate_spec
+from ensemble.models.local import warm_server
 
 HOST = "127.0.0.1"
 """The dev server has no authentication: it only ever listens on the loopback interface."""
@@ -106,10 +107,15 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     print(f"Database:        {db}", flush=True)
     print(f"Server records:  {workdir / '.langgraph_api'}", flush=True)
     print(f"API docs:        {server_url(args.port)}/docs   (Ctrl-C stops)", flush=True)
+    env = server_env(db, model)
+    local_url = warm_server(model or settings.default_model_spec())
+    if local_url:  # one warm local model shared by every run of the server
+        env["ENSEMBLE_LOCAL_BASE_URL"] = local_url
+        print(f"Local model:     {local_url}", flush=True)
     process = await asyncio.create_subprocess_exec(
         *server_command(args.port, reload=args.reload, jobs=args.jobs, config=config),
         cwd=str(workdir),
-        env=server_env(db, model),
+        env=env,
         start_new_session=True,  # the terminal's Ctrl-C reaches us once; we forward it once
     )
     return await supervise(process)

