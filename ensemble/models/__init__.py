@@ -44,10 +44,10 @@ def stop_local_servers() -> None:
     """Stop the local model servers this process started; cheap when it started none.
 
     Entry points call it when they end (atexit would too, but not before a long-lived caller
-    such as a notebook or the test suite moves on). `ensemble.models.local` is only looked up,
-    never imported, so a command that used no local model pays no import for it.
+    such as a notebook or the test suite moves on). `ensemble.models.llama_server` is only
+    looked up, never imported, so a command that used no local model pays no import for it.
     """
-    module = sys.modules.get("ensemble.models.local")
+    module = sys.modules.get("ensemble.models.llama_server")
     if module is not None:
         module.stop_local_servers()
 

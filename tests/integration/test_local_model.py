@@ -24,7 +24,7 @@ from langgraph.types import Command
 
 from ensemble.context import Context
 from ensemble.corpus import CorpusIndex
-from ensemble.models import chat_model, local
+from ensemble.models import chat_model, llama_server, local
 from ensemble.persistence import open_async_checkpointer
 from graphs.registry import SCENARIOS
 from nodes.reviewer import Verdict
@@ -52,12 +52,12 @@ def local_server() -> Iterator[str]:
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv(local.LOCAL_BASE_URL_ENV, raising=False)
         started = time.monotonic()
-        url = local.ensure_server(local.default_gguf())
+        url = llama_server.ensure_server(local.default_gguf())
         print(f"\nlocal model server ready in {time.monotonic() - started:.1f}s at {url}")
         try:
             yield url
         finally:
-            local.stop_local_servers()
+            llama_server.stop_local_servers()
 
 
 @pytest.fixture

@@ -21,12 +21,19 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_openai import ChatOpenAI
 
 from ensemble.errors import ModelSpecError
-from ensemble.models import chat_model, local, register_model, stop_local_servers, validate_spec
+from ensemble.models import (
+    chat_model,
+    llama_server,
+    local,
+    register_model,
+    stop_local_servers,
+    validate_spec,
+)
 from nodes.llm import drop_repeats
 from nodes.reviewer import Verdict
 from nodes.synthesizer import report_body
 
-START_SERVER = local.start_server
+START_SERVER = llama_server.start_server
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +44,7 @@ def no_local_server(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("a unit test tried to start a local model server")
 
-    monkeypatch.setattr(local, "start_server", refuse)
+    monkeypatch.setattr(llama_server, "start_server", refuse)
 
 
 @pytest.fixture
@@ -89,7 +96,7 @@ def test_local_path_spec_builds_chat_openai_without_starting(
     assert model.gguf_path == str(gguf.resolve())
     assert model.model_name == "tiny-model.Q4"
     assert model.max_tokens == 64 and model.temperature == 0
-    assert local._servers == {}
+    assert llama_server._servers == {}
 
 
 def test_without_the_extra_local_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -124,7 +131,7 @@ def test_local_base_url_is_used_and_nothing_starts(
     assert model.root_async_client.base_url == "http://127.0.0.1:8765/v1/"
     model._connect()  # what every call does first: still that server, nothing started
     assert model.openai_api_base == "http://127.0.0.1:8765/v1"
-    assert local._servers == {}
+    assert llama_server._servers == {}
 
 
 def test_warm_server_names_a_running_server_and_ignores_other_specs(
@@ -208,13 +215,13 @@ def test_stop_local_servers_stops_the_process_group() -> None:
         "'import time; time.sleep(60)']); time.sleep(60)"
     )
     process = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
-    log_path = Path(local.tempfile.mkstemp(suffix=".log")[1])
-    server = local.LocalServer(Path("x.gguf"), 1, process, log_path)
-    local._servers[Path("x.gguf")] = server
+    log_path = Path(llama_server.tempfile.mkstemp(suffix=".log")[1])
+    server = llama_server.LocalServer(Path("x.gguf"), 1, process, log_path)
+    llama_server._servers[Path("x.gguf")] = server
     try:
         stop_local_servers()  # what the CLI calls when it ends
         assert process.poll() is not None
-        assert local._servers == {} and not log_path.exists()
+        assert llama_server._servers == {} and not log_path.exists()
         assert not _group_alive(process.pid)
     finally:
         if process.poll() is None:
@@ -235,22 +242,22 @@ def _group_alive(pgid: int) -> bool:
 def test_a_server_that_dies_at_start_reports_its_output(
     monkeypatch: pytest.MonkeyPatch, gguf: Path
 ) -> None:
-    monkeypatch.setattr(local, "start_server", START_SERVER)  # a stand-in, on purpose
-    monkeypatch.setattr(local, "require_server_package", lambda: None)
+    monkeypatch.setattr(llama_server, "start_server", START_SERVER)  # a stand-in, on purpose
+    monkeypatch.setattr(llama_server, "require_server_package", lambda: None)
     dying = "import sys; print('error loading model: bad magic', file=sys.stderr); sys.exit(3)"
     monkeypatch.setattr(
-        local, "server_command", lambda *args, **kwargs: [sys.executable, "-c", dying]
+        llama_server, "server_command", lambda *args, **kwargs: [sys.executable, "-c", dying]
     )
-    with pytest.raises(local.LocalServerError, match="exited with code 3") as raised:
-        local.start_server(gguf)
+    with pytest.raises(llama_server.LocalServerError, match="exited with code 3") as raised:
+        llama_server.start_server(gguf)
     assert "error loading model: bad magic" in str(raised.value)
 
 
 def test_a_server_that_never_answers_times_out_and_is_stopped(
     monkeypatch: pytest.MonkeyPatch, gguf: Path
 ) -> None:
-    monkeypatch.setattr(local, "start_server", START_SERVER)
-    monkeypatch.setattr(local, "require_server_package", lambda: None)
+    monkeypatch.setattr(llama_server, "start_server", START_SERVER)
+    monkeypatch.setattr(llama_server, "require_server_package", lambda: None)
     started: list[subprocess.Popen[bytes]] = []
     popen = subprocess.Popen
 
@@ -258,19 +265,19 @@ def test_a_server_that_never_answers_times_out_and_is_stopped(
         started.append(popen(*args, **kwargs))  # type: ignore[call-overload]
         return started[-1]
 
-    monkeypatch.setattr(local.subprocess, "Popen", record)
+    monkeypatch.setattr(llama_server.subprocess, "Popen", record)
     silent = "import time; print('loading ...', flush=True); time.sleep(60)"
     monkeypatch.setattr(
-        local, "server_command", lambda *args, **kwargs: [sys.executable, "-c", silent]
+        llama_server, "server_command", lambda *args, **kwargs: [sys.executable, "-c", silent]
     )
-    with pytest.raises(local.LocalServerError, match="did not answer within 1s") as raised:
-        local.start_server(gguf, timeout=1.0)
+    with pytest.raises(llama_server.LocalServerError, match="did not answer within 1s") as raised:
+        llama_server.start_server(gguf, timeout=1.0)
     assert "loading ..." in str(raised.value)
     assert started and started[0].poll() is not None
 
 
 def test_server_command_keeps_streams_whole_and_binds_loopback(gguf: Path) -> None:
-    command = local.server_command(gguf, 8123, threads=2)
+    command = llama_server.server_command(gguf, 8123, threads=2)
     flags = dict(zip(command[4::2], command[5::2], strict=True))
     assert command[:2] == [sys.executable, "-c"] and command[3] == str(local.os.getpid())
     assert flags["--model"] == str(gguf) and flags["--host"] == "127.0.0.1"
