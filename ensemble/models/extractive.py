@@ -52,8 +52,8 @@ class Unit(NamedTuple):
     lead: str = ""
 
     def render(self) -> str:
-        """Return the unit as an output line, with its inherited marker in front."""
-        return f"{self.lead} {self.text}" if self.lead else self.text
+        """Return the unit as an output line, its inherited marker after it like a citation."""
+        return f"{self.text} {self.lead}" if self.lead else self.text
 
 
 def tokens(text: str) -> list[str]:
