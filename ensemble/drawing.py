@@ -45,9 +45,6 @@ class SVG(str):
     def _repr_svg_(self) -> str:
         return str(self)
 
-    def __str__(self) -> str:
-        return str.__str__(self)
-
     def __repr__(self) -> str:
         return f"<SVG picture, {len(self)} characters>"
 
@@ -57,9 +54,6 @@ class HTML(str):
 
     def _repr_html_(self) -> str:
         return str(self)
-
-    def __str__(self) -> str:
-        return str.__str__(self)
 
     def __repr__(self) -> str:
         return f"<HTML, {len(self)} characters>"

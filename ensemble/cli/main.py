@@ -7,9 +7,12 @@ import asyncio
 import json
 import sqlite3
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 
 from ensemble import settings
@@ -32,7 +35,7 @@ from ensemble.corpus import CorpusIndex
 from ensemble.errors import DatabaseError, EnsembleError, InvalidInputError
 from ensemble.models import stop_local_servers, validate_spec
 from ensemble.persistence import ensure_writable, list_threads, open_async_checkpointer
-from graphs.registry import SCENARIOS, get_scenario, parse_json_value
+from graphs.registry import SCENARIOS, Scenario, get_scenario, parse_json_value
 
 EXIT_FAILED = 1
 EXIT_ERROR = 2
@@ -228,10 +231,7 @@ async def cmd_resume(args: argparse.Namespace) -> int:
     db = settings.db_path(args.db)
     context = _context(args, db)
     progress = Progress(quiet=args.quiet)
-    async with open_async_checkpointer(_existing(db, args.thread), create=False) as saver:
-        await ensure_writable(saver, db)
-        scenario = await scenario_of(saver, args.thread)
-        graph = scenario.compile(saver)
+    async with thread_graph(db, args.thread, write=True) as (scenario, graph):
         config = thread_config(args.thread)
         snapshot = await require_checkpoint(graph, config)
         values = snapshot.values if isinstance(snapshot.values, dict) else {}
@@ -262,10 +262,7 @@ async def cmd_fork(args: argparse.Namespace) -> int:
     context = _context(args, db)
     sets = dict(_parse_set(item) for item in args.sets)
     progress = Progress(quiet=args.quiet)
-    async with open_async_checkpointer(_existing(db, args.thread), create=False) as saver:
-        await ensure_writable(saver, db)
-        scenario = await scenario_of(saver, args.thread)
-        graph = scenario.compile(saver)
+    async with thread_graph(db, args.thread, write=True) as (scenario, graph):
         snapshot = await require_checkpoint(graph, thread_config(args.thread, args.checkpoint))
         values = snapshot.values if isinstance(snapshot.values, dict) else {}
         updates = scenario.fork_updates(values, sets) if sets else {}
@@ -336,9 +333,7 @@ async def cmd_history(args: argparse.Namespace) -> int:
     if args.limit < 1:
         raise InvalidInputError("--limit must be at least 1")
     db = settings.db_path(args.db)
-    async with open_async_checkpointer(_existing(db, args.thread), create=False) as saver:
-        scenario = await scenario_of(saver, args.thread)
-        graph = scenario.compile(saver)
+    async with thread_graph(db, args.thread) as (scenario, graph):
         rows = []
         async for snap in graph.aget_state_history(thread_config(args.thread), limit=args.limit):
             parent = (snap.parent_config or {}).get("configurable", {}).get("checkpoint_id")
@@ -377,9 +372,7 @@ async def cmd_history(args: argparse.Namespace) -> int:
 async def cmd_show(args: argparse.Namespace) -> int:
     """`ensemble show THREAD [--checkpoint ID]`: the state at the latest or a past checkpoint."""
     db = settings.db_path(args.db)
-    async with open_async_checkpointer(_existing(db, args.thread), create=False) as saver:
-        scenario = await scenario_of(saver, args.thread)
-        graph = scenario.compile(saver)
+    async with thread_graph(db, args.thread) as (scenario, graph):
         snapshot = await require_checkpoint(graph, thread_config(args.thread, args.checkpoint))
     result = result_of(snapshot, scenario, args.thread)
     values = snapshot.values if isinstance(snapshot.values, dict) else {}
@@ -409,10 +402,21 @@ async def cmd_scenarios(args: argparse.Namespace) -> int:
     return 0
 
 
-def _existing(db: Path, thread: str) -> Path:
+@asynccontextmanager
+async def thread_graph(
+    db: Path, thread: str, *, write: bool = False
+) -> AsyncIterator[tuple[Scenario, CompiledStateGraph[Any, Any, Any, Any]]]:
+    """Open an existing database and yield the thread's scenario and its compiled graph.
+
+    With `write`, fail at once if another process holds the write lock.
+    """
     if not db.exists():
         raise DatabaseError(f"no database at {db}, so no thread {thread!r}")
-    return db
+    async with open_async_checkpointer(db, create=False) as saver:
+        if write:
+            await ensure_writable(saver, db)
+        scenario = await scenario_of(saver, thread)
+        yield scenario, scenario.compile(saver)
 
 
 def _parse_set(item: str) -> tuple[str, Any]:

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ensemble.corpus import sources
-from ensemble.errors import EnsembleError
+from ensemble.errors import DatabaseError, EnsembleError
+from ensemble.persistence import connect
 
 logger = logging.getLogger(__name__)
 
@@ -206,16 +207,11 @@ class CorpusIndex:
         if self._conn is not None:
             return self._conn
         try:
-            if str(self.db_path) != ":memory:":
-                self.db_path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                str(self.db_path), check_same_thread=False, timeout=30, isolation_level=None
-            )
-        except (OSError, sqlite3.Error) as exc:
+            conn = connect(self.db_path)  # the app's settings: WAL, the same busy timeout
+        except DatabaseError as exc:
             raise CorpusError(f"cannot open corpus database {self.db_path}: {exc}") from exc
+        conn.isolation_level = None  # transactions are explicit (BEGIN IMMEDIATE)
         try:
-            conn.execute("PRAGMA busy_timeout=30000")
-            conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             conn.close()
