@@ -1,14 +1,21 @@
-"""The run context: per-run settings every node reads through `Runtime[Context]`."""
+"""The run context: per-run settings every node reads through `Runtime[Context]`.
+
+These are the settings a run's caller may choose (a server client included), so nothing here
+names a file: the database and corpus folders are the operator's (`ensemble.workspace`). The
+settings are saved with the thread and reused by resume and fork (`ensemble.run_settings`).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from typing import Annotated, Any
+
+from pydantic import Field, TypeAdapter, ValidationError
 
 from ensemble import settings
+from ensemble.errors import InvalidInputError, describe_validation_error
 
-
-def _default_db() -> str:
-    return str(settings.db_path())
+MAX_SPEC_CHARS = 200
 
 
 @dataclass(kw_only=True)
@@ -19,21 +26,54 @@ class Context:
     runs unchanged from the CLI, a notebook or the LangGraph server.
     """
 
-    model: str = field(default_factory=settings.default_model_spec)
-    """Model spec for every role without an override: `offline`, `openai:<name>`."""
+    model: Annotated[str, Field(min_length=1, max_length=MAX_SPEC_CHARS)] = field(
+        default_factory=settings.default_model_spec
+    )
+    """Model spec for every role without an override: `offline`, `openai:<name>`, `local`."""
 
-    role_models: dict[str, str] = field(default_factory=dict)
+    role_models: Annotated[
+        dict[
+            Annotated[str, Field(min_length=1, max_length=40)],
+            Annotated[str, Field(min_length=1, max_length=MAX_SPEC_CHARS)],
+        ],
+        Field(max_length=16),
+    ] = field(default_factory=dict)
     """Per-role overrides, e.g. `{"reviewer": "openai:gpt-4o"}`."""
 
-    db_path: str = field(default_factory=_default_db)
-    """SQLite file that holds the corpus index (the same file as the checkpoints)."""
-
-    search_k: int = 5
+    search_k: Annotated[int, Field(ge=1, le=20)] = 5
     """Passages returned by each corpus search."""
 
-    max_concurrency: int = 4
+    max_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
     """Agents of one role (e.g. researchers) working at once in a run."""
 
     def model_for(self, role: str) -> str:
         """Return the model spec of `role`."""
         return self.role_models.get(role) or self.model
+
+
+SETTINGS_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Context))
+"""The names a caller may set; anything else in a context is refused."""
+
+_adapter: TypeAdapter[Context] = TypeAdapter(Context)
+
+
+def validate_context(data: Any) -> Context:
+    """Build a `Context` from a mapping, refusing unknown names and bad values in one line.
+
+    Raises:
+        InvalidInputError: e.g. `context.db_path: not a run setting (...)`.
+    """
+    if isinstance(data, Context):
+        data = asdict(data)
+    if not isinstance(data, dict):
+        raise InvalidInputError(f"context must be an object, got {type(data).__name__}")
+    unknown = sorted(str(k) for k in data if k not in SETTINGS_FIELDS)
+    if unknown:
+        raise InvalidInputError(
+            f"context.{unknown[0]}: not a run setting (settable: {', '.join(SETTINGS_FIELDS)}); "
+            "file locations are chosen by whoever runs Ensemble"
+        )
+    try:
+        return _adapter.validate_python(data, strict=False)
+    except ValidationError as error:
+        raise InvalidInputError(f"context: {describe_validation_error(error)}") from None

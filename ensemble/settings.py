@@ -37,3 +37,15 @@ def db_timeout() -> float:
         return max(0.0, float(raw))
     except ValueError:
         return 30.0
+
+
+def corpus_roots() -> tuple[Path, ...] | None:
+    """Folders server clients may name as a corpus (`ENSEMBLE_CORPUS_ROOTS`, `os.pathsep`-joined).
+
+    None when unset: the caller decides what that means (a local user may read any folder, a
+    server's clients only the default corpus).
+    """
+    raw = os.environ.get("ENSEMBLE_CORPUS_ROOTS")
+    if raw is None:
+        return None
+    return tuple(Path(p).expanduser().resolve() for p in raw.split(os.pathsep) if p.strip())

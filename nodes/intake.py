@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+from ensemble import workspace
 from nodes.progress import emit
 from state.research import ResearchInput, ResearchState, validate_research_input
 
@@ -17,6 +18,7 @@ async def research_intake(state: ResearchState) -> dict:
     """
     fields = ResearchInput.model_fields.keys()
     valid = validate_research_input({k: v for k, v in asdict(state).items() if k in fields})
+    workspace.current().corpus_dir(valid.corpus)  # a folder outside the operator's roots stops here
     emit("intake", "finished", question=valid.question)
     fresh = {"plan": [], "report": "", "sources": [], "revision": 0, "review": None, "outcome": ""}
     return valid.model_dump() | fresh

@@ -9,9 +9,10 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage, To
 from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
+from ensemble import workspace
 from ensemble.concurrency import agent_gate
 from ensemble.context import Context
-from ensemble.corpus import CorpusIndex, Passage, open_corpus
+from ensemble.corpus import CorpusIndex, Passage
 from ensemble.models import chat_model_for
 from ensemble.tools import SEARCH_TOOL_NAME, corpus_search_tool, format_passages
 from nodes.citations import attribute, drop_unknown, passage_ids_in
@@ -62,7 +63,7 @@ async def _research(
     """
     question = task["subquestion"]
     k = runtime.context.search_k
-    index = open_corpus(runtime.context.db_path, task["corpus"])
+    index = workspace.current().corpus(task["corpus"])  # refuses folders outside the roots
     model = chat_model_for(runtime.context, "researcher")
     tool = corpus_search_tool(index, k)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
+from ensemble import workspace
 from ensemble.corpus import open_corpus
 from ensemble.models import register_model, unregister_model
 from ensemble.persistence import open_async_checkpointer
@@ -18,9 +19,12 @@ from tests.corpus import write_corpus
 
 @pytest.fixture(autouse=True)
 def offline_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test reaches a real model or the user's database."""
+    """No test reaches a real model or the user's database; each starts unconfigured."""
     monkeypatch.setenv("ENSEMBLE_MODEL", "offline")
     monkeypatch.setenv("ENSEMBLE_DB", str(tmp_path / "default.db"))
+    for name in ("ENSEMBLE_CORPUS_ROOTS", "ENSEMBLE_SERVED", "ENSEMBLE_API_KEYS_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(workspace, "_configured", None)  # the CLI configures it per command
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
 

@@ -12,10 +12,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 
-from ensemble import settings
+from ensemble import settings, workspace
 from ensemble.cli import prompt
 from ensemble.cli.render import Progress, print_json, table
 from ensemble.cli.runs import (
@@ -30,11 +31,14 @@ from ensemble.cli.runs import (
     thread_config,
 )
 from ensemble.cli.serve import add_serve_parser, cmd_serve
-from ensemble.context import Context
-from ensemble.corpus import CorpusIndex
+from ensemble.context import validate_context
 from ensemble.errors import DatabaseError, EnsembleError, InvalidInputError
-from ensemble.models import stop_local_servers, validate_spec
+from ensemble.models import stop_local_servers
 from ensemble.persistence import ensure_writable, list_threads, open_async_checkpointer
+from ensemble.run_settings import for_thread
+from ensemble.run_settings import load as load_settings
+from ensemble.run_settings import resolve as resolve_settings
+from ensemble.workspace import Workspace
 from graphs.registry import SCENARIOS, Scenario, get_scenario, parse_json_value
 
 EXIT_FAILED = 1
@@ -56,12 +60,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     running = argparse.ArgumentParser(add_help=False)
     running.add_argument(
-        "--model", help="model spec: offline, openai:<name> (default: $ENSEMBLE_MODEL)"
+        "--model",
+        help="model spec: offline, openai:<name>, local (default: the thread's, for a new "
+        "thread $ENSEMBLE_MODEL)",
     )
+    running.add_argument(
+        "--role-model",
+        dest="role_models",
+        action="append",
+        default=[],
+        metavar="ROLE=SPEC",
+        help="model of one role, e.g. reviewer=openai:gpt-4o (repeatable)",
+    )
+    running.add_argument("--search-k", type=int, help="passages per corpus search (default 5)")
     running.add_argument("--yes", action="store_true", help="approve every human review")
     running.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     running.add_argument("--out", type=Path, help="also write the report (markdown) to this file")
-    running.add_argument("--max-concurrency", type=int, help="agents running at once (default 4)")
+    running.add_argument(
+        "--max-concurrency", type=int, help="agents running at once (default 4, or the thread's)"
+    )
 
     run = sub.add_parser("run", parents=[common, running], help="start a scenario run")
     run.add_argument("scenario", help="scenario name (see `ensemble scenarios`)")
@@ -107,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `ensemble` console script."""
     args = build_parser().parse_args(argv)
     try:
+        if args.command != "serve":  # the server configures its own process
+            # The CLI's user is the operator: any corpus folder, the database they name.
+            workspace.configure(Workspace(db_path=settings.db_path(getattr(args, "db", None))))
         return asyncio.run(COMMANDS[args.command](args))
     except EnsembleError as error:
         print(f"ensemble: error: {error}", file=sys.stderr)
@@ -123,14 +143,27 @@ def main(argv: list[str] | None = None) -> int:
         stop_local_servers()  # the llama server of `--model local`, if this process started one
 
 
-def _context(args: argparse.Namespace, db: Path) -> Context:
-    spec = validate_spec(args.model) if args.model else validate_spec(settings.default_model_spec())
-    context = Context(model=spec, db_path=str(db))
-    if args.max_concurrency is not None:
-        if not 1 <= args.max_concurrency <= 64:
-            raise InvalidInputError("--max-concurrency must be between 1 and 64")
-        context.max_concurrency = args.max_concurrency
-    return context
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The run settings given explicitly on the command line (the rest follow the thread)."""
+    given: dict[str, Any] = {
+        "model": args.model,
+        "max_concurrency": args.max_concurrency,
+        "search_k": args.search_k,
+    }
+    if args.role_models:
+        pairs = [item.partition("=") for item in args.role_models]
+        bad = [role for role, sep, spec in pairs if not sep or not role.strip() or not spec]
+        if bad:
+            raise InvalidInputError("--role-model takes ROLE=SPEC, e.g. reviewer=offline")
+        given["role_models"] = {role.strip(): spec.strip() for role, _, spec in pairs}
+    given = {k: v for k, v in given.items() if v is not None}
+    for name, value in given.items():  # name the flag in the error, not the setting
+        try:
+            validate_context({name: value})
+        except InvalidInputError as error:
+            problem = str(error).split(": ", 2)[-1]
+            raise InvalidInputError(f"--{name.replace('_', '-')}: {problem}") from None
+    return given
 
 
 def _answerer(args: argparse.Namespace, given: Any = None) -> Answerer:
@@ -200,8 +233,8 @@ async def cmd_run(args: argparse.Namespace) -> int:
     scenario = get_scenario(args.scenario)
     data = _run_input(args)
     db = settings.db_path(args.db)
-    context = _context(args, db)
-    corpus = CorpusIndex(db, data.get("corpus")) if "corpus" in data else None
+    run_settings = resolve_settings(None, _overrides(args), how="run")
+    corpus = workspace.current().corpus(data.get("corpus")) if "corpus" in data else None
     progress = Progress(quiet=args.quiet)
     async with open_async_checkpointer(db) as saver:
         await ensure_writable(saver, db)
@@ -219,7 +252,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
             scenario,
             thread_config(thread_id),
             data,
-            context,
+            run_settings,
             progress,
             _answerer(args),
         )
@@ -229,11 +262,11 @@ async def cmd_run(args: argparse.Namespace) -> int:
 async def cmd_resume(args: argparse.Namespace) -> int:
     """`ensemble resume THREAD`: answer a pending question or finish a crashed run."""
     db = settings.db_path(args.db)
-    context = _context(args, db)
     progress = Progress(quiet=args.quiet)
-    async with thread_graph(db, args.thread, write=True) as (scenario, graph):
+    async with thread_graph(db, args.thread, write=True) as (scenario, graph, saver):
         config = thread_config(args.thread)
         snapshot = await require_checkpoint(graph, config)
+        run_settings = await for_thread(saver, config, _overrides(args), how="resume")
         values = snapshot.values if isinstance(snapshot.values, dict) else {}
         answer = None
         if args.answer is not None:
@@ -252,18 +285,21 @@ async def cmd_resume(args: argparse.Namespace) -> int:
         else:
             progress.line(f"[run] thread {args.thread} has already finished")
             return _finish(result_of(snapshot, scenario, args.thread), args)
-        result = await drive(graph, scenario, config, payload, context, progress, _answerer(args))
+        result = await drive(
+            graph, scenario, config, payload, run_settings, progress, _answerer(args)
+        )
     return _finish(result, args)
 
 
 async def cmd_fork(args: argparse.Namespace) -> int:
     """`ensemble fork THREAD --checkpoint ID`: branch, optionally with changed values, and run."""
     db = settings.db_path(args.db)
-    context = _context(args, db)
     sets = dict(_parse_set(item) for item in args.sets)
     progress = Progress(quiet=args.quiet)
-    async with thread_graph(db, args.thread, write=True) as (scenario, graph):
-        snapshot = await require_checkpoint(graph, thread_config(args.thread, args.checkpoint))
+    async with thread_graph(db, args.thread, write=True) as (scenario, graph, saver):
+        at = thread_config(args.thread, args.checkpoint)
+        snapshot = await require_checkpoint(graph, at)
+        run_settings = await for_thread(saver, at, _overrides(args), how="fork")
         values = snapshot.values if isinstance(snapshot.values, dict) else {}
         updates = scenario.fork_updates(values, sets) if sets else {}
         config = snapshot.config
@@ -273,7 +309,7 @@ async def cmd_fork(args: argparse.Namespace) -> int:
             except Exception as error:  # LangGraph's InvalidUpdateError and kin, made readable
                 raise InvalidInputError(f"cannot fork at {args.checkpoint}: {error!r}") from error
         progress.line(f"[fork] thread {args.thread} from checkpoint {args.checkpoint}")
-        result = await drive(graph, scenario, config, None, context, progress, _answerer(args))
+        result = await drive(graph, scenario, config, None, run_settings, progress, _answerer(args))
     return _finish(result, args)
 
 
@@ -333,7 +369,7 @@ async def cmd_history(args: argparse.Namespace) -> int:
     if args.limit < 1:
         raise InvalidInputError("--limit must be at least 1")
     db = settings.db_path(args.db)
-    async with thread_graph(db, args.thread) as (scenario, graph):
+    async with thread_graph(db, args.thread) as (scenario, graph, saver):
         rows = []
         async for snap in graph.aget_state_history(thread_config(args.thread), limit=args.limit):
             parent = (snap.parent_config or {}).get("configurable", {}).get("checkpoint_id")
@@ -372,12 +408,22 @@ async def cmd_history(args: argparse.Namespace) -> int:
 async def cmd_show(args: argparse.Namespace) -> int:
     """`ensemble show THREAD [--checkpoint ID]`: the state at the latest or a past checkpoint."""
     db = settings.db_path(args.db)
-    async with thread_graph(db, args.thread) as (scenario, graph):
-        snapshot = await require_checkpoint(graph, thread_config(args.thread, args.checkpoint))
+    async with thread_graph(db, args.thread) as (scenario, graph, saver):
+        at = thread_config(args.thread, args.checkpoint)
+        snapshot = await require_checkpoint(graph, at)
+        saved = await load_settings(saver, at)
     result = result_of(snapshot, scenario, args.thread)
     values = snapshot.values if isinstance(snapshot.values, dict) else {}
+    rows = saved.rows() if saved else []
     if args.json:
-        print_json(result.as_dict() | {"values": values, "created_at": snapshot.created_at})
+        print_json(
+            result.as_dict()
+            | {
+                "values": values,
+                "created_at": snapshot.created_at,
+                "settings": {name: {"value": v, "origin": o} for name, v, o in rows},
+            }
+        )
         return 0
     print(f"thread      {args.thread} ({scenario.name})")
     print(f"checkpoint  {result.checkpoint_id}  ({snapshot.created_at})")
@@ -385,6 +431,8 @@ async def cmd_show(args: argparse.Namespace) -> int:
         f"status      {result.status}"
         + (f"  next: {', '.join(result.next)}" if result.next else "")
     )
+    for name, value, origin in rows:
+        print(f"setting     {name} = {json.dumps(value)}  ({_ORIGINS.get(origin, origin)})")
     if result.interrupt:
         print(prompt.describe(result.interrupt["value"]))
     for key in scenario.output_keys:
@@ -405,8 +453,8 @@ async def cmd_scenarios(args: argparse.Namespace) -> int:
 @asynccontextmanager
 async def thread_graph(
     db: Path, thread: str, *, write: bool = False
-) -> AsyncIterator[tuple[Scenario, CompiledStateGraph[Any, Any, Any, Any]]]:
-    """Open an existing database and yield the thread's scenario and its compiled graph.
+) -> AsyncIterator[tuple[Scenario, CompiledStateGraph[Any, Any, Any, Any], AsyncSqliteSaver]]:
+    """Open an existing database; yield the thread's scenario, its compiled graph and the saver.
 
     With `write`, fail at once if another process holds the write lock.
     """
@@ -416,7 +464,16 @@ async def thread_graph(
         if write:
             await ensure_writable(saver, db)
         scenario = await scenario_of(saver, thread)
-        yield scenario, scenario.compile(saver)
+        yield scenario, scenario.compile(saver), saver
+
+
+_ORIGINS = {
+    "default": "the default when the thread started",
+    "run": "set when the thread started",
+    "resume": "overridden at a resume",
+    "fork": "overridden at a fork",
+    "client": "set by a server client",
+}
 
 
 def _parse_set(item: str) -> tuple[str, Any]:

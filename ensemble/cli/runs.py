@@ -14,8 +14,8 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StateSnapshot
 
 from ensemble.cli.render import Progress
-from ensemble.context import Context
 from ensemble.errors import NotFoundError
+from ensemble.run_settings import RunSettings
 from graphs.registry import SCENARIOS, Scenario
 
 Answerer = Callable[[dict[str, Any], Scenario, dict[str, Any]], Any | None]
@@ -119,17 +119,19 @@ async def drive(
     scenario: Scenario,
     config: RunnableConfig,
     first_input: Any,
-    context: Context,
+    run_settings: RunSettings,
     progress: Progress,
     answerer: Answerer,
 ) -> RunResult:
     """Run until the graph ends or pauses with no answer available.
 
     Each answered interrupt resumes the same thread. `durability="sync"` saves every finished
-    task before the next starts, so a killed process loses no finished work.
+    task before the next starts, so a killed process loses no finished work. The run settings
+    ride in every checkpoint's metadata, so a later resume or fork goes on with them.
     """
     thread_id = config["configurable"]["thread_id"]
-    extra: dict[str, Any] = {"metadata": {"scenario": scenario.name}}
+    context = run_settings.context
+    extra: dict[str, Any] = {"metadata": {"scenario": scenario.name, **run_settings.metadata()}}
     run_config: RunnableConfig = {**config, **extra}  # type: ignore[typeddict-item]
     payload = first_input
     while True:

@@ -15,23 +15,28 @@ import argparse
 import asyncio
 import contextlib
 import importlib.util
+import ipaddress
 import json
 import os
 import signal
 import socket
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import ensemble
 from ensemble import settings
 from ensemble.errors import EnsembleError
 from ensemble.models import validate_spec
 from ensemble.models.local import warm_server
+from ensemble.server.keys import KEYS_FILE_ENV, load_keys
+from ensemble.workspace import SERVED_FLAG
 
 HOST = "127.0.0.1"
-"""The dev server has no authentication: it only ever listens on the loopback interface."""
+"""Where the server listens unless the operator configures keys and names another address."""
 
 DEFAULT_PORT = 2024
 DEFAULT_JOBS = 4
@@ -80,6 +85,37 @@ def add_serve_parser(
     _add_if_missing(
         serve, "--model", help="default model spec of server runs (default: $ENSEMBLE_MODEL)"
     )
+    serve.add_argument(
+        "--corpus-root",
+        dest="corpus_roots",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="DIR",
+        help="a folder whose subfolders clients may use as a corpus (repeatable; default: none, "
+        "only Python's documentation; also $ENSEMBLE_CORPUS_ROOTS)",
+    )
+    serve.add_argument(
+        "--keys",
+        type=Path,
+        metavar="FILE",
+        help="API keys file; every request then needs a key, each key is a user "
+        "(also $ENSEMBLE_API_KEYS_FILE)",
+    )
+    serve.add_argument(
+        "--allow-origin",
+        dest="allow_origins",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a web origin whose pages may call the API, e.g. https://smith.langchain.com "
+        "(repeatable; default: none)",
+    )
+    serve.add_argument(
+        "--host",
+        default=HOST,
+        help=f"address to listen on (default {HOST}; another address needs --keys)",
+    )
     return serve
 
 
@@ -97,23 +133,29 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     model = getattr(args, "model", None)
     model = validate_spec(model) if model else None
     _check_jobs(args.jobs)
-    _check_port(args.port)
+    access = server_access(args)
+    _check_port(args.port, access.host)
     _check_server_installed()
     workdir = db.parent / SERVER_DIR
     workdir.mkdir(parents=True, exist_ok=True)
-    config = server_config(root, workdir)
+    config = server_config(root, workdir, allow_origins=access.allow_origins)
 
-    print(f"Ensemble server: {server_url(args.port)}", flush=True)
+    url = server_url(args.port, access.host)
+    print(f"Ensemble server: {url}", flush=True)
     print(f"Database:        {db}", flush=True)
     print(f"Server records:  {workdir / '.langgraph_api'}", flush=True)
-    print(f"API docs:        {server_url(args.port)}/docs   (Ctrl-C stops)", flush=True)
-    env = server_env(db, model)
+    for line in access.describe():
+        print(line, flush=True)
+    print(f"API docs:        {url}/docs   (Ctrl-C stops)", flush=True)
+    env = server_env(db, model, access=access)
     local_url = warm_server(model or settings.default_model_spec())
     if local_url:  # one warm local model shared by every run of the server
         env["ENSEMBLE_LOCAL_BASE_URL"] = local_url
         print(f"Local model:     {local_url}", flush=True)
     process = await asyncio.create_subprocess_exec(
-        *server_command(args.port, reload=args.reload, jobs=args.jobs, config=config),
+        *server_command(
+            args.port, reload=args.reload, jobs=args.jobs, config=config, host=access.host
+        ),
         cwd=str(workdir),
         env=env,
         start_new_session=True,  # the terminal's Ctrl-C reaches us once; we forward it once
@@ -136,7 +178,68 @@ def project_root() -> Path:
     return root
 
 
-def server_config(root: Path, workdir: Path) -> Path:
+@dataclass(frozen=True)
+class ServerAccess:
+    """Who may reach the server and what they may read: the operator's choices, checked."""
+
+    host: str = HOST
+    keys_file: Path | None = None
+    corpus_roots: tuple[Path, ...] = ()
+    allow_origins: tuple[str, ...] = ()
+
+    def describe(self) -> list[str]:
+        """The lines `ensemble serve` prints at start, so the operator sees what is open."""
+        users = (
+            f"API keys from {self.keys_file}"
+            if self.keys_file
+            else "UNAUTHENTICATED: anyone on this machine can use it (listening on loopback only)"
+        )
+        roots = ", ".join(map(str, self.corpus_roots)) or "none (only Python's documentation)"
+        origins = ", ".join(self.allow_origins) or "none (browsers on other sites are refused)"
+        return [
+            f"Access:          {users}",
+            f"Corpus roots:    {roots}",
+            f"Web origins:     {origins}",
+        ]
+
+
+def server_access(args: argparse.Namespace) -> ServerAccess:
+    """Check the serve flags (and their environment fallbacks) and return what they allow.
+
+    Raises:
+        ServeError: A missing keys file or corpus root, a bad origin, or a non-loopback address
+            without keys.
+    """
+    keys = args.keys or (Path(p) if (p := os.environ.get(KEYS_FILE_ENV, "").strip()) else None)
+    if keys is not None:
+        keys = keys.expanduser().resolve()
+        load_keys(keys)  # fail now, with the file and entry, rather than in the server's log
+    roots = tuple(r.expanduser().resolve() for r in args.corpus_roots) or (
+        settings.corpus_roots() or ()
+    )
+    for root in roots:
+        if not root.is_dir():
+            raise ServeError(f"--corpus-root {root} is not a folder")
+    for origin in args.allow_origins:
+        parsed = urlsplit(origin)
+        if origin == "*" or parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ServeError(
+                f"--allow-origin takes an origin like https://app.example, got {origin!r}"
+            )
+    host = args.host
+    if not _is_loopback(host) and keys is None:
+        raise ServeError(f"--host {host} would expose an unauthenticated server; add --keys FILE")
+    return ServerAccess(host, keys, roots, tuple(o.rstrip("/") for o in args.allow_origins))
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def server_config(root: Path, workdir: Path, *, allow_origins: Sequence[str] = ()) -> Path:
     """Write the project's langgraph.json into `workdir` with absolute paths; return its path.
 
     Paths in langgraph.json resolve against the server's working directory, and the server
@@ -149,17 +252,20 @@ def server_config(root: Path, workdir: Path) -> Path:
         return str(root / spec.removeprefix("./")) if spec.startswith("./") else spec
 
     config["graphs"] = {name: absolute(spec) for name, spec in config["graphs"].items()}
-    if "checkpointer" in config:
-        config["checkpointer"]["path"] = absolute(config["checkpointer"]["path"])
+    for section in ("checkpointer", "auth"):
+        if section in config:
+            config[section]["path"] = absolute(config[section]["path"])
+    if allow_origins:
+        config.setdefault("http", {}).setdefault("cors", {})["allow_origins"] = list(allow_origins)
     config["dependencies"] = [str((root / d).resolve()) for d in config.get("dependencies", [])]
     target = workdir / CONFIG_NAME
     target.write_text(json.dumps(config, indent=2), encoding="utf-8")
     return target
 
 
-def server_url(port: int) -> str:
+def server_url(port: int, host: str = HOST) -> str:
     """The base URL clients use."""
-    return f"http://{HOST}:{port}"
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
 
 
 def server_command(
@@ -168,13 +274,14 @@ def server_command(
     reload: bool = False,
     jobs: int = DEFAULT_JOBS,
     config: str | os.PathLike[str] | None = None,
+    host: str = HOST,
 ) -> list[str]:
     """The `langgraph dev` command line, run with this Python so it sees the same packages.
 
     Reload is off by default: with it on, a server that fails to start hangs silently.
     """
     command = [sys.executable, "-m", "langgraph_cli", "dev"]
-    command += ["--host", HOST, "--port", str(port), "--no-browser"]
+    command += ["--host", host, "--port", str(port), "--no-browser"]
     command += ["--n-jobs-per-worker", str(jobs)]
     if not reload:
         command.append("--no-reload")
@@ -184,12 +291,29 @@ def server_command(
 
 
 def server_env(
-    db: str | os.PathLike[str], model: str | None = None, base: dict[str, str] | None = None
+    db: str | os.PathLike[str],
+    model: str | None = None,
+    base: dict[str, str] | None = None,
+    *,
+    access: ServerAccess | None = None,
 ) -> dict[str, str]:
-    """The server's environment: offline switches, the database and the default model."""
+    """The server's environment: offline switches, the database, default model and access.
+
+    The keys file and corpus roots travel as environment variables, which the server's auth
+    module reads once; `ENSEMBLE_SERVED` makes every run of the process treat its client as
+    untrusted. Origins go into the generated langgraph.json, not `CORS_ALLOW_ORIGINS`.
+    """
+    access = access or ServerAccess()
     env = dict(os.environ if base is None else base)
     env.update(OFFLINE_ENV)
+    env.pop("CORS_ALLOW_ORIGINS", None)  # only --allow-origin opens the API to web pages
     env["ENSEMBLE_DB"] = str(Path(db).resolve())
+    env[SERVED_FLAG] = "1"
+    env["ENSEMBLE_CORPUS_ROOTS"] = os.pathsep.join(map(str, access.corpus_roots))
+    if access.keys_file is not None:
+        env[KEYS_FILE_ENV] = str(access.keys_file)
+    else:
+        env.pop(KEYS_FILE_ENV, None)
     if model:
         env["ENSEMBLE_MODEL"] = model
     return env
@@ -258,15 +382,16 @@ def _signal_group(process: asyncio.subprocess.Process, sig: int) -> None:
         pass
 
 
-def _check_port(port: int) -> None:
+def _check_port(port: int, host: str = HOST) -> None:
     if not 1 <= port <= 65535:
         raise ServeError(f"--port must be 1..65535, got {port}")
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
         try:
-            probe.bind((HOST, port))
+            probe.bind((host, port))
         except OSError as error:
-            raise ServeError(f"port {port} on {HOST} is not free ({error.strerror})") from None
+            raise ServeError(f"port {port} on {host} is not free ({error.strerror})") from None
 
 
 def _check_jobs(jobs: int) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
+from stat import S_ISREG
 
 logger = logging.getLogger(__name__)
 
@@ -361,8 +362,14 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def scan_folder(root: Path) -> list[FolderFile]:
-    """List indexable files under `root`, sorted, skipping hidden files and folders."""
+    """List indexable files under `root`, sorted, skipping hidden files and folders.
+
+    Only regular files inside `root` count: a symlink whose target lies outside the folder, a
+    device, a FIFO or a socket is skipped, so naming a folder never reads anything beyond it.
+    Symlinked folders are not entered (`os.walk` does not follow them).
+    """
     found: list[FolderFile] = []
+    real_root = root.resolve()
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__pycache__")
         for filename in sorted(filenames):
@@ -370,9 +377,15 @@ def scan_folder(root: Path) -> list[FolderFile]:
                 continue
             path = Path(dirpath, filename)
             try:
+                if path.is_symlink() and not path.resolve(strict=True).is_relative_to(real_root):
+                    logger.warning("skipping %s: a symlink that leaves the corpus folder", path)
+                    continue
                 stat = path.stat()
-            except OSError as exc:
+            except (OSError, RuntimeError) as exc:
                 logger.warning("skipping unreadable file %s: %s", path, exc)
+                continue
+            if not S_ISREG(stat.st_mode):
+                logger.warning("skipping %s: not a regular file", path)
                 continue
             if stat.st_size > MAX_FILE_BYTES:
                 logger.warning("skipping %s: larger than %d bytes", path, MAX_FILE_BYTES)

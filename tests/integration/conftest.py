@@ -96,7 +96,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         process = subprocess.Popen(
             command,
             cwd=workdir,
-            env=serve.server_env(db, "offline"),
+            env=serve.server_env(db, "offline", access=serve.ServerAccess(corpus_roots=(workdir,))),
             stdout=sink,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -269,5 +269,6 @@ def test_ensemble_serve_starts_prints_and_stops_on_sigint(tmp_path: Path) -> Non
     output = log.read_text(encoding="utf-8", errors="replace")
     assert f"http://127.0.0.1:{port}" in output
     assert str(db.resolve()) in output
+    assert "UNAUTHENTICATED" in output and "loopback only" in output
     # The server's own records sit beside the database, not in the project checkout.
     assert (tmp_path / serve.SERVER_DIR / ".langgraph_api").is_dir()

@@ -22,6 +22,7 @@ import pytest
 from langchain_core.messages import AIMessageChunk
 from langgraph.types import Command
 
+from ensemble import workspace
 from ensemble.context import Context
 from ensemble.corpus import CorpusIndex
 from ensemble.models import chat_model, llama_server, local
@@ -63,7 +64,7 @@ def local_server() -> Iterator[str]:
 @pytest.fixture
 def context(local_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Context:
     monkeypatch.delenv(local.LOCAL_BASE_URL_ENV, raising=False)
-    return Context(model="local", db_path=str(tmp_path / "ensemble.db"), search_k=3)
+    return Context(model="local", search_k=3)
 
 
 def run_input(corpus: Path, **extra: Any) -> dict[str, Any]:
@@ -144,7 +145,7 @@ async def test_research_end_to_end_streams_tokens(
 
     values = state.values
     assert not state.next
-    assert_valid_result(values, context.db_path, corpus_dir)
+    assert_valid_result(values, workspace.current().db_path, corpus_dir)
     assert_notes_cite_retrieved_passages(values)
     # Routing: intake, planner, researchers, then write/review rounds, then finalize.
     assert nodes[:2] == ["intake", "planner"] and nodes[-1] == "finalize"
@@ -180,7 +181,7 @@ async def test_resume_after_plan_review_interrupt(
     values = state.values
     assert values["plan"] == pending.value["plan"]  # approved as it was
     assert values["revision"] == 0
-    assert_valid_result({**values, "revision": 0}, context.db_path, corpus_dir)
+    assert_valid_result({**values, "revision": 0}, workspace.current().db_path, corpus_dir)
     assert {n["task_id"] for n in values["notes"].values() if n["round"] == 0} == {
         sq["id"] for sq in values["plan"]
     }

@@ -176,7 +176,7 @@ async def test_collect_timings_on_a_real_run(corpus_dir, tmp_path):
         graph,
         {"question": "How do bees make honey?", "corpus": str(corpus_dir)},
         config,
-        Context(model="offline", db_path=str(tmp_path / "index.db")),
+        Context(model="offline"),
     )
     assert values is not None and values["outcome"]
     stamps = [t for t, _ in events]
@@ -192,6 +192,6 @@ async def test_collect_timings_on_a_real_run(corpus_dir, tmp_path):
         no_saver,
         {"question": "How do bees make honey?", "corpus": str(corpus_dir)},
         {},
-        Context(model="offline", db_path=str(tmp_path / "index.db")),
+        Context(model="offline"),
     )
     assert values is None and events

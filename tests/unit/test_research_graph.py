@@ -34,7 +34,6 @@ def make_context(register, db, *, planner=None, researcher=None, writer=None, re
     context = Context(
         model="offline",
         role_models={role: register(m) for role, m in models.items()},
-        db_path=str(db),
     )
     return context, models
 

@@ -56,7 +56,7 @@ def graph():
 
 @pytest.fixture
 def context(tmp_path: Path) -> Context:
-    return Context(model="offline", db_path=str(tmp_path / "x.db"))
+    return Context(model="offline")
 
 
 def handler_of(compiled) -> MetricsCallback:

@@ -1,0 +1,1 @@
+"""What the LangGraph server loads from Ensemble: access control and request checks."""

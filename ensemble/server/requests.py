@@ -1,0 +1,119 @@
+"""Checks on what a server client asks for, before a run is created.
+
+Runs through the server take their input, context and command from the client, so each is
+checked here (a 4xx naming the field, no run created) and again where it is used (the graph's
+intake and the corpus policy), because a client can also write state directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Mapping, MutableMapping
+from dataclasses import asdict
+from typing import Any
+
+from langgraph_sdk import Auth
+
+from ensemble import workspace
+from ensemble.errors import EnsembleError
+from ensemble.persistence import open_checkpointer
+from ensemble.run_settings import RunSettings, resolve, saved_in
+from graphs.registry import SCENARIOS, Scenario
+
+NAMESPACE_GRAPH = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
+"""LangGraph's namespace for the assistant ids of graphs named in langgraph.json."""
+
+ALLOWED_COMMAND_KEYS = frozenset({"resume"})
+"""A client may answer a pending question; it may not write state or choose the next node."""
+
+
+def refuse(status: int, detail: str) -> Auth.exceptions.HTTPException:
+    """The error a client sees (the server turns it into an HTTP response)."""
+    return Auth.exceptions.HTTPException(status_code=status, detail=detail)
+
+
+def scenario_of_assistant(assistant_id: Any) -> Scenario | None:
+    """The scenario an assistant id stands for (only operator-defined assistants exist)."""
+    for name, scenario in SCENARIOS.items():
+        if str(uuid.uuid5(NAMESPACE_GRAPH, name)) == str(assistant_id):
+            return scenario
+    return None
+
+
+def is_answer(kwargs: Mapping[str, Any]) -> bool:
+    """True when the run answers a pending human review (`command={"resume": ...}`)."""
+    command = kwargs.get("command")
+    return isinstance(command, Mapping) and command.get("resume") is not None
+
+
+def check_command(kwargs: Mapping[str, Any]) -> None:
+    """Refuse commands that write state or jump to a node, and server-side webhooks."""
+    command = kwargs.get("command")
+    if command is not None:
+        if not isinstance(command, Mapping):
+            raise refuse(422, "command must be an object")
+        used = {k for k, v in command.items() if v not in (None, [], {})}
+        if used - ALLOWED_COMMAND_KEYS:
+            raise refuse(
+                422,
+                f"command.{sorted(used - ALLOWED_COMMAND_KEYS)[0]}: not accepted; "
+                "a client may only answer with command.resume",
+            )
+    if kwargs.get("webhook"):
+        raise refuse(422, "webhook: this server makes no outgoing requests")
+
+
+async def check_input(scenario: Scenario, kwargs: MutableMapping[str, Any]) -> None:
+    """Validate a run's input with the scenario's own schema; store the normalised input.
+
+    The corpus check touches the filesystem, so it runs in a worker thread (the server's event
+    loop must not block).
+    """
+    raw = kwargs.get("input")
+    if raw is None:
+        return
+    try:
+        valid = scenario.validate_input(raw).model_dump()
+        await asyncio.to_thread(workspace.current().corpus_dir, valid.get("corpus"))
+    except EnsembleError as error:
+        raise refuse(422, str(error)) from None
+    kwargs["input"] = valid
+
+
+async def apply_settings(
+    value: MutableMapping[str, Any], kwargs: MutableMapping[str, Any]
+) -> RunSettings:
+    """Give the run the thread's saved settings plus what the client set explicitly.
+
+    The result becomes the run's context, and its run metadata, so the checkpoints it writes
+    carry the settings for the next resume or fork.
+    """
+    client = kwargs.get("context") or {}
+    config = kwargs.get("config") or {}
+    checkpoint_id = (config.get("configurable") or {}).get("checkpoint_id")
+    thread_id = value.get("thread_id")
+    if not isinstance(client, Mapping):
+        raise refuse(422, "context must be an object")
+    saved = await asyncio.to_thread(_saved, thread_id, checkpoint_id) if thread_id else None
+    try:  # model specs are checked by building them: imports, files (a worker thread)
+        settings = await asyncio.to_thread(resolve, saved, client, how="client")
+    except EnsembleError as error:
+        raise refuse(422, str(error)) from None
+    kwargs["context"] = asdict(settings.context)
+    metadata = value.get("metadata")
+    if isinstance(metadata, MutableMapping):
+        metadata.update(settings.metadata())
+    return settings
+
+
+def _saved(thread_id: Any, checkpoint_id: str | None) -> Any:
+    db = workspace.current().db_path
+    if not db.is_file():
+        return None
+    configurable = {"thread_id": str(thread_id), "checkpoint_ns": ""}
+    if checkpoint_id:
+        configurable["checkpoint_id"] = str(checkpoint_id)
+    with open_checkpointer(db, create=False) as saver:
+        saved = saver.get_tuple({"configurable": configurable})
+    return saved_in(saved.metadata if saved else None)
