@@ -32,6 +32,13 @@ class Workspace:
     corpus_roots: tuple[Path, ...] | None = None
     """Folders a corpus must lie in; None lets a run name any folder (the machine's own user)."""
 
+    def __post_init__(self) -> None:
+        """Accept plain strings for paths (notebooks), keep `Path`s inside."""
+        object.__setattr__(self, "db_path", Path(self.db_path).expanduser())
+        if self.corpus_roots is not None:
+            roots = tuple(Path(r).expanduser().resolve() for r in self.corpus_roots)
+            object.__setattr__(self, "corpus_roots", roots)
+
     def corpus_dir(self, name: str | None) -> Path | None:
         """The folder a run's `corpus` value names, checked against the roots (None: default).
 
