@@ -26,7 +26,7 @@ from typing import Annotated
 from langgraph.graph import END, START, StateGraph
 
 from ensemble.persistence import open_async_checkpointer
-from state.reducers import merge_dicts
+from ensemble.state.reducers import merge_dicts
 
 TEXT = "A paragraph of a draft report that cites its sources [1][2]. " * 16  # ~1 KB
 

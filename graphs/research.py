@@ -6,21 +6,32 @@ Routing uses typed conditional edges rather than `Command` so that a fork writte
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import RetryPolicy, Send
+from pydantic import BaseModel
 
 from ensemble.context import Context
-from graphs.compiling import compile_graph
-from nodes.finalize import finalize
-from nodes.intake import research_intake
-from nodes.plan_review import review_plan
-from nodes.planner import planner
-from nodes.researcher import researcher
-from nodes.reviewer import reviewer
-from nodes.synthesizer import synthesizer
-from state.research import ResearchInput, ResearchOutput, ResearchState, ResearchTask, task_id
+from ensemble.errors import InvalidInputError
+from ensemble.graphs.compiling import compile_graph
+from ensemble.graphs.scenario import Scenario
+from ensemble.nodes.finalize import finalize
+from ensemble.nodes.intake import research_intake
+from ensemble.nodes.plan_review import parse_plan_answer, review_plan
+from ensemble.nodes.planner import plan_from_texts, planner
+from ensemble.nodes.researcher import researcher
+from ensemble.nodes.reviewer import reviewer
+from ensemble.nodes.synthesizer import synthesizer
+from ensemble.state.identity import item_id
+from ensemble.state.research import (
+    ResearchInput,
+    ResearchOutput,
+    ResearchState,
+    ResearchTask,
+    SubQuestion,
+)
 
 NAME = "research"
 
@@ -37,7 +48,7 @@ def plan_tasks(state: ResearchState) -> list[Send]:
 def gap_tasks(state: ResearchState) -> list[Send]:
     """One researcher per research gap of the latest review."""
     gaps = state.review["research_gaps"] if state.review else []
-    return [_send(task_id(f"gap{state.revision}", g), g, state, state.revision) for g in gaps]
+    return [_send(item_id(f"gap{state.revision}", g), g, state, state.revision) for g in gaps]
 
 
 def _send(tid: str, question: str, state: ResearchState, round: int) -> Send:
@@ -107,6 +118,42 @@ def build_research() -> StateGraph[ResearchState, Context, ResearchInput, Resear
     builder.add_edge("finalize", END)
     return builder
 
+
+def check_answer(answer: Any, values: Mapping[str, Any]) -> Any:
+    """A resume answer of the research scenario: its one question is the plan review."""
+    parse_plan_answer(answer, int(values.get("max_researchers", 16)))
+    return answer
+
+
+def fork_plan(value: Any, valid: BaseModel) -> list[SubQuestion]:
+    """A fork may replace the plan: a JSON list of sub-question texts (or {"question": ...})."""
+    max_researchers = int(getattr(valid, "max_researchers", 16))
+    items = value if isinstance(value, list) else None
+    texts = [i.get("question") if isinstance(i, dict) else i for i in items or []]
+    if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
+        raise InvalidInputError(
+            'plan must be a non-empty JSON list of sub-questions, e.g. ["first", "second"]'
+        )
+    if len(texts) > max_researchers:
+        raise InvalidInputError(
+            f"plan has {len(texts)} items but max_researchers={max_researchers}"
+        )
+    return plan_from_texts([str(t) for t in texts])
+
+
+SCENARIO = Scenario(
+    name=NAME,
+    description="Research assistant: planner, parallel researchers with citations, "
+    "synthesizer and a reviewer loop over a document corpus.",
+    build=build_research,
+    input_schema=ResearchInput,
+    primary_field="question",
+    output_keys=("question", "plan", "report", "sources", "outcome", "revision"),
+    approve_answer={"action": "approve"},
+    check_answer=check_answer,
+    fork_extras={"plan": fork_plan},
+    folders={"corpus": "corpus"},
+)
 
 graph = compile_graph(build_research(), NAME)
 """Compiled without a checkpointer: `langgraph dev` adds its own (see langgraph.json)."""

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from nodes.progress import emit
-from state.research import ResearchState
+from ensemble.nodes.progress import emit
+from ensemble.state.research import ResearchState
 
 
 def outcome_note(state: ResearchState) -> str:

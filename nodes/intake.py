@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from ensemble import workspace
-from nodes.progress import emit
-from state.research import ResearchInput, ResearchState, validate_research_input
+from ensemble.nodes.progress import emit
+from ensemble.state.research import ResearchInput, ResearchState, validate_research_input
 
 
 async def research_intake(state: ResearchState) -> dict:

@@ -8,9 +8,9 @@ from langgraph.types import interrupt
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from ensemble.errors import InvalidInputError, describe_validation_error
-from nodes.planner import plan_from_texts
-from nodes.progress import emit
-from state.research import ResearchState
+from ensemble.nodes.planner import plan_from_texts
+from ensemble.nodes.progress import emit
+from ensemble.state.research import ResearchState
 
 
 class Approve(BaseModel):

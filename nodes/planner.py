@@ -10,10 +10,11 @@ from pydantic import BaseModel, Field, create_model
 
 from ensemble.context import Context
 from ensemble.models import chat_model_for
-from nodes.llm import ask_structured
-from nodes.progress import emit
-from prompts import render_prompt
-from state.research import ResearchState, SubQuestion, task_id
+from ensemble.nodes.llm import ask_structured
+from ensemble.nodes.progress import emit
+from ensemble.prompts import render_prompt
+from ensemble.state.identity import item_id, same_key, unique
+from ensemble.state.research import ResearchState, SubQuestion
 
 
 class SubQuestionDraft(BaseModel):
@@ -46,26 +47,25 @@ def make_plan(question: str, drafts: list[SubQuestionDraft], max_items: int) -> 
     plan: list[SubQuestion] = []
     for draft in drafts:
         text = " ".join(draft.question.split())
-        key = text.casefold().rstrip("?. ")
+        key = same_key(text)
         if not text or key in seen:
             continue
         seen.add(key)
         plan.append(_sub(text, " ".join(draft.rationale.split())))
         if len(plan) == max_items:
             break
-    if len(plan) < min(2, max_items) and question.casefold().rstrip("?. ") not in seen:
+    if len(plan) < min(2, max_items) and same_key(question) not in seen:
         plan.append(_sub(question, "The question as asked."))
     return plan
 
 
 def plan_from_texts(texts: list[str]) -> list[SubQuestion]:
     """Build a plan from sub-question texts written by a person (plan review, fork)."""
-    unique = dict.fromkeys(" ".join(t.split()) for t in texts if t.strip())
-    return [_sub(text, "Given by a person.") for text in unique]
+    return [_sub(text, "Given by a person.") for text in unique(texts)]
 
 
 def _sub(question: str, rationale: str) -> SubQuestion:
-    return {"id": task_id("sq", question), "question": question, "rationale": rationale}
+    return {"id": item_id("sq", question), "question": question, "rationale": rationale}
 
 
 async def planner(state: ResearchState, runtime: Runtime[Context]) -> dict:

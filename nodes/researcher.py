@@ -14,12 +14,12 @@ from ensemble.concurrency import agent_gate
 from ensemble.context import Context
 from ensemble.corpus import CorpusIndex, Passage
 from ensemble.models import chat_model_for
+from ensemble.nodes.citations import attribute, drop_unknown, passage_ids_in
+from ensemble.nodes.llm import drop_repeats
+from ensemble.nodes.progress import emit
+from ensemble.prompts import load_prompt
+from ensemble.state.research import Note, PassageRef, ResearchTask
 from ensemble.tools import SEARCH_TOOL_NAME, corpus_search_tool, format_passages
-from nodes.citations import attribute, drop_unknown, passage_ids_in
-from nodes.llm import drop_repeats
-from nodes.progress import emit
-from prompts import load_prompt
-from state.research import Note, PassageRef, ResearchTask
 
 EXCERPT_CHARS = 240
 FALLBACK_PASSAGES = 2

@@ -8,11 +8,13 @@ from pydantic import BaseModel, Field
 
 from ensemble.context import Context
 from ensemble.models import chat_model_for
-from nodes.citations import numbers_in
-from nodes.llm import ask_structured
-from nodes.progress import emit
-from prompts import render_prompt
-from state.research import Outcome, ResearchState, Review
+from ensemble.nodes import review_loop
+from ensemble.nodes.citations import numbers_in
+from ensemble.nodes.llm import ask_structured
+from ensemble.nodes.progress import emit
+from ensemble.prompts import render_prompt
+from ensemble.state.identity import same_key, unique
+from ensemble.state.research import Outcome, ResearchState, Review
 
 MAX_GAPS = 4
 
@@ -35,35 +37,24 @@ def check_report(state: ResearchState) -> tuple[list[str], list[str]]:
     own, or a later round's on the same question) cites at least one retrieved passage; a
     citation is valid when its number is in the source list.
     """
-    answered = {_norm(n["subquestion"]) for n in state.notes.values() if n["cited"]}
-    gaps = [sq["question"] for sq in state.plan if _norm(sq["question"]) not in answered]
+    answered = {same_key(n["subquestion"]) for n in state.notes.values() if n["cited"]}
+    gaps = [sq["question"] for sq in state.plan if same_key(sq["question"]) not in answered]
     valid = {s["n"] for s in state.sources}
     bad = [n for n in numbers_in(state.report) if n not in valid]
     issues = [f"citation [{n}] matches no source" for n in bad]
     return gaps, issues
 
 
-def _norm(text: str) -> str:
-    return " ".join(text.casefold().split()).rstrip("?.")
-
-
-def _key(items: list[str]) -> frozenset[str]:
-    return frozenset(_norm(i) for i in items)
-
-
 def decide(state: ResearchState, review: Review) -> Outcome:
-    """Return the outcome, or "" to run another revision round."""
-    if review["approved"]:
-        return "approved"
-    if state.revision >= state.max_revisions:
-        return "max_revisions"
-    current = review["research_gaps"] + review["report_issues"]
-    if not current:
-        return "stalled"  # rejected, yet nothing named to fix: another round cannot help
+    """Return the outcome, or "" to run another revision round (the shared loop decision)."""
     previous = state.review
-    if previous and _key(current) == _key(previous["research_gaps"] + previous["report_issues"]):
-        return "stalled"
-    return ""
+    return review_loop.decide(
+        approved=review["approved"],
+        issues=review["research_gaps"] + review["report_issues"],
+        revision=state.revision,
+        max_revisions=state.max_revisions,
+        previous_issues=previous["research_gaps"] + previous["report_issues"] if previous else None,
+    )
 
 
 async def reviewer(state: ResearchState, runtime: Runtime[Context]) -> dict:
@@ -81,7 +72,7 @@ async def reviewer(state: ResearchState, runtime: Runtime[Context]) -> dict:
     model_approved = bool(verdict and verdict.approved)
     model_gaps = [] if model_approved or verdict is None else verdict.gaps
     uncovered, issues = check_report(state)
-    gaps = list(dict.fromkeys(" ".join(g.split()) for g in uncovered + model_gaps if g.strip()))
+    gaps = unique(uncovered + model_gaps)
     review: Review = {
         "approved": model_approved and not uncovered and not issues,
         "model_approved": model_approved,

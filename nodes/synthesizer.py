@@ -7,11 +7,11 @@ from langgraph.runtime import Runtime
 
 from ensemble.context import Context
 from ensemble.models import chat_model_for
-from nodes.citations import NUMBERED_CITATION, numbers_in, renumber
-from nodes.llm import drop_repeats
-from nodes.progress import emit
-from prompts import load_prompt
-from state.research import Note, PassageRef, ResearchState, Source
+from ensemble.nodes.citations import NUMBERED_CITATION, numbers_in, renumber
+from ensemble.nodes.llm import drop_repeats
+from ensemble.nodes.progress import emit
+from ensemble.prompts import load_prompt
+from ensemble.state.research import Note, PassageRef, ResearchState, Source
 
 
 def ordered_notes(state: ResearchState) -> list[Note]:

@@ -7,7 +7,6 @@ Notes are keyed by task id so parallel researchers and re-runs never duplicate t
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -15,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from typing_extensions import TypedDict
 
 from ensemble.errors import InvalidInputError, describe_validation_error
-from state.reducers import merge_dicts
+from ensemble.state.reducers import merge_dicts
 
 MAX_QUESTION_CHARS = 4000
 
@@ -59,12 +58,6 @@ def validate_research_input(data: Any) -> ResearchInput:
         raise InvalidInputError(
             f"invalid research input: {describe_validation_error(error)}"
         ) from None
-
-
-def task_id(prefix: str, text: str) -> str:
-    """A stable id derived from the task's text, so the same sub-question keeps its notes."""
-    digest = hashlib.sha1(" ".join(text.casefold().split()).encode()).hexdigest()[:8]
-    return f"{prefix}-{digest}"
 
 
 class SubQuestion(TypedDict):

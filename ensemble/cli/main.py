@@ -18,6 +18,7 @@ from langgraph.types import Command
 
 from ensemble import settings, workspace
 from ensemble.cli import prompt
+from ensemble.cli.flags import add_input_flags, describe, describe_schema, flag_name, given_inputs
 from ensemble.cli.render import Progress, print_json, table
 from ensemble.cli.runs import (
     Answerer,
@@ -33,31 +34,29 @@ from ensemble.cli.runs import (
 from ensemble.cli.serve import add_serve_parser, cmd_serve
 from ensemble.context import validate_context
 from ensemble.errors import DatabaseError, EnsembleError, InvalidInputError
+from ensemble.graphs.registry import SCENARIOS, get_scenario, parse_json_value
+from ensemble.graphs.scenario import Scenario
 from ensemble.models import stop_local_servers
 from ensemble.persistence import ensure_writable, list_threads, open_async_checkpointer
 from ensemble.run_settings import for_thread
 from ensemble.run_settings import load as load_settings
 from ensemble.run_settings import resolve as resolve_settings
 from ensemble.workspace import Workspace
-from graphs.registry import SCENARIOS, Scenario, get_scenario, parse_json_value
 
 EXIT_FAILED = 1
 EXIT_ERROR = 2
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command-line grammar."""
-    parser = argparse.ArgumentParser(
-        prog="ensemble", description="Multi-agent orchestration on LangGraph."
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--db", help=f"SQLite database (default: $ENSEMBLE_DB or {settings.DEFAULT_DB})"
     )
     common.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    return common
 
+
+def _running() -> argparse.ArgumentParser:
     running = argparse.ArgumentParser(add_help=False)
     running.add_argument(
         "--model",
@@ -79,18 +78,44 @@ def build_parser() -> argparse.ArgumentParser:
     running.add_argument(
         "--max-concurrency", type=int, help="agents running at once (default 4, or the thread's)"
     )
+    return running
 
-    run = sub.add_parser("run", parents=[common, running], help="start a scenario run")
-    run.add_argument("scenario", help="scenario name (see `ensemble scenarios`)")
-    run.add_argument("text", nargs="?", help="the main input, e.g. the research question")
-    run.add_argument("--thread", help="thread id to create (default: a new one)")
-    run.add_argument("--corpus", help="folder of .md/.txt/.rst/.html files to research")
-    run.add_argument(
-        "--review-plan", action="store_true", help="pause for a human to review the plan"
+
+def scenario_parser(scenario: Scenario) -> argparse.ArgumentParser:
+    """`ensemble run SCENARIO ...`: the common flags plus one flag per input field."""
+    primary = scenario.input_schema.model_fields[scenario.primary_field]
+    parser = argparse.ArgumentParser(
+        prog=f"ensemble run {scenario.name}",
+        parents=[_common(), _running()],
+        description=scenario.description,
     )
-    run.add_argument("--max-researchers", type=int, help="1..16 (default 4)")
-    run.add_argument("--max-revisions", type=int, help="0..5 (default 2)")
-    run.add_argument("--input", dest="input_json", help="the whole input as a JSON object")
+    parser.add_argument(
+        "text", nargs="?", metavar=scenario.primary_field.upper(), help=describe(primary)
+    )
+    parser.add_argument("--thread", help="thread id to create (default: a new one)")
+    parser.add_argument("--input", dest="input_json", help="the whole input as a JSON object")
+    add_input_flags(parser, scenario.input_schema, scenario.primary_field)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line grammar (each scenario's run flags come from its input schema)."""
+    parser = argparse.ArgumentParser(
+        prog="ensemble", description="Multi-agent orchestration on LangGraph."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common, running = _common(), _running()
+
+    run = sub.add_parser(
+        "run",
+        help="start a scenario run",
+        description="ensemble run SCENARIO [INPUT] [--FIELD VALUE ...]; "
+        "`ensemble run SCENARIO --help` lists a scenario's inputs.",
+    )
+    run.add_argument("scenario", help=f"one of: {', '.join(sorted(SCENARIOS))}")
+    run.add_argument(
+        "args", nargs=argparse.REMAINDER, help="the scenario's input and flags", metavar="..."
+    )
 
     resume = sub.add_parser(
         "resume", parents=[common, running], help="continue a paused or crashed thread"
@@ -115,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("thread")
     show.add_argument("--checkpoint", help="a past checkpoint instead of the latest")
 
-    sub.add_parser("scenarios", help="list the scenarios")
+    scenarios = sub.add_parser("scenarios", help="list the scenarios and their inputs")
+    scenarios.add_argument("--json", action="store_true", help="print one JSON object")
     add_serve_parser(sub, [common])
     return parser
 
@@ -205,8 +231,7 @@ def _finish(result: RunResult, args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_input(args: argparse.Namespace) -> dict[str, Any]:
-    scenario = get_scenario(args.scenario)
+def _run_input(scenario: Scenario, args: argparse.Namespace) -> dict[str, Any]:
     data: dict[str, Any] = {}
     if args.input_json:
         data = parse_json_value(args.input_json, "--input")
@@ -214,13 +239,7 @@ def _run_input(args: argparse.Namespace) -> dict[str, Any]:
             raise InvalidInputError("--input must be a JSON object")
     if args.text is not None:
         data[scenario.primary_field] = args.text
-    flags = {
-        "corpus": args.corpus,
-        "max_researchers": args.max_researchers,
-        "max_revisions": args.max_revisions,
-        "review_plan": True if args.review_plan else None,
-    }
-    data.update({k: v for k, v in flags.items() if v is not None})
+    data.update(given_inputs(args))
     if scenario.primary_field not in data:
         raise InvalidInputError(
             f'missing the {scenario.primary_field}: ensemble run {scenario.name} "..."'
@@ -231,10 +250,15 @@ def _run_input(args: argparse.Namespace) -> dict[str, Any]:
 async def cmd_run(args: argparse.Namespace) -> int:
     """`ensemble run SCENARIO TEXT`: validate everything, then start a new thread."""
     scenario = get_scenario(args.scenario)
-    data = _run_input(args)
+    args = scenario_parser(scenario).parse_args(args.args, namespace=args)
+    data = _run_input(scenario, args)
     db = settings.db_path(args.db)
     run_settings = resolve_settings(None, _overrides(args), how="run")
-    corpus = workspace.current().corpus(data.get("corpus")) if "corpus" in data else None
+    corpora = [
+        workspace.current().corpus(data.get(f))
+        for f, k in scenario.folders.items()
+        if k == "corpus"
+    ]
     progress = Progress(quiet=args.quiet)
     async with open_async_checkpointer(db) as saver:
         await ensure_writable(saver, db)
@@ -242,7 +266,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
         thread_id = args.thread or new_thread_id()
         if await saver.aget_tuple(thread_config(thread_id)) is not None:
             raise InvalidInputError(f"thread {thread_id!r} already exists; use resume or fork")
-        if corpus is not None:
+        for corpus in corpora:
             progress.line(f"[corpus] preparing {corpus.key} (indexed once, then reused)")
             stats = await asyncio.to_thread(corpus.ensure)
             progress.line(f"[corpus] {stats.passages} passages ready")
@@ -273,7 +297,7 @@ async def cmd_resume(args: argparse.Namespace) -> int:
             if not snapshot.interrupts:
                 raise InvalidInputError(f"thread {args.thread!r} is not waiting for an answer")
             answer = parse_json_value(args.answer, "--answer")
-            scenario.validate_answer(answer, values)
+            scenario.check_answer(answer, values)
         if snapshot.interrupts:
             first = _answerer(args, answer)(snapshot.interrupts[0].value, scenario, values)
             if first is None:
@@ -444,9 +468,28 @@ async def cmd_show(args: argparse.Namespace) -> int:
 
 
 async def cmd_scenarios(args: argparse.Namespace) -> int:
-    """`ensemble scenarios`: what can be run."""
-    for scenario in SCENARIOS.values():
-        print(f"{scenario.name:<12} {scenario.description}")
+    """`ensemble scenarios`: what can be run, with each scenario's inputs."""
+    listed: dict[str, dict[str, Any]] = {
+        s.name: {
+            "description": s.description,
+            "primary": s.primary_field,
+            "inputs": [
+                {"name": n, "type": t, "help": h} for n, t, h in describe_schema(s.input_schema)
+            ],
+        }
+        for s in SCENARIOS.values()
+    }
+    if getattr(args, "json", False):
+        print_json({"scenarios": listed})
+        return 0
+    for name, item in listed.items():
+        print(f"{name}: {item['description']}")
+        for field in item["inputs"]:
+            positional = " (the positional argument)" if field["name"] == item["primary"] else ""
+            print(
+                f"    {flag_name(field['name']):<20} {field['type']}{positional}: {field['help']}"
+            )
+        print()
     return 0
 
 

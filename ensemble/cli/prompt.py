@@ -26,7 +26,7 @@ def ask(value: Any, scenario: Any, values: dict[str, Any]) -> Any:
         except EOFError:
             return None
         try:
-            scenario.validate_answer(answer, values)
+            scenario.check_answer(answer, values)
         except InvalidInputError as error:
             print(f"Not accepted: {error}", file=sys.stderr)
             continue

@@ -15,8 +15,9 @@ from langgraph.types import Command, StateSnapshot
 
 from ensemble.cli.render import Progress
 from ensemble.errors import NotFoundError
+from ensemble.graphs.registry import SCENARIOS
+from ensemble.graphs.scenario import Scenario
 from ensemble.run_settings import RunSettings
-from graphs.registry import SCENARIOS, Scenario
 
 Answerer = Callable[[dict[str, Any], Scenario, dict[str, Any]], Any | None]
 """Given an interrupt value, return the answer to resume with, or None to stay paused."""

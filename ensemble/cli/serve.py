@@ -1,12 +1,11 @@
 """`ensemble serve`: every scenario behind the LangGraph dev server, on the project's database.
 
-The server is `langgraph dev` (in-memory runtime) serving the graphs the project's
-`langgraph.json` names. Its checkpoints go to the same SQLite file the CLI uses (`ENSEMBLE_DB`
--> `ensemble.persistence.server_checkpointer`), so a thread started through the server can be
-listed, shown, resumed or forked with `ensemble` and the other way round. The server's own
-thread and run records (`.langgraph_api/`) live in a folder beside that database, never in the
-project checkout: the server runs from there with a copy of `langgraph.json` whose paths are
-absolute.
+The server is `langgraph dev` (in-memory runtime) serving every registered scenario, with a
+langgraph.json made from the installed package (`ensemble.server.config`). Its checkpoints go
+to the same SQLite file the CLI uses (`ENSEMBLE_DB` -> `ensemble.persistence.server_checkpointer`),
+so a thread started through the server can be listed, shown, resumed or forked with `ensemble`
+and the other way round. The server's own thread and run records (`.langgraph_api/`) live in a
+folder beside that database, never in the project checkout.
 """
 
 from __future__ import annotations
@@ -27,11 +26,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import ensemble
 from ensemble import settings
 from ensemble.errors import EnsembleError
 from ensemble.models import validate_spec
 from ensemble.models.local import warm_server
+from ensemble.server.config import langgraph_config
 from ensemble.server.keys import KEYS_FILE_ENV, load_keys
 from ensemble.workspace import SERVED_FLAG
 
@@ -128,7 +127,6 @@ def _add_if_missing(parser: argparse.ArgumentParser, flag: str, **kwargs: Any) -
 
 async def cmd_serve(args: argparse.Namespace) -> int:
     """`ensemble serve`: run the dev server until it stops or SIGINT/SIGTERM arrives."""
-    root = project_root()
     db = settings.db_path(getattr(args, "db", None)).resolve()
     model = getattr(args, "model", None)
     model = validate_spec(model) if model else None
@@ -138,7 +136,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     _check_server_installed()
     workdir = db.parent / SERVER_DIR
     workdir.mkdir(parents=True, exist_ok=True)
-    config = server_config(root, workdir, allow_origins=access.allow_origins)
+    config = server_config(workdir, allow_origins=access.allow_origins)
 
     url = server_url(args.port, access.host)
     print(f"Ensemble server: {url}", flush=True)
@@ -161,21 +159,6 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         start_new_session=True,  # the terminal's Ctrl-C reaches us once; we forward it once
     )
     return await supervise(process)
-
-
-def project_root() -> Path:
-    """The directory holding `langgraph.json`: the parent of the installed `ensemble` package.
-
-    Raises:
-        ServeError: When the package is installed without its project (e.g. from a wheel).
-    """
-    root = Path(ensemble.__file__).resolve().parent.parent
-    if not (root / CONFIG_NAME).is_file():
-        raise ServeError(
-            f"no {CONFIG_NAME} in {root}: `ensemble serve` needs the project checkout "
-            '(install it with `pip install -e ".[dev]"` from the repository)'
-        )
-    return root
 
 
 @dataclass(frozen=True)
@@ -239,26 +222,14 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
-def server_config(root: Path, workdir: Path, *, allow_origins: Sequence[str] = ()) -> Path:
-    """Write the project's langgraph.json into `workdir` with absolute paths; return its path.
+def server_config(workdir: Path, *, allow_origins: Sequence[str] = ()) -> Path:
+    """Write the server's langgraph.json into `workdir`; return its path.
 
-    Paths in langgraph.json resolve against the server's working directory, and the server
-    keeps its records in `./.langgraph_api` of that directory: with absolute paths it can run
-    from beside the database and serve exactly the graphs and checkpointer the project names.
+    Made from the installed package (absolute paths), so `ensemble serve` works from any folder
+    with `pip install`ed Ensemble; the server keeps its records in `workdir/.langgraph_api`.
     """
-    config = json.loads((root / CONFIG_NAME).read_text(encoding="utf-8"))
-
-    def absolute(spec: str) -> str:
-        return str(root / spec.removeprefix("./")) if spec.startswith("./") else spec
-
-    config["graphs"] = {name: absolute(spec) for name, spec in config["graphs"].items()}
-    for section in ("checkpointer", "auth"):
-        if section in config:
-            config[section]["path"] = absolute(config[section]["path"])
-    if allow_origins:
-        config.setdefault("http", {}).setdefault("cors", {})["allow_origins"] = list(allow_origins)
-    config["dependencies"] = [str((root / d).resolve()) for d in config.get("dependencies", [])]
     target = workdir / CONFIG_NAME
+    config = langgraph_config(allow_origins=allow_origins)
     target.write_text(json.dumps(config, indent=2), encoding="utf-8")
     return target
 

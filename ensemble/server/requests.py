@@ -17,9 +17,10 @@ from langgraph_sdk import Auth
 
 from ensemble import workspace
 from ensemble.errors import EnsembleError
+from ensemble.graphs.registry import SCENARIOS
+from ensemble.graphs.scenario import Scenario
 from ensemble.persistence import open_checkpointer
 from ensemble.run_settings import RunSettings, resolve, saved_in
-from graphs.registry import SCENARIOS, Scenario
 
 NAMESPACE_GRAPH = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
 """LangGraph's namespace for the assistant ids of graphs named in langgraph.json."""

@@ -88,7 +88,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     workdir = tmp_path_factory.mktemp("devserver")
     corpus = write_corpus(workdir / "corpus")
     db = workdir / "ensemble.db"
-    config = serve.server_config(serve.project_root(), workdir)
+    config = serve.server_config(workdir)
     port = free_port()
     log = workdir / "server.log"
     command = serve.server_command(port, jobs=4, config=config)

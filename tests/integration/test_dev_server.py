@@ -22,7 +22,7 @@ from langgraph_sdk import get_client
 from prometheus_client.parser import text_string_to_metric_families
 
 from ensemble.cli import serve
-from graphs.registry import SCENARIOS
+from ensemble.graphs.registry import SCENARIOS
 from tests.integration.conftest import Server, free_port, http_ok, stop, tail
 
 pytestmark = pytest.mark.integration

@@ -25,10 +25,10 @@ from langgraph.types import Command
 from ensemble import workspace
 from ensemble.context import Context
 from ensemble.corpus import CorpusIndex
+from ensemble.graphs.registry import SCENARIOS
 from ensemble.models import chat_model, llama_server, local
+from ensemble.nodes.reviewer import Verdict
 from ensemble.persistence import open_async_checkpointer
-from graphs.registry import SCENARIOS
-from nodes.reviewer import Verdict
 
 pytestmark = [
     pytest.mark.integration,

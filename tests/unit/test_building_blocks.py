@@ -8,12 +8,12 @@ from ensemble import settings
 from ensemble.errors import DatabaseError, InvalidInputError, ModelSpecError
 from ensemble.models import chat_model, register_model, unregister_model
 from ensemble.models.offline import OfflineChatModel
+from ensemble.nodes.citations import attribute, drop_unknown, numbers_in, passage_ids_in, renumber
+from ensemble.nodes.plan_review import Approve, Cancel, Edit, parse_plan_answer
+from ensemble.nodes.planner import SubQuestionDraft, make_plan, plan_from_texts
+from ensemble.nodes.reviewer import decide
 from ensemble.persistence import list_threads, open_checkpointer
-from nodes.citations import attribute, drop_unknown, numbers_in, passage_ids_in, renumber
-from nodes.plan_review import Approve, Cancel, Edit, parse_plan_answer
-from nodes.planner import SubQuestionDraft, make_plan, plan_from_texts
-from nodes.reviewer import decide
-from state.research import ResearchState, Review
+from ensemble.state.research import ResearchState, Review
 
 
 def test_citation_helpers():

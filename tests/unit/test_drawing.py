@@ -16,7 +16,7 @@ from ensemble.drawing import (
     html_table,
     timings_table,
 )
-from graphs.registry import SCENARIOS
+from ensemble.graphs.registry import SCENARIOS
 
 NS = {"svg": "http://www.w3.org/2000/svg"}
 

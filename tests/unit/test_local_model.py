@@ -29,9 +29,9 @@ from ensemble.models import (
     stop_local_servers,
     validate_spec,
 )
-from nodes.llm import drop_repeats
-from nodes.reviewer import Verdict
-from nodes.synthesizer import report_body
+from ensemble.nodes.llm import drop_repeats
+from ensemble.nodes.reviewer import Verdict
+from ensemble.nodes.synthesizer import report_body
 
 START_SERVER = llama_server.start_server
 

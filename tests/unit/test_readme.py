@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from graphs.research import graph
+from ensemble.graphs.research import graph
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -11,7 +11,7 @@ from langgraph.types import Command
 from ensemble.context import Context
 from ensemble.corpus import open_corpus
 from ensemble.errors import InvalidInputError
-from graphs.registry import SCENARIOS
+from ensemble.graphs.registry import SCENARIOS
 from tests.fakes import (
     ScriptedChatModel,
     plan_responder,

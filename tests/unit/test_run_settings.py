@@ -7,8 +7,8 @@ from langgraph.checkpoint.memory import InMemorySaver
 
 from ensemble.context import SETTINGS_FIELDS, Context, validate_context
 from ensemble.errors import InvalidInputError, ModelSpecError
+from ensemble.graphs.registry import SCENARIOS
 from ensemble.run_settings import SETTINGS_KEY, for_thread, load, resolve, saved_in
-from graphs.registry import SCENARIOS
 
 
 def test_context_refuses_file_locations_and_unknown_names():

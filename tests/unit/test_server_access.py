@@ -12,6 +12,8 @@ import pytest
 from langgraph_sdk import Auth
 
 from ensemble.cli.serve import ServeError, server_access, server_config, server_env
+from ensemble.graphs.registry import SCENARIOS
+from ensemble.server.config import langgraph_config
 from ensemble.server.keys import KeysError, load_keys
 from ensemble.server.requests import (
     NAMESPACE_GRAPH,
@@ -21,7 +23,6 @@ from ensemble.server.requests import (
     is_answer,
     scenario_of_assistant,
 )
-from graphs.registry import SCENARIOS
 
 KEY = "a-key-of-sufficient-length"
 
@@ -167,10 +168,18 @@ def test_server_environment_and_config_carry_the_operator_choices(tmp_path, monk
     assert env["ENSEMBLE_SERVED"] == "1" and env["ENSEMBLE_API_KEYS_FILE"] == str(keys)
     assert env["ENSEMBLE_CORPUS_ROOTS"] == str(tmp_path.resolve())
     assert "CORS_ALLOW_ORIGINS" not in env
-    root = Path(__file__).resolve().parents[2]
-    plain = json.loads(server_config(root, tmp_path).read_text())
+    plain = json.loads(server_config(tmp_path).read_text())
     assert "allow_origins" not in plain["http"]["cors"]
     assert plain["auth"]["disable_studio_auth"] is True
     assert Path(plain["auth"]["path"].split(":")[0]).is_file()
-    opened = json.loads(server_config(root, tmp_path, allow_origins=["https://a.b"]).read_text())
+    opened = json.loads(server_config(tmp_path, allow_origins=["https://a.b"]).read_text())
     assert opened["http"]["cors"]["allow_origins"] == ["https://a.b"]
+
+
+def test_the_repository_langgraph_json_is_the_generated_configuration():
+    """Plain `langgraph dev` in a checkout serves exactly what `ensemble serve` serves."""
+    root = Path(__file__).resolve().parents[2]
+    written = json.loads((root / "langgraph.json").read_text(encoding="utf-8"))
+    assert written == langgraph_config(checkout=root)
+    for spec in [*written["graphs"].values(), written["checkpointer"]["path"]]:
+        assert (root / spec.split(":")[0]).is_file()

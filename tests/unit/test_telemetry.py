@@ -16,8 +16,8 @@ from prometheus_client import REGISTRY
 from ensemble import telemetry
 from ensemble.cli.main import main
 from ensemble.context import Context
+from ensemble.graphs.registry import SCENARIOS
 from ensemble.telemetry import MetricsCallback
-from graphs.registry import SCENARIOS
 
 
 def sample(name: str, **labels: str) -> float:

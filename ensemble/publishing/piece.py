@@ -1,0 +1,63 @@
+"""What gets published: an approved draft and the facts the front matter records about it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+
+from ensemble.publishing.errors import PublishError
+
+FORMATS = ("blog", "brief", "newsletter")
+
+_WORD = re.compile(r"\w+(?:['’-]\w+)*")
+
+
+@dataclass(frozen=True)
+class Piece:
+    """An approved draft, ready to publish.
+
+    Attributes:
+        title: The piece's title (also the source of its file name).
+        body: The text, in Markdown.
+        topic: What the content run was asked to write about.
+        audience: Who it is written for.
+        format: One of `FORMATS`.
+        tone: The requested tone.
+        sources: `(title, location)` pairs the piece cites.
+        thread_id: The LangGraph thread that produced it.
+        approved_by: Who approved it (e.g. "human", "--yes").
+    """
+
+    title: str
+    body: str
+    topic: str
+    audience: str
+    format: str
+    tone: str
+    sources: tuple[tuple[str, str], ...]
+    thread_id: str
+    approved_by: str
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise PublishError(f"format must be one of {', '.join(FORMATS)}, got {self.format!r}")
+        # Accept lists from callers but keep the dataclass hashable and immutable.
+        pairs = tuple(tuple(pair) for pair in self.sources)
+        if any(len(pair) != 2 or not all(isinstance(p, str) for p in pair) for pair in pairs):
+            raise PublishError("sources must be (title, location) pairs of strings")
+        object.__setattr__(self, "sources", pairs)
+
+    @property
+    def word_count(self) -> int:
+        """Words in the body; Markdown punctuation (`#`, `*`, `-`) does not count."""
+        return len(_WORD.findall(self.body))
+
+    def draft_key(self) -> str:
+        """Identify the exact approved text, so a replay finds its earlier publication.
+
+        The title and body are hashed as a JSON pair, so ("ab", "c") and ("a", "bc") differ.
+        """
+        data = json.dumps([self.title, self.body], ensure_ascii=False).encode("utf-8")
+        return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,161 @@
+"""A piece as files: Markdown with YAML front matter, and a standalone, inert HTML page.
+
+Everything in a piece came from a model and the sources it read, so it is treated as untrusted
+data: front-matter values are quoted by the YAML dumper, and the HTML body goes through a
+Markdown renderer that does not pass raw HTML and then through an allow-list sanitiser.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+from urllib.parse import urlsplit
+
+import nh3
+import yaml
+from markdown_it import MarkdownIt
+
+from ensemble.publishing.piece import Piece
+
+CONTENT_SECURITY_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:"
+
+ALLOWED_TAGS = frozenset(
+    {"p", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "blockquote", "code", "pre"}
+    | {"em", "strong", "a", "hr", "br", "table", "thead", "tbody", "tr", "th", "td"}
+)
+ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "ol": {"start"}}
+URL_SCHEMES = frozenset({"http", "https", "mailto"})
+# Dropped with their content, not just unwrapped (their text is code or markup, not prose).
+_DROP_WITH_CONTENT = frozenset(
+    {"script", "style", "iframe", "noscript", "template", "object", "textarea", "title"}
+)
+
+_CSS = """\
+body { max-width: 42rem; margin: 2rem auto; padding: 0 1rem; line-height: 1.6;
+  font-family: system-ui, sans-serif; color: #1a1a1a; }
+header p, footer { color: #555; font-size: 0.9rem; }
+pre { overflow-x: auto; background: #f4f4f4; padding: 0.75rem; }
+code { font-family: ui-monospace, monospace; }
+blockquote { border-left: 3px solid #ccc; margin-left: 0; padding-left: 1rem; color: #444; }
+table { border-collapse: collapse; }
+th, td { border: 1px solid #ccc; padding: 0.25rem 0.5rem; }
+"""
+
+_markdown = MarkdownIt("commonmark", {"html": False}).enable("table")
+
+
+class _FrontMatterDumper(yaml.SafeDumper):
+    """Safe dumper that puts any string with a line break or control char in double quotes.
+
+    Such a value then stays on one line, so no line of the front matter can read as a `---` or
+    `...` fence, whatever a title contains.
+    """
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = '"' if any(not ch.isprintable() for ch in value) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_FrontMatterDumper.add_representer(str, _represent_str)
+
+
+def front_matter(piece: Piece, published_at: str) -> dict[str, Any]:
+    """The metadata recorded with a piece, in front-matter order."""
+    return {
+        "title": piece.title,
+        "topic": piece.topic,
+        "audience": piece.audience,
+        "format": piece.format,
+        "tone": piece.tone,
+        "words": piece.word_count,
+        "sources": [{"title": title, "location": where} for title, where in piece.sources],
+        "thread": piece.thread_id,
+        "approved_by": piece.approved_by,
+        "published_at": published_at,
+    }
+
+
+def render_markdown(piece: Piece, published_at: str) -> str:
+    """Return the Markdown file: `---`-fenced YAML front matter, then the body."""
+    meta = yaml.dump(
+        front_matter(piece, published_at),
+        Dumper=_FrontMatterDumper,
+        sort_keys=False,
+        allow_unicode=True,
+        default_flow_style=False,
+        width=2**31 - 1,  # never fold a value onto a second line
+    )
+    body = piece.body if piece.body.endswith("\n") else piece.body + "\n"
+    return f"---\n{meta}---\n\n{body}"
+
+
+def sanitize_html(fragment: str) -> str:
+    """Keep only ordinary text markup: no scripts, handlers, styles, frames or odd URLs."""
+    return nh3.clean(
+        fragment,
+        tags=set(ALLOWED_TAGS),
+        attributes={tag: set(names) for tag, names in ALLOWED_ATTRIBUTES.items()},
+        clean_content_tags=set(_DROP_WITH_CONTENT),
+        url_schemes=set(URL_SCHEMES),
+        link_rel="noopener noreferrer",
+        strip_comments=True,
+    )
+
+
+def render_body(markdown: str) -> str:
+    """Render Markdown (raw HTML shown as text, not passed through) and sanitise the result."""
+    return sanitize_html(_markdown.render(markdown))
+
+
+def render_html(piece: Piece, published_at: str) -> str:
+    """Return a standalone HTML5 page for `piece` that runs and loads nothing."""
+    esc = html.escape
+    title = esc(piece.title)
+    details = " · ".join(
+        esc(part)
+        for part in (piece.format, piece.audience, f"{piece.word_count} words", published_at)
+        if part
+    )
+    return (
+        "<!DOCTYPE html>\n"
+        "<html>\n<head>\n"
+        '<meta charset="utf-8">\n'
+        f'<meta http-equiv="Content-Security-Policy" content="{esc(CONTENT_SECURITY_POLICY)}">\n'
+        '<meta name="referrer" content="no-referrer">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{title}</title>\n"
+        f"<style>\n{_CSS}</style>\n"
+        "</head>\n<body>\n<article>\n"
+        f"<header>\n<h1>{title}</h1>\n<p>{details}</p>\n</header>\n"
+        f"{render_body(piece.body)}"
+        f"{_sources_html(piece.sources)}"
+        "</article>\n</body>\n</html>\n"
+    )
+
+
+def _sources_html(sources: tuple[tuple[str, str], ...]) -> str:
+    if not sources:
+        return ""
+    items = []
+    for title, location in sources:
+        label = html.escape(title or location)
+        if _is_web_url(location):
+            href = html.escape(location, quote=True)
+            item = f'<a href="{href}" rel="noopener noreferrer">{label}</a>'
+        else:
+            item = f"{label} <code>{html.escape(location)}</code>" if title else label
+        items.append(f"<li>{item}</li>\n")
+    return f"<footer>\n<h2>Sources</h2>\n<ol>\n{''.join(items)}</ol>\n</footer>\n"
+
+
+def _is_web_url(location: str) -> bool:
+    try:
+        parts = urlsplit(location)
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.netloc)
+        and not any(ch.isspace() or not ch.isprintable() for ch in location)
+    )

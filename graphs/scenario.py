@@ -1,0 +1,96 @@
+"""What a scenario declares about itself, next to its graph.
+
+The CLI, the server and the tests learn everything about a scenario from this declaration: its
+input schema (flags, help, limits and validation all come from the pydantic fields), how a resume
+answer is checked, what a fork may set, what `--yes` answers, which inputs name folders, and what
+its output is. Adding a scenario means adding its files; nothing else changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from pydantic import BaseModel, ValidationError
+
+from ensemble.errors import InvalidInputError, describe_validation_error
+from ensemble.graphs.compiling import compile_graph
+
+FolderKind = Literal["corpus", "output"]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A runnable scenario and the hooks entry points use to drive it."""
+
+    name: str
+    description: str
+    build: Callable[[], StateGraph[Any, Any, Any, Any]]
+    """Builds the uncompiled graph."""
+    input_schema: type[BaseModel]
+    """The run's input: one source of truth for names, types, limits and help."""
+    primary_field: str
+    """The input field the CLI's positional argument fills (e.g. the question)."""
+    output_keys: tuple[str, ...]
+    """State keys that make up the run's result."""
+    approve_answer: Any
+    """The answer `--yes` gives at every human review."""
+    check_answer: Callable[[Any, Mapping[str, Any]], Any]
+    """Validate a resume answer against the paused state; raise `InvalidInputError`."""
+    fork_extras: Mapping[str, Callable[[Any, BaseModel], Any]] = field(default_factory=dict)
+    """State fields beyond the input a fork may set, each with its validator."""
+    folders: Mapping[str, FolderKind] = field(default_factory=dict)
+    """Input fields that name folders: checked against the operator's choices before use."""
+
+    def compile(
+        self, checkpointer: BaseCheckpointSaver | None = None
+    ) -> CompiledStateGraph[Any, Any, Any, Any]:
+        """Compile this scenario's graph with `checkpointer`."""
+        return compile_graph(self.build(), self.name, checkpointer)
+
+    def validate_input(self, data: Any) -> BaseModel:
+        """Validate raw input; raise `InvalidInputError` with a one-line message."""
+        if isinstance(data, self.input_schema):
+            return data
+        if not isinstance(data, dict):
+            raise InvalidInputError(
+                f"invalid {self.name} input: expected an object, got {type(data).__name__}"
+            )
+        try:
+            return self.input_schema.model_validate(data, strict=False)
+        except ValidationError as error:
+            raise InvalidInputError(
+                f"invalid {self.name} input: {describe_validation_error(error)}"
+            ) from None
+
+    def fork_updates(self, values: Mapping[str, Any], sets: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate `--set FIELD=VALUE` changes for a fork; return the state update.
+
+        Input fields are validated together with the checkpoint's other inputs, so a fork can
+        never hold an input the scenario would refuse at the start.
+        """
+        inputs = set(self.input_schema.model_fields)
+        if not inputs & set(values):
+            raise InvalidInputError(
+                "this checkpoint comes before the run's input was read; fork from a later one"
+            )
+        allowed = sorted(inputs | set(self.fork_extras))
+        unknown = sorted(set(sets) - set(allowed))
+        if unknown:
+            raise InvalidInputError(
+                f"cannot set {', '.join(unknown)}; settable: {', '.join(allowed)}"
+            )
+        merged = {k: values[k] for k in inputs if k in values} | {
+            k: v for k, v in sets.items() if k in inputs
+        }
+        valid = self.validate_input(merged)
+        dumped = valid.model_dump()
+        update = {k: dumped[k] for k in sets if k in inputs}
+        for name, check in self.fork_extras.items():
+            if name in sets:
+                update[name] = check(sets[name], valid)
+        return update
