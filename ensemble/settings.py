@@ -49,3 +49,11 @@ def corpus_roots() -> tuple[Path, ...] | None:
     if raw is None:
         return None
     return tuple(Path(p).expanduser().resolve() for p in raw.split(os.pathsep) if p.strip())
+
+
+def output_roots() -> tuple[Path, ...] | None:
+    """Folders server clients may publish into (`ENSEMBLE_OUTPUT_ROOTS`), None when unset."""
+    raw = os.environ.get("ENSEMBLE_OUTPUT_ROOTS")
+    if raw is None:
+        return None
+    return tuple(Path(p).expanduser().resolve() for p in raw.split(os.pathsep) if p.strip())

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from ensemble import settings
 from ensemble.corpus import CorpusIndex, open_corpus
-from ensemble.corpus.access import resolve_corpus
+from ensemble.corpus.access import inside_roots, resolve_corpus
+from ensemble.publishing import PublishError
 
 SERVED_FLAG = "ENSEMBLE_SERVED"
 """Set to 1 in the server's environment: its runs come from clients, who choose no folders."""
@@ -31,13 +32,21 @@ class Workspace:
     """The SQLite file of checkpoints, the corpus index and (later) the audit trail."""
     corpus_roots: tuple[Path, ...] | None = None
     """Folders a corpus must lie in; None lets a run name any folder (the machine's own user)."""
+    output_roots: tuple[Path, ...] | None = None
+    """Folders published files may go to; None lets a run name any folder (the local user)."""
 
     def __post_init__(self) -> None:
         """Accept plain strings for paths (notebooks), keep `Path`s inside."""
         object.__setattr__(self, "db_path", Path(self.db_path).expanduser())
-        if self.corpus_roots is not None:
-            roots = tuple(Path(r).expanduser().resolve() for r in self.corpus_roots)
-            object.__setattr__(self, "corpus_roots", roots)
+        for name in ("corpus_roots", "output_roots"):
+            roots = getattr(self, name)
+            if roots is not None:
+                object.__setattr__(self, name, tuple(Path(r).expanduser().resolve() for r in roots))
+
+    @property
+    def default_output(self) -> Path:
+        """Where published pieces go when a run names no folder: `published/` beside the db."""
+        return self.db_path.resolve().parent / "published"
 
     def corpus_dir(self, name: str | None) -> Path | None:
         """The folder a run's `corpus` value names, checked against the roots (None: default).
@@ -46,6 +55,35 @@ class Workspace:
             CorpusError: The folder is outside the roots, escapes them, or is not a folder.
         """
         return resolve_corpus(name, self.corpus_roots)
+
+    def output_dir(self, name: str | None, *, create: bool = False) -> Path:
+        """The folder a run's `output_dir` names, checked against the output roots.
+
+        None means the default folder. A local user may name any folder (made when `create`);
+        a served client only a folder inside the roots (a missing subfolder is made there).
+
+        Raises:
+            PublishError: The folder is outside the roots, escapes them, or is not a folder.
+        """
+        if name is None or not str(name).strip():
+            folder = self.default_output
+            if create:
+                folder.mkdir(parents=True, exist_ok=True)
+            return folder
+        if self.output_roots is None:
+            folder = Path(name).expanduser()
+            if folder.exists() and not folder.is_dir():
+                raise PublishError(f"output_dir {folder} is not a folder")
+            if create:
+                folder.mkdir(parents=True, exist_ok=True)
+            return folder.resolve()
+        roots = list(self.output_roots)
+        if not roots:
+            raise PublishError(
+                "this server publishes only into its default folder: the operator has allowed "
+                "no output folders (ensemble serve --output-root DIR)"
+            )
+        return inside_roots(str(name), roots, what="output_dir", error=PublishError, create=create)
 
     def corpus(self, name: str | None) -> CorpusIndex:
         """The shared search index of the corpus `name` (checked) in this workspace's database."""
@@ -59,9 +97,11 @@ def from_environment(*, served: bool = False) -> Workspace:
     default corpus when none are listed; a local process may read any folder unless roots are set.
     """
     roots = settings.corpus_roots()
-    if roots is None and served:
-        roots = ()
-    return Workspace(db_path=settings.db_path().resolve(), corpus_roots=roots)
+    outputs = settings.output_roots()
+    if served:
+        roots = () if roots is None else roots
+        outputs = () if outputs is None else outputs
+    return Workspace(db_path=settings.db_path().resolve(), corpus_roots=roots, output_roots=outputs)
 
 
 _lock = threading.Lock()

@@ -45,6 +45,14 @@ class Scenario:
     """State fields beyond the input a fork may set, each with its validator."""
     folders: Mapping[str, FolderKind] = field(default_factory=dict)
     """Input fields that name folders: checked against the operator's choices before use."""
+    summary: Callable[[Mapping[str, Any]], str] | None = None
+    """What the CLI prints for a finished run (default: the `report` value)."""
+
+    def describe_result(self, values: Mapping[str, Any]) -> str:
+        """The text a person reads at the end of a run."""
+        if self.summary is not None:
+            return self.summary(values)
+        return str(values.get("report") or "")
 
     def compile(
         self, checkpointer: BaseCheckpointSaver | None = None

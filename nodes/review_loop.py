@@ -8,12 +8,9 @@ nothing was named (another round cannot help), or the same issues came back (a s
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 from ensemble.state.identity import same_key
-
-LoopOutcome = Literal["", "approved", "max_revisions", "stalled"]
-"""Empty: run another revision round."""
+from ensemble.state.review import LoopOutcome
 
 
 def decide(

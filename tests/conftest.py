@@ -22,7 +22,12 @@ def offline_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test reaches a real model or the user's database; each starts unconfigured."""
     monkeypatch.setenv("ENSEMBLE_MODEL", "offline")
     monkeypatch.setenv("ENSEMBLE_DB", str(tmp_path / "default.db"))
-    for name in ("ENSEMBLE_CORPUS_ROOTS", "ENSEMBLE_SERVED", "ENSEMBLE_API_KEYS_FILE"):
+    for name in (
+        "ENSEMBLE_CORPUS_ROOTS",
+        "ENSEMBLE_OUTPUT_ROOTS",
+        "ENSEMBLE_SERVED",
+        "ENSEMBLE_API_KEYS_FILE",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(workspace, "_configured", None)  # the CLI configures it per command
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)

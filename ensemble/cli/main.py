@@ -74,7 +74,7 @@ def _running() -> argparse.ArgumentParser:
     running.add_argument("--search-k", type=int, help="passages per corpus search (default 5)")
     running.add_argument("--yes", action="store_true", help="approve every human review")
     running.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    running.add_argument("--out", type=Path, help="also write the report (markdown) to this file")
+    running.add_argument("--out", type=Path, help="also write the result (markdown) to this file")
     running.add_argument(
         "--max-concurrency", type=int, help="agents running at once (default 4, or the thread's)"
     )
@@ -209,7 +209,7 @@ def _answerer(args: argparse.Namespace, given: Any = None) -> Answerer:
 
 
 def _finish(result: RunResult, args: argparse.Namespace) -> int:
-    report = (result.output or {}).get("report")
+    report = get_scenario(result.scenario).describe_result(result.output or {})
     if args.out and report:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(report, encoding="utf-8")
@@ -254,11 +254,11 @@ async def cmd_run(args: argparse.Namespace) -> int:
     data = _run_input(scenario, args)
     db = settings.db_path(args.db)
     run_settings = resolve_settings(None, _overrides(args), how="run")
-    corpora = [
-        workspace.current().corpus(data.get(f))
-        for f, k in scenario.folders.items()
-        if k == "corpus"
-    ]
+    current = workspace.current()
+    for field, kind in scenario.folders.items():  # refuse a bad folder before anything is stored
+        if kind == "output":
+            current.output_dir(data.get(field))
+    corpora = [current.corpus(data.get(f)) for f, k in scenario.folders.items() if k == "corpus"]
     progress = Progress(quiet=args.quiet)
     async with open_async_checkpointer(db) as saver:
         await ensure_writable(saver, db)

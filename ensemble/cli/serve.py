@@ -95,6 +95,16 @@ def add_serve_parser(
         "only Python's documentation; also $ENSEMBLE_CORPUS_ROOTS)",
     )
     serve.add_argument(
+        "--output-root",
+        dest="output_roots",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="DIR",
+        help="a folder clients may publish into (repeatable; default: only published/ beside "
+        "the database; also $ENSEMBLE_OUTPUT_ROOTS)",
+    )
+    serve.add_argument(
         "--keys",
         type=Path,
         metavar="FILE",
@@ -169,6 +179,7 @@ class ServerAccess:
     keys_file: Path | None = None
     corpus_roots: tuple[Path, ...] = ()
     allow_origins: tuple[str, ...] = ()
+    output_roots: tuple[Path, ...] = ()
 
     def describe(self) -> list[str]:
         """The lines `ensemble serve` prints at start, so the operator sees what is open."""
@@ -203,6 +214,12 @@ def server_access(args: argparse.Namespace) -> ServerAccess:
     for root in roots:
         if not root.is_dir():
             raise ServeError(f"--corpus-root {root} is not a folder")
+    outputs = tuple(r.expanduser().resolve() for r in getattr(args, "output_roots", [])) or (
+        settings.output_roots() or ()
+    )
+    for root in outputs:
+        if not root.is_dir():
+            raise ServeError(f"--output-root {root} is not a folder")
     for origin in args.allow_origins:
         parsed = urlsplit(origin)
         if origin == "*" or parsed.scheme not in ("http", "https") or not parsed.netloc:
@@ -212,7 +229,8 @@ def server_access(args: argparse.Namespace) -> ServerAccess:
     host = args.host
     if not _is_loopback(host) and keys is None:
         raise ServeError(f"--host {host} would expose an unauthenticated server; add --keys FILE")
-    return ServerAccess(host, keys, roots, tuple(o.rstrip("/") for o in args.allow_origins))
+    origins = tuple(o.rstrip("/") for o in args.allow_origins)
+    return ServerAccess(host, keys, roots, origins, outputs)
 
 
 def _is_loopback(host: str) -> bool:
@@ -281,6 +299,7 @@ def server_env(
     env["ENSEMBLE_DB"] = str(Path(db).resolve())
     env[SERVED_FLAG] = "1"
     env["ENSEMBLE_CORPUS_ROOTS"] = os.pathsep.join(map(str, access.corpus_roots))
+    env["ENSEMBLE_OUTPUT_ROOTS"] = os.pathsep.join(map(str, access.output_roots))
     if access.keys_file is not None:
         env[KEYS_FILE_ENV] = str(access.keys_file)
     else:

@@ -45,24 +45,51 @@ def _inside_roots(value: str, roots: list[Path]) -> Path:
             "this server only searches its default corpus: the operator has allowed no corpus "
             "folders (ensemble serve --corpus-root DIR)"
         )
+    return inside_roots(value, roots, what="corpus", error=CorpusError)
+
+
+def inside_roots(
+    value: str, roots: list[Path], *, what: str, error: type[Exception], create: bool = False
+) -> Path:
+    """The existing folder `value` names inside `roots` (checked), else raise `error`.
+
+    With `create`, a missing folder below a root is made (folder by folder, never through a
+    symlink), so a client can name a new subfolder of an output root but nothing else.
+    """
     pure = PurePath(value)
-    if ".." in pure.parts:
-        raise CorpusError(f"corpus {value!r} must not contain '..'")
-    for root, candidate in _candidates(pure, roots):
+    if ".." in pure.parts or "\x00" in value:
+        raise error(f"{what} {value!r} must not contain '..'")
+    candidates = _candidates(pure, roots)
+    for root, candidate in candidates:
         try:
             target = candidate.resolve(strict=True)
             mode = target.stat().st_mode
         except (OSError, RuntimeError):  # missing, unreadable, or a symlink loop
             continue
         if not target.is_relative_to(root):
-            raise CorpusError(f"corpus {value!r} leaves its root folder (a symlink?)")
+            raise error(f"{what} {value!r} leaves its root folder (a symlink?)")
         if not stat.S_ISDIR(mode):
-            raise CorpusError(f"corpus {value!r} is not a folder")
+            raise error(f"{what} {value!r} is not a folder")
         return target
-    raise CorpusError(
-        f"corpus {value!r} is not a folder inside the allowed corpus roots; "
-        f"known corpora: {', '.join(known_corpora(roots)) or 'none'}"
+    if create and candidates:
+        return _make_below(*candidates[0], value=value, what=what, error=error)
+    raise error(
+        f"{what} {value!r} is not a folder inside the allowed {what} roots; "
+        f"known: {', '.join(known_corpora(roots)) or 'none'}"
     )
+
+
+def _make_below(
+    root: Path, candidate: Path, *, value: str, what: str, error: type[Exception]
+) -> Path:
+    current = root
+    for part in candidate.relative_to(root).parts:
+        current = current / part
+        if current.is_symlink() or (current.exists() and not current.is_dir()):
+            raise error(f"{what} {value!r} is not a folder inside its root")
+        if not current.exists():
+            current.mkdir(mode=0o755)
+    return current
 
 
 def known_corpora(roots: Sequence[Path], limit: int = 20) -> list[str]:

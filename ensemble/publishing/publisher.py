@@ -44,6 +44,7 @@ def publish(
     journal: PublishJournal,
     *,
     published_at: str,
+    key: str | None = None,
     _after_write: AfterWrite | None = None,
 ) -> PublishResult:
     """Write `piece` as `<slug>.md` and `<slug>.html` into `out_dir`, once per draft.
@@ -53,13 +54,15 @@ def publish(
         out_dir: An existing folder (not itself a symlink); files go directly inside it.
         journal: Records publications, so replays and retries are no-ops or completions.
         published_at: The timestamp written into both files.
+        key: What identifies this publication in the journal (default: the draft's hash). The
+            content pipeline passes its approval's id, so each approval publishes once.
         _after_write: Test seam, called after each file is renamed into place.
 
     Raises:
         PublishError: The folder is unusable, a name is unsafe or taken, or writing failed.
     """
     root = resolve_out_dir(out_dir)
-    key = piece.draft_key()
+    key = key or piece.draft_key()
     entry = journal.find(piece.thread_id, key)
     if entry is not None and entry.out_dir != root:
         raise PublishError(

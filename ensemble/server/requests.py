@@ -76,10 +76,20 @@ async def check_input(scenario: Scenario, kwargs: MutableMapping[str, Any]) -> N
         return
     try:
         valid = scenario.validate_input(raw).model_dump()
-        await asyncio.to_thread(workspace.current().corpus_dir, valid.get("corpus"))
+        await asyncio.to_thread(check_folders, scenario, valid)
     except EnsembleError as error:
         raise refuse(422, str(error)) from None
     kwargs["input"] = valid
+
+
+def check_folders(scenario: Scenario, values: Mapping[str, Any]) -> None:
+    """Every input that names a folder must name one the operator allows (nothing is made)."""
+    current = workspace.current()
+    for name, kind in scenario.folders.items():
+        if kind == "corpus":
+            current.corpus_dir(values.get(name))
+        else:
+            current.output_dir(values.get(name))
 
 
 async def apply_settings(

@@ -239,6 +239,12 @@ def test_locked_database_is_reported(capsys, db, corpus_dir, monkeypatch):
         holder.close()
 
 
-def test_scenarios_lists_research(capsys):
+def test_scenarios_lists_every_scenario_with_its_inputs(capsys):
     code, out, _ = cli(capsys, "scenarios")
-    assert code == 0 and out.startswith("research")
+    assert code == 0 and "research:" in out and "content:" in out
+    assert "--max-researchers" in out and "--target-words" in out and "--output-dir" in out
+    code, out, _ = cli(capsys, "scenarios", "--json")
+    listed = out["scenarios"] if isinstance(out, dict) else json.loads(out)["scenarios"]
+    assert listed["content"]["primary"] == "topic"
+    names = {f["name"] for f in listed["content"]["inputs"]}
+    assert {"topic", "format", "audience", "tone", "target_words", "items"} <= names

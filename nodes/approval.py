@@ -1,0 +1,139 @@
+"""Human approval: the draft, the editor's notes, the sources and the word count, then a decision.
+
+`approve` publishes this exact text; `request_changes` sends the notes back to the writers for
+exactly one more writing round; `edit` publishes the person's text verbatim (still sanitised);
+`reject` publishes nothing. Anything else is refused and the run stays paused.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from langgraph.types import interrupt
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from ensemble.errors import InvalidInputError, describe_validation_error
+from ensemble.nodes.progress import emit
+from ensemble.state.content import Approval, ContentState, draft_key
+
+
+class Approve(BaseModel):
+    """Publish the draft as it is."""
+
+    model_config = ConfigDict(extra="forbid")
+    action: Literal["approve"]
+
+
+class RequestChanges(BaseModel):
+    """One more writing round with these notes."""
+
+    model_config = ConfigDict(extra="forbid")
+    action: Literal["request_changes"]
+    notes: str = Field(min_length=1, max_length=4000)
+
+
+class Edit(BaseModel):
+    """Publish this text instead (and this title, if given)."""
+
+    model_config = ConfigDict(extra="forbid")
+    action: Literal["edit"]
+    text: str = Field(min_length=1, max_length=100_000)
+    title: str | None = Field(None, min_length=1, max_length=200)
+
+
+class Reject(BaseModel):
+    """Publish nothing; the run ends."""
+
+    model_config = ConfigDict(extra="forbid")
+    action: Literal["reject"]
+    reason: str = Field("", max_length=2000)
+
+
+Answer = Annotated[Approve | RequestChanges | Edit | Reject, Field(discriminator="action")]
+_answers: TypeAdapter[Approve | RequestChanges | Edit | Reject] = TypeAdapter(Answer)
+
+ANSWER_HELP = (
+    '{"action": "approve"} | {"action": "request_changes", "notes": "..."} '
+    '| {"action": "edit", "text": "...", "title": "..."} | {"action": "reject"}'
+)
+
+
+def parse_answer(answer: Any) -> Approve | RequestChanges | Edit | Reject:
+    """Validate an approval answer; raise `InvalidInputError` saying what is accepted."""
+    try:
+        parsed = _answers.validate_python(answer)
+    except ValidationError as error:
+        raise InvalidInputError(
+            f"invalid approval answer ({describe_validation_error(error)}); expected {ANSWER_HELP}"
+        ) from None
+    if (
+        isinstance(parsed, RequestChanges | Edit)
+        and not getattr(parsed, "notes", getattr(parsed, "text", "")).strip()
+    ):
+        raise InvalidInputError("invalid approval answer: the text must not be blank")
+    return parsed
+
+
+def approval_request(state: ContentState) -> dict[str, Any]:
+    """The interrupt payload: everything a person (or a client UI) needs to decide."""
+    return {
+        "kind": "content_approval",
+        "title": state.title,
+        "draft": state.piece,
+        "word_count": state.word_count,
+        "target_words": state.target_words,
+        "editor_notes": {
+            d["title"]: {"outcome": d["editor_outcome"], "requests": d["editor_notes"]}
+            for d in state.drafts.values()
+        },
+        "sources": [f"[{s['n']}] {s['title']} ({s['source']})" for s in state.sources],
+        "answer_format": ANSWER_HELP,
+        "error": state.approval_feedback or None,
+    }
+
+
+def _approval(decision: Literal["approve", "edit"], title: str, text: str) -> Approval:
+    return {
+        "approval_id": str(uuid.uuid4()),
+        "decision": decision,
+        "draft_key": draft_key(title, text),
+        "approved_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+async def approval(state: ContentState) -> dict:
+    """Pause for the decision; a refused answer loops back here and pauses again.
+
+    `interrupt()` comes first: on resume the node re-runs from its first line. Nothing in the
+    draft or its sources can answer for the person: only the resume value decides.
+    """
+    emit("approval", "waiting", title=state.title, words=state.word_count)
+    answer = interrupt(approval_request(state))
+    try:
+        parsed = parse_answer(answer)
+    except InvalidInputError as error:
+        emit("approval", "failed", error=str(error))
+        return {"approval_feedback": str(error)}
+    emit("approval", "finished", action=parsed.action)
+    if isinstance(parsed, Reject):
+        return {"approval_feedback": "", "approval": None, "outcome": "rejected"}
+    if isinstance(parsed, RequestChanges):
+        return {
+            "approval_feedback": "",
+            "approval": None,
+            "human_notes": [*state.human_notes, " ".join(parsed.notes.split())],
+            "writing_round": state.writing_round + 1,
+        }
+    if isinstance(parsed, Edit):
+        title = " ".join(parsed.title.split()) if parsed.title else state.title
+        text = parsed.text.strip() + "\n"
+        return {
+            "approval_feedback": "",
+            "title": title,
+            "piece": text,
+            "word_count": len(text.split()),
+            "approval": _approval("edit", title, text),
+        }
+    return {"approval_feedback": "", "approval": _approval("approve", state.title, state.piece)}

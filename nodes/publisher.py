@@ -1,0 +1,55 @@
+"""Publisher: the one node that writes files, only for an approved draft, exactly once.
+
+It checks that the approval is for this exact text, resolves the output folder against the
+operator's choices, and publishes through the journal keyed by thread and approval: a crash
+then resume completes the same files, a replay publishes nothing new, and a forked run that is
+approved again publishes under a new name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from langgraph.config import get_config
+
+from ensemble import workspace
+from ensemble.nodes.progress import emit
+from ensemble.publishing import Piece, PublishError, PublishJournal, publish
+from ensemble.state.content import ContentState, Publication, draft_key
+
+
+async def publisher(state: ContentState) -> dict:
+    """Publish the approved piece into the chosen folder; refuse anything not approved."""
+    approval = state.approval
+    if approval is None or approval["draft_key"] != draft_key(state.title, state.piece):
+        raise PublishError("publishing refused: no approval for this exact draft")
+    thread = str(get_config().get("configurable", {}).get("thread_id", ""))
+    current = workspace.current()
+    folder = await asyncio.to_thread(current.output_dir, state.output_dir, create=True)
+    piece = Piece(
+        title=state.title,
+        body=state.piece,
+        topic=state.topic,
+        audience=state.audience,
+        format=state.format,
+        tone=state.tone,
+        sources=tuple((s["title"], s["source"]) for s in state.sources),
+        thread_id=thread,
+        approved_by=approval["decision"],
+    )
+    emit("publisher", "started", folder=str(folder))
+    result = await asyncio.to_thread(
+        publish,
+        piece,
+        folder,
+        PublishJournal(current.db_path),
+        published_at=approval["approved_at"],
+        key=approval["approval_id"],
+    )
+    published: Publication = {
+        "files": [str(p) for p in result.files],
+        "slug": result.slug,
+        "already_published": result.already_published,
+    }
+    emit("publisher", "finished", files=published["files"], again=result.already_published)
+    return {"published": published, "outcome": "published"}

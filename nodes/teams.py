@@ -1,0 +1,113 @@
+"""The two teams the editor-in-chief sends work to, each a subgraph run for one item.
+
+The research team is the research scenario's own graph; the writing team is the outline ->
+writer -> editor loop. A team that fails writes a note saying so instead of cancelling the
+other items' teams (they run in the same LangGraph step), and the chief sends it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from langgraph.config import get_config
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.runtime import Runtime
+
+from ensemble.concurrency import agent_gate
+from ensemble.context import Context
+from ensemble.nodes.progress import emit
+from ensemble.state.content import Digest, Draft, ItemTask
+
+log = logging.getLogger(__name__)
+
+RESEARCH_LIMITS = {"max_researchers": 3, "max_revisions": 1, "review_plan": False}
+"""Each item's research is a short run of the research scenario."""
+
+_SOURCES = re.compile(r"\n## Sources\n.*\Z", re.S)
+_TITLE = re.compile(r"\A# .*\n+")
+
+Node = Callable[[ItemTask, Runtime[Context]], Awaitable[dict[str, Any]]]
+
+
+def findings(report: str) -> str:
+    """A research report without its title line and source list: what a writer reads."""
+    return _SOURCES.sub("", _TITLE.sub("", report)).strip()
+
+
+def research_team(research: CompiledStateGraph[Any, Any, Any, Any]) -> Node:
+    """The node that runs `research` (the research scenario's graph) on one item."""
+
+    async def research_team(task: ItemTask, runtime: Runtime[Context]) -> dict[str, Any]:
+        item = task["item"]
+        thread = str(get_config().get("configurable", {}).get("thread_id", ""))
+        try:
+            async with agent_gate(thread, "team", runtime.context.max_concurrency):
+                emit("research_team", "started", item=item["id"], question=item["question"])
+                out = await research.ainvoke(
+                    {"question": item["question"], "corpus": task["corpus"], **RESEARCH_LIMITS},
+                    context=runtime.context,
+                )
+        except Exception as error:  # keep the other items' work; the chief asks again
+            log.warning("research team on %s failed: %s", item["id"], error, exc_info=True)
+            emit("research_team", "failed", item=item["id"], error=str(error))
+            digest: Digest = {
+                "item_id": item["id"],
+                "report": "",
+                "sources": [],
+                "outcome": "failed",
+                "error": f"{type(error).__name__}: {error}",
+            }
+            return {"research": {item["id"]: digest}}
+        digest = {
+            "item_id": item["id"],
+            "report": findings(out.get("report", "")),
+            "sources": list(out.get("sources", [])),
+            "outcome": str(out.get("outcome", "")),
+            "error": None,
+        }
+        emit("research_team", "finished", item=item["id"], sources=len(digest["sources"]))
+        return {"research": {item["id"]: digest}}
+
+    return research_team
+
+
+def writing_team(team: CompiledStateGraph[Any, Any, Any, Any]) -> Node:
+    """The node that runs the writing team on one researched item."""
+
+    async def writing_team(task: ItemTask, runtime: Runtime[Context]) -> dict[str, Any]:
+        item, digest, previous = task["item"], task["digest"], task["previous"]
+        thread = str(get_config().get("configurable", {}).get("thread_id", ""))
+        revising = previous is not None and bool(task["human_notes"])
+        async with agent_gate(thread, "team", runtime.context.max_concurrency):
+            emit("writing_team", "started", item=item["id"], round=task["round"])
+            out = await team.ainvoke(
+                {
+                    "item": item,
+                    "brief": task["brief"],
+                    "report": digest["report"] if digest else "",
+                    "sources": digest["sources"] if digest else [],
+                    "human_notes": task["human_notes"],
+                    "previous": previous["text"] if previous else "",
+                    "outline": [],
+                    "mode": "human_revision" if revising else "fresh",
+                    "max_revisions": task["brief"].get("max_revisions", 2),
+                },
+                context=runtime.context,
+            )
+        review = out.get("review") or {}
+        draft: Draft = {
+            "item_id": item["id"],
+            "title": out.get("title") or item["title"],
+            "text": out.get("text", ""),
+            "editor_notes": list(review.get("requests", [])),
+            "editor_outcome": str(out.get("outcome") or ("one round" if revising else "")),
+            "revisions": int(out.get("revision", 0)),
+            "round": task["round"],
+        }
+        emit("writing_team", "finished", item=item["id"], words=len(draft["text"].split()))
+        return {"drafts": {item["id"]: draft}}
+
+    return writing_team
