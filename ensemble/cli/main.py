@@ -151,8 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command != "serve":  # the server configures its own process
-            # The CLI's user is the operator: any corpus folder, the database they name.
-            workspace.configure(Workspace(db_path=settings.db_path(getattr(args, "db", None))))
+            _use_database(args)
         return asyncio.run(COMMANDS[args.command](args))
     except EnsembleError as error:
         print(f"ensemble: error: {error}", file=sys.stderr)
@@ -167,6 +166,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         stop_local_servers()  # the llama server of `--model local`, if this process started one
+
+
+def _use_database(args: argparse.Namespace) -> None:
+    """The CLI's user is the operator: the database they name, any folder they name."""
+    workspace.configure(Workspace(db_path=settings.db_path(getattr(args, "db", None))))
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -251,6 +255,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
     """`ensemble run SCENARIO TEXT`: validate everything, then start a new thread."""
     scenario = get_scenario(args.scenario)
     args = scenario_parser(scenario).parse_args(args.args, namespace=args)
+    _use_database(args)  # `--db` of `run` is known only now
     data = _run_input(scenario, args)
     db = settings.db_path(args.db)
     run_settings = resolve_settings(None, _overrides(args), how="run")
