@@ -35,6 +35,29 @@ CHECKS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
         ("text/html", ("<td>original</td>", "<td>fork A</td>", "<td>fork B</td>", "stalled")),
         ("text/html", ("fork A", "fork B", "original", "update")),
     ],
+    "03_content_pipeline.ipynb": [
+        ("image/svg+xml", ("<svg", "chief", "research_team", "writing_team", "publisher")),
+        ("image/svg+xml", ("<svg", "outliner", "writer", "editor")),
+        ("stream", ("graph TD;", "approval -.-> chief;")),
+        ("stream", ("paused in: ('approval',)", "word count:", "editor on")),
+        ("text/markdown", ("[1]",)),
+        (
+            "stream",
+            (
+                "human_notes: ['Say more about the waggle dance.']",
+                "writing_round: 1",
+                "research-team runs in this round: 0",
+                "writing-team runs in this round: 1",
+            ),
+        ),
+        ("stream", ("outcome: published", ".md", ".html")),
+        ("stream", ("title: ", "approved_by: approve")),
+        ("stream", ("Content-Security-Policy", "</head>")),
+        ("stream", ("research_teams started before the first one finished: 3 of 3",)),
+        ("text/html", ("ensemble-timings", "research_team", "writing_team")),
+        ("stream", ("still paused in: ('approval',)", "invalid approval answer")),
+        ("stream", ("outcome: rejected | published: None",)),
+    ],
 }
 
 

@@ -1,12 +1,23 @@
-"""The README shows the graph as LangGraph draws it today."""
+"""The README shows the graphs as LangGraph draws them today."""
 
 from pathlib import Path
 
-from ensemble.graphs.research import graph
+import pytest
+
+from ensemble.graphs.content import graph as content_graph
+from ensemble.graphs.research import graph as research_graph
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
-def test_readme_mermaid_matches_the_graph():
+@pytest.mark.parametrize(
+    ("graph", "section"),
+    [(research_graph, "## The research assistant"), (content_graph, "## The content pipeline")],
+    ids=["research", "content"],
+)
+def test_readme_mermaid_matches_the_graph(graph, section):
     drawn = graph.get_graph().draw_mermaid().strip()
-    assert f"```mermaid\n{drawn}\n```" in README.read_text(encoding="utf-8")
+    text = README.read_text(encoding="utf-8")
+    start = text.index(f"\n{section}\n")
+    body = text[start : text.find("\n## ", start + 1)]
+    assert f"```mermaid\n{drawn}\n```" in body
