@@ -63,13 +63,20 @@ async def outliner(state: WritingState, runtime: Runtime[Context]) -> dict:
     return {"outline": outline, "title": choose_title(title, state.item["title"])}
 
 
+MAX_TITLE_WORDS = 12
+
+
 def choose_title(proposed: str, topic: str) -> str:
-    """The model's title when it is about the topic (shares a word with it), else the topic."""
-    words = {w for w in re.findall(r"\w{4,}", topic.casefold())}
-    if (
-        proposed
-        and len(proposed) <= 120
-        and words & set(re.findall(r"\w{4,}", proposed.casefold()))
-    ):
-        return proposed
+    """The model's title when it reads as a title about the topic, else the topic itself.
+
+    A title shares a word with the topic, is short, and is not a run of sentences (a weak or
+    extractive model may hand back a quoted passage as its "title"); markdown marks go.
+    """
+    proposed = re.sub(r"^[#>*_\-\s]+|[*_\s]+$", "", proposed)
+    words = set(re.findall(r"\w{4,}", topic.casefold()))
+    shared = words & set(re.findall(r"\w{4,}", proposed.casefold()))
+    sentence = re.search(r"[.!?]\s+\S", proposed) is not None
+    if proposed and shared and not sentence and len(proposed.split()) <= MAX_TITLE_WORDS:
+        proposed = proposed.rstrip(".")
+        return proposed[:1].upper() + proposed[1:]
     return topic[:1].upper() + topic[1:]

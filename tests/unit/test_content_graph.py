@@ -17,6 +17,7 @@ from ensemble import workspace
 from ensemble.context import Context
 from ensemble.errors import EnsembleError
 from ensemble.graphs.registry import SCENARIOS
+from ensemble.nodes.outliner import choose_title
 from ensemble.workspace import Workspace
 from tests.fakes import (
     ScriptedChatModel,
@@ -362,3 +363,17 @@ async def test_a_served_run_cannot_publish_outside_the_output_roots(
             context=Context(),
         )
     assert sorted(p.name for p in root.iterdir()) == ["link"]
+
+
+@pytest.mark.parametrize(
+    "proposed, expected",
+    [
+        ("### bees and their honey", "Bees and their honey"),
+        ("**Honey, made by bees**", "Honey, made by bees"),
+        ("The hive is built from wax. Hexagonal cells hold honey", "How bees make honey"),
+        ("Quarterly tax forms", "How bees make honey"),
+        ("", "How bees make honey"),
+    ],
+)
+def test_a_title_must_read_as_a_title_about_the_topic(proposed, expected):
+    assert choose_title(proposed, "how bees make honey") == expected
