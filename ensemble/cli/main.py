@@ -367,6 +367,7 @@ async def cmd_threads(args: argparse.Namespace) -> int:
                         "checkpoints": summary.checkpoints,
                         "updated": snapshot.created_at,
                         scenario.primary_field: values.get(scenario.primary_field),
+                        "input": values.get(scenario.primary_field),
                     }
                 )
     if args.json:
@@ -383,11 +384,11 @@ async def cmd_threads(args: argparse.Namespace) -> int:
                         r.get("status"),
                         r.get("checkpoints"),
                         r.get("updated"),
-                        r.get("question", ""),
+                        str(r.get("input") or "")[:60],
                     ]
                     for r in rows
                 ],
-                ["THREAD", "SCENARIO", "STATUS", "STEPS", "UPDATED", "QUESTION"],
+                ["THREAD", "SCENARIO", "STATUS", "STEPS", "UPDATED", "INPUT"],
             )
         )
     return 0

@@ -6,14 +6,17 @@ import json
 import sys
 from typing import Any
 
-from ensemble.cli.render import plan_text
+from ensemble.cli.render import approval_text, plan_text
 from ensemble.errors import InvalidInputError
 
 
 def describe(value: Any) -> str:
     """An interrupt's question as text."""
-    if isinstance(value, dict) and value.get("kind") == "plan_review":
+    kind = value.get("kind") if isinstance(value, dict) else None
+    if kind == "plan_review":
         return plan_text(value)
+    if kind == "content_approval":
+        return approval_text(value)
     return json.dumps(value, indent=2, default=str)
 
 
@@ -47,11 +50,35 @@ def _ask_once(value: Any) -> Any:
                 lines.append(line)
             return {"action": "edit", "subquestions": lines}
         return {"action": choice}
+    if isinstance(value, dict) and value.get("kind") == "content_approval":
+        return _ask_approval()
     raw = _input("Answer (JSON): ")
     try:
         return json.loads(raw)
     except json.JSONDecodeError:
         return raw
+
+
+def _ask_approval() -> Any:
+    choice = _input("[a]pprove, [r]equest changes, [e]dit or re[j]ect? ").strip().lower()
+    if choice in {"a", "approve", "y", "yes", ""}:
+        return {"action": "approve"}
+    if choice in {"j", "reject"}:
+        return {"action": "reject"}
+    if choice in {"r", "request", "request_changes"}:
+        print("What should change? An empty line ends.", file=sys.stderr)
+        return {"action": "request_changes", "notes": "\n".join(_lines(lambda line: not line))}
+    if choice in {"e", "edit"}:
+        print("Enter the text to publish; a line with a single '.' ends.", file=sys.stderr)
+        return {"action": "edit", "text": "\n".join(_lines(lambda line: line == "."))}
+    return {"action": choice}
+
+
+def _lines(done: Any) -> list[str]:
+    lines: list[str] = []
+    while not done(line := _input("> ").rstrip()):
+        lines.append(line)
+    return lines
 
 
 def _input(prompt: str) -> str:

@@ -80,3 +80,25 @@ def plan_text(request: dict[str, Any]) -> str:
     if request.get("error"):
         lines.append(f"(previous answer refused: {request['error']})")
     return "\n".join(lines)
+
+
+def approval_text(request: dict[str, Any]) -> str:
+    """The content-approval interrupt as a person reads it: the draft and what to weigh."""
+    words, target = request.get("word_count"), request.get("target_words")
+    lines = [
+        f"Draft for approval: {request.get('title', '')}  ({words} words, target {target})",
+        "-" * 72,
+        str(request.get("draft", "")).rstrip(),
+        "-" * 72,
+    ]
+    for title, notes in (request.get("editor_notes") or {}).items():
+        outcome = notes.get("outcome") or "-"
+        lines.append(f"Editor on {title!r}: {outcome}")
+        lines += [f"  - {r}" for r in notes.get("requests", [])]
+    sources = request.get("sources") or []
+    if sources:
+        lines.append("Sources:")
+        lines += [f"  {s}" for s in sources]
+    if request.get("error"):
+        lines.append(f"(previous answer refused: {request['error']})")
+    return "\n".join(lines)

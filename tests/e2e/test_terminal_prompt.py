@@ -73,3 +73,36 @@ def test_person_edits_the_plan_at_the_terminal(corpus_dir, tmp_path):
         "Where is honey stored?",
         "What is the waggle dance?",
     ]
+
+
+def test_person_asks_for_changes_then_approves_the_draft_at_the_terminal(corpus_dir, tmp_path):
+    db = tmp_path / "tty.db"
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [ENSEMBLE, "run", "content", "How do bees make honey?", "--corpus", str(corpus_dir)]
+        + ["--target-words", "120", "--db", str(db), "--json"],
+        stdin=follower,
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        text=True,
+    )
+    os.close(follower)
+    try:
+        shown = read_until(leader, "[a]pprove, [r]equest changes, [e]dit or re[j]ect?")
+        assert "Draft for approval:" in shown and "Sources:" in shown
+        os.write(leader, b"maybe\n")
+        read_until(leader, "Not accepted")
+        os.write(leader, b"r\n")
+        read_until(leader, "What should change?")
+        os.write(leader, b"Mention the waggle dance.\n\n")
+        read_until(leader, "[a]pprove, [r]equest changes, [e]dit or re[j]ect?")
+        os.write(leader, b"a\n")
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        os.close(leader)
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    result = json.loads(out)
+    assert result["status"] == "done" and result["output"]["outcome"] == "published"
+    assert all(Path(f).is_file() for f in result["output"]["published"]["files"])
