@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -47,6 +48,10 @@ class Scenario:
     """Input fields that name folders: checked against the operator's choices before use."""
     summary: Callable[[Mapping[str, Any]], str] | None = None
     """What the CLI prints for a finished run (default: the `report` value)."""
+    file_inputs: Mapping[str, tuple[str, Callable[[Path], Any]]] = field(default_factory=dict)
+    """CLI-only flags that read a file into an input field: `--tasks FILE` -> `workflow`."""
+    check_input: Callable[[BaseModel], None] | None = None
+    """Checks beyond the schema, run before anything is stored (e.g. a workflow's DAG)."""
 
     def describe_result(self, values: Mapping[str, Any]) -> str:
         """The text a person reads at the end of a run."""
@@ -69,11 +74,14 @@ class Scenario:
                 f"invalid {self.name} input: expected an object, got {type(data).__name__}"
             )
         try:
-            return self.input_schema.model_validate(data, strict=False)
+            valid = self.input_schema.model_validate(data, strict=False)
         except ValidationError as error:
             raise InvalidInputError(
                 f"invalid {self.name} input: {describe_validation_error(error)}"
             ) from None
+        if self.check_input is not None:
+            self.check_input(valid)
+        return valid
 
     def fork_updates(self, values: Mapping[str, Any], sets: Mapping[str, Any]) -> dict[str, Any]:
         """Validate `--set FIELD=VALUE` changes for a fork; return the state update.

@@ -24,11 +24,19 @@ def flag_name(field: str) -> str:
     return "--" + field.replace("_", "-")
 
 
-def add_input_flags(parser: argparse.ArgumentParser, schema: type[BaseModel], primary: str) -> None:
-    """Add a flag per input field (the primary field is the positional argument)."""
+def add_input_flags(
+    parser: argparse.ArgumentParser,
+    schema: type[BaseModel],
+    primary: str,
+    skip: frozenset[str] = frozenset(),
+) -> None:
+    """Add a flag per input field; the primary field is the positional argument.
+
+    Fields in `skip` are read from files by flags of their own (e.g. `--tasks FILE`).
+    """
     group = parser.add_argument_group("inputs", f"fields of {schema.__name__}")
     for name, info in schema.model_fields.items():
-        if name == primary:
+        if name == primary or name in skip:
             continue
         kind = _kind(info.annotation)
         dest = f"input__{name}"

@@ -18,6 +18,7 @@ from langgraph.types import Command
 
 from ensemble import settings, workspace
 from ensemble.cli import prompt
+from ensemble.cli.agents import add_agents_parser, cmd_agents
 from ensemble.cli.flags import add_input_flags, describe, describe_schema, flag_name, given_inputs
 from ensemble.cli.render import Progress, print_json, table
 from ensemble.cli.runs import (
@@ -94,7 +95,13 @@ def scenario_parser(scenario: Scenario) -> argparse.ArgumentParser:
     )
     parser.add_argument("--thread", help="thread id to create (default: a new one)")
     parser.add_argument("--input", dest="input_json", help="the whole input as a JSON object")
-    add_input_flags(parser, scenario.input_schema, scenario.primary_field)
+    from_files = frozenset(field_name for field_name, _ in scenario.file_inputs.values())
+    add_input_flags(parser, scenario.input_schema, scenario.primary_field, from_files)
+    for flag, (field_name, _) in scenario.file_inputs.items():
+        parser.add_argument(
+            f"--{flag}", dest=f"file__{field_name}", type=Path, metavar="PATH",
+            help=f"read `{field_name}` from this file (YAML or JSON)",
+        )  # fmt: skip
     return parser
 
 
@@ -143,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     scenarios = sub.add_parser("scenarios", help="list the scenarios and their inputs")
     scenarios.add_argument("--json", action="store_true", help="print one JSON object")
     add_serve_parser(sub, [common])
+    add_agents_parser(sub, [])
     return parser
 
 
@@ -244,7 +252,12 @@ def _run_input(scenario: Scenario, args: argparse.Namespace) -> dict[str, Any]:
     if args.text is not None:
         data[scenario.primary_field] = args.text
     data.update(given_inputs(args))
-    if scenario.primary_field not in data:
+    for field_name, load in scenario.file_inputs.values():
+        path = getattr(args, f"file__{field_name}", None)
+        if path is not None:
+            data[field_name] = load(path)
+    required = scenario.input_schema.model_fields[scenario.primary_field].is_required()
+    if required and scenario.primary_field not in data:
         raise InvalidInputError(
             f'missing the {scenario.primary_field}: ensemble run {scenario.name} "..."'
         )
@@ -545,6 +558,7 @@ COMMANDS = {
     "show": cmd_show,
     "scenarios": cmd_scenarios,
     "serve": cmd_serve,
+    "agents": cmd_agents,
 }
 
 

@@ -1,4 +1,4 @@
-"""Tools agents call. The corpus search tool is what researchers cite from."""
+"""The corpus search tool: what researchers search and cite from."""
 
 from __future__ import annotations
 

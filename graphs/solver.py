@@ -1,0 +1,137 @@
+"""The distributed problem solver: plan a task graph, schedule it on a team, verify, vote.
+
+The planner turns a problem into a task graph (or checks a workflow given directly); the
+scheduler releases every ready task as `Send`s to workers, each to a capable, healthy agent with
+the least load; workers verify their results; tasks with replicas are decided by vote; a person
+is asked when no capable agent is left or a vote splits; the aggregator composes the answer with
+the trace of which agent did what.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import RetryPolicy, Send
+from pydantic import BaseModel
+
+from ensemble.agents import load_agents
+from ensemble.context import Context
+from ensemble.errors import InvalidInputError
+from ensemble.graphs.compiling import compile_graph
+from ensemble.graphs.research import build_research
+from ensemble.graphs.scenario import Scenario
+from ensemble.nodes.aggregator import aggregator
+from ensemble.nodes.scheduler import scheduler
+from ensemble.nodes.solver_help import parse_help_answer, solver_help
+from ensemble.nodes.solver_planner import solver_intake, solver_planner
+from ensemble.nodes.solver_worker import solver_worker
+from ensemble.nodes.team import team_of
+from ensemble.state.solver import SolverInput, SolverOutput, SolverState, WorkOrder
+from ensemble.tasks import validate_workflow
+
+NAME = "solver"
+
+
+def dispatch(state: SolverState) -> list[Send] | Literal["help", "aggregator"]:
+    """Send the released orders to workers; ask a person; or finish."""
+    if state.outcome == "aborted":
+        return "aggregator"
+    if state.help:
+        return "help"
+    if state.queue:
+        return [Send("worker", order) for order in state.queue]
+    return "aggregator"
+
+
+def route_after_help(state: SolverState) -> Literal["help", "scheduler", "aggregator"]:
+    """A refused answer asks again; abort finishes; otherwise scheduling goes on."""
+    if state.help_feedback:
+        return "help"
+    return "aggregator" if state.outcome == "aborted" else "scheduler"
+
+
+def build_solver() -> StateGraph[SolverState, Context, SolverInput, SolverOutput]:
+    """Build the (uncompiled) solver graph."""
+    builder = StateGraph(
+        SolverState, context_schema=Context, input_schema=SolverInput, output_schema=SolverOutput
+    )
+    research = build_research().compile(name="research_task")
+    builder.add_node("intake", solver_intake)
+    builder.add_node("planner", solver_planner, retry_policy=RetryPolicy(max_attempts=3))
+    builder.add_node("scheduler", scheduler)
+    builder.add_node("worker", solver_worker(research), input_schema=WorkOrder)
+    builder.add_node("help", solver_help)
+    builder.add_node("aggregator", aggregator)
+    builder.add_edge(START, "intake")
+    builder.add_edge("intake", "planner")
+    builder.add_edge("planner", "scheduler")
+    builder.add_conditional_edges("scheduler", dispatch, ["worker", "help", "aggregator"])
+    builder.add_edge("worker", "scheduler")
+    builder.add_conditional_edges("help", route_after_help, ["help", "scheduler", "aggregator"])
+    builder.add_edge("aggregator", END)
+    return builder
+
+
+def read_workflow(path: Path) -> dict[str, Any]:
+    """A workflow file (YAML or JSON) as an object; checked against the team later."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except OSError as error:
+        raise InvalidInputError(f"cannot read {path}: {error.strerror}") from None
+    except (json.JSONDecodeError, yaml.YAMLError) as error:
+        raise InvalidInputError(
+            f"{path} is not valid {path.suffix[1:] or 'YAML'}: {error}"
+        ) from None
+    if not isinstance(data, dict):
+        raise InvalidInputError(f"{path}: a workflow is an object with a `tasks` list")
+    return data
+
+
+def read_agents(path: Path) -> list[dict[str, Any]]:
+    """Agent definitions from a file or folder, checked (errors name the file and line)."""
+    return [a.model_dump(mode="json") for a in load_agents([path], replace=True).agents]
+
+
+def check_input(valid: BaseModel) -> None:
+    """Deeper checks before anything runs: the team, and the workflow against the team."""
+    assert isinstance(valid, SolverInput)
+    team = team_of(SolverState(agents=valid.agents, replace_team=valid.replace_team))
+    if valid.workflow:
+        validate_workflow(valid.workflow, team.capabilities(), "workflow")
+
+
+def check_answer(answer: Any, values: Mapping[str, Any]) -> Any:
+    """A resume answer of the solver: its one question is the help request."""
+    parse_help_answer(answer)
+    return answer
+
+
+def summary(values: Mapping[str, Any]) -> str:
+    """What the CLI prints: the answer with its trace."""
+    return str(values.get("answer") or "")
+
+
+SCENARIO = Scenario(
+    name=NAME,
+    description="Distributed problem solver: planner, task graph, capability-based scheduling "
+    "on an agent team, sandboxed tools, verification, voting and a human when stuck.",
+    build=build_solver,
+    input_schema=SolverInput,
+    primary_field="problem",
+    output_keys=("problem", "answer", "outcome", "results", "dag", "plan_notes"),
+    approve_answer={"action": "retry"},
+    check_answer=check_answer,
+    folders={"corpus": "corpus"},
+    summary=summary,
+    file_inputs={"tasks": ("workflow", read_workflow), "agents": ("agents", read_agents)},
+    check_input=check_input,
+)
+
+graph = compile_graph(build_solver(), NAME)
+"""Compiled without a checkpointer: `langgraph dev` adds its own (see langgraph.json)."""

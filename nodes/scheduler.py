@@ -1,0 +1,180 @@
+"""The scheduler: turns finished attempts into results and releases the next work orders.
+
+Every task whose dependencies are done is released, highest priority first; each replica goes
+to a capable, healthy agent with the least load (ties by cost, then name), never to an agent
+that already failed this task or already answered another replica of it. A task with replicas
+is decided by vote once enough agents answered. When no capable agent is left, or a vote
+splits, the run asks a person instead of failing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ensemble.agents import AgentRegistry, AgentSpec
+from ensemble.nodes.progress import emit
+from ensemble.nodes.team import team_of
+from ensemble.resilience import BOARD
+from ensemble.state.solver import Attempt, HelpRequest, SolverState, TaskResult, WorkOrder
+from ensemble.voting import Vote, VotePolicy, decide
+
+Health = Callable[[str], bool]
+"""Whether an agent is in rotation (its breaker is not open)."""
+
+
+def healthy(name: str) -> bool:
+    """The process-wide breaker of an agent is closed or half-open."""
+    return BOARD.breaker(f"agent:{name}").state != "open"
+
+
+def attempts_of(state: SolverState, task_id: str) -> list[Attempt]:
+    """A task's attempts in the order they were made."""
+    found = [a for a in state.attempts.values() if a["task"] == task_id]
+    return sorted(found, key=lambda a: (a["started"], a["id"]))
+
+
+def settle(task: Mapping[str, Any], attempts: list[Attempt]) -> TaskResult | HelpRequest | None:
+    """A finished task's result, a split vote for a person, or None while answers are missing."""
+    answered: dict[str, Attempt] = {}
+    for attempt in attempts:
+        if attempt["ok"] and attempt["agent"] not in answered:
+            answered[attempt["agent"]] = attempt
+    replicas = int(task.get("replicas", 1))
+    if len(answered) < replicas:
+        return None
+    chosen = list(answered.values())[:replicas]
+    if replicas == 1:
+        only = chosen[0]
+        return _result("done", only["value"], [only["agent"]], None, "")
+    policy = VotePolicy.model_validate(task.get("vote") or _default_vote(task))
+    votes = [Vote(agent=a["agent"], value=a["value"], confidence=a["confidence"]) for a in chosen]
+    outcome = decide(votes, policy)
+    record = {
+        "policy": policy.model_dump(),
+        "status": outcome.status,
+        "value": outcome.value,
+        "support": outcome.support,
+        "reason": outcome.reason,
+        "votes": [{"agent": v.agent, "value": v.value, "confidence": v.confidence} for v in votes],
+    }
+    if outcome.status == "agreed":
+        return _result("done", outcome.value, [v.agent for v in votes], record, outcome.reason)
+    return {"task": str(task["id"]), "reason": "split vote", "detail": record}
+
+
+def _default_vote(task: Mapping[str, Any]) -> dict[str, Any]:
+    return {"policy": "numeric" if task.get("expect") == "number" else "majority"}
+
+
+def _result(
+    status: str, value: Any, agents: list[str], vote: dict[str, Any] | None, note: str
+) -> TaskResult:
+    return {"status": status, "value": value, "agents": agents, "vote": vote, "note": note}  # type: ignore[typeddict-item]
+
+
+def plan_round(
+    state: SolverState,
+    team: AgentRegistry,
+    is_healthy: Health = healthy,
+    load: Counter | None = None,
+) -> tuple[dict[str, TaskResult], list[WorkOrder], HelpRequest | None]:
+    """One scheduling round: new results, the work orders to send, or a question for a person."""
+    results = dict(state.results)
+    new: dict[str, TaskResult] = {}
+    orders: list[WorkOrder] = []
+    load = Counter(load or {})
+    order = sorted(range(len(state.tasks)), key=lambda i: (-state.tasks[i]["priority"], i))
+    for index in order:
+        task = state.tasks[index]
+        tid = task["id"]
+        if tid in results:
+            continue
+        deps = [results.get(d) for d in task["depends_on"]]
+        if any(d is not None and d["status"] == "failed" for d in deps):
+            new[tid] = results[tid] = _result("failed", None, [], None, "a dependency failed")
+            continue
+        if any(d is None for d in deps):
+            continue  # not ready: a dependency is still open
+        attempts = attempts_of(state, tid)
+        settled = settle(task, attempts)
+        if settled is not None and "status" in settled:
+            new[tid] = results[tid] = settled  # type: ignore[assignment]
+            continue
+        if settled is not None:
+            return new, [], settled  # type: ignore[return-value]
+        failures = [a for a in attempts if not a["ok"]]
+        if len(failures) >= state.max_attempts * int(task["replicas"]):
+            note = f"{len(failures)} failed attempts; last: {failures[-1]['error']}"
+            new[tid] = results[tid] = _result("failed", None, [], None, note)
+            continue
+        picked = assign(task, attempts, team, state, is_healthy, load)
+        if picked is None:
+            capable = [a.name for a in team.capable(task["capability"])]
+            detail = {
+                "capability": task["capability"],
+                "capable": capable,
+                "unhealthy": [n for n in capable if not is_healthy(n)],
+                "failed_here": sorted({a["agent"] for a in failures}),
+            }
+            return new, [], {"task": tid, "reason": "no capable agent left", "detail": detail}
+        inputs = {d: results[d]["value"] for d in task["depends_on"]}
+        for replica, agent in picked:
+            load[agent.name] += 1
+            orders.append(
+                {
+                    "task": task,
+                    "agent": agent.model_dump(mode="json"),
+                    "replica": replica,
+                    "attempt_id": f"{tid}:{replica}:{agent.name}:{uuid.uuid4().hex[:6]}",
+                    "inputs": inputs,
+                    "corpus": state.corpus,
+                }
+            )
+    return new, orders, None
+
+
+def assign(
+    task: Mapping[str, Any],
+    attempts: list[Attempt],
+    team: AgentRegistry,
+    state: SolverState,
+    is_healthy: Health,
+    load: Counter,
+) -> list[tuple[int, AgentSpec]] | None:
+    """Agents for the replicas still missing, least loaded first; None when too few are left."""
+    answered = {a["agent"] for a in attempts if a["ok"]}
+    failed = {a["agent"] for a in attempts if not a["ok"]}
+    forced = task["id"] in state.retry_all  # a person said: try everyone again
+    missing = int(task["replicas"]) - len(answered)
+    candidates = [
+        agent
+        for agent in team.capable(task["capability"])
+        if agent.name not in answered
+        and (forced or agent.name not in failed)
+        and (forced or is_healthy(agent.name))
+        and (not task.get("tool") or task["tool"] in agent.tools)
+    ]
+    if len(candidates) < missing:
+        return None
+    candidates.sort(key=lambda a: (load[a.name], a.cost, a.name))
+    taken = {a["replica"] for a in attempts if a["ok"]}
+    free = [r for r in range(int(task["replicas"])) if r not in taken]
+    return list(zip(free, candidates[:missing], strict=False))
+
+
+async def scheduler(state: SolverState) -> dict:
+    """Settle what finished; queue the next orders, or ask a person."""
+    team = team_of(state)
+    new, orders, help_request = plan_round(state, team)
+    for tid, result in new.items():
+        emit("scheduler", "finished", task=tid, result=result["status"], agents=result["agents"])
+    if orders:
+        emit(
+            "scheduler",
+            "started",
+            released=[f"{o['task']['id']}->{o['agent']['name']}" for o in orders],
+        )
+    return {"results": new, "queue": orders, "help": help_request}
