@@ -9,13 +9,23 @@ approved again publishes under a new name.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from langgraph.config import get_config
 
 from ensemble import workspace
 from ensemble.nodes.progress import emit
-from ensemble.publishing import Piece, PublishError, PublishJournal, publish
+from ensemble.publishing import Piece, PublishError, PublishJournal, PublishResult, publish
 from ensemble.state.content import ContentState, Publication, draft_key
+
+
+def _publish(piece: Piece, folder: Path, db: Path, published_at: str, key: str) -> PublishResult:
+    """Publish from a worker thread, journal included.
+
+    The journal's SQLite work must not block the event loop, where the checkpointer's own
+    transaction on the same file waits to commit.
+    """
+    return publish(piece, folder, PublishJournal(db), published_at=published_at, key=key)
 
 
 async def publisher(state: ContentState) -> dict:
@@ -39,12 +49,7 @@ async def publisher(state: ContentState) -> dict:
     )
     emit("publisher", "started", folder=str(folder))
     result = await asyncio.to_thread(
-        publish,
-        piece,
-        folder,
-        PublishJournal(current.db_path),
-        published_at=approval["approved_at"],
-        key=approval["approval_id"],
+        _publish, piece, folder, current.db_path, approval["approved_at"], approval["approval_id"]
     )
     published: Publication = {
         "files": [str(p) for p in result.files],

@@ -81,35 +81,51 @@ def plan_round(
     is_healthy: Health = healthy,
     load: Counter | None = None,
 ) -> tuple[dict[str, TaskResult], list[WorkOrder], HelpRequest | None]:
-    """One scheduling round: new results, the work orders to send, or a question for a person."""
+    """One scheduling round: new results, the work orders to send, or a question for a person.
+
+    First every task that can be settled is (repeated until nothing changes, so a result flows
+    to its dependents in the same round), then the ready tasks are assigned, by priority.
+    """
     results = dict(state.results)
     new: dict[str, TaskResult] = {}
+    order = sorted(range(len(state.tasks)), key=lambda i: (-state.tasks[i]["priority"], i))
+    ready: list[dict[str, Any]] = []
+    changed = True
+    while changed:
+        changed, ready = False, []
+        for index in order:
+            task = state.tasks[index]
+            tid = task["id"]
+            if tid in results:
+                continue
+            deps = [results.get(d) for d in task["depends_on"]]
+            if any(d is not None and d["status"] == "failed" for d in deps):
+                new[tid] = results[tid] = _result("failed", None, [], None, "a dependency failed")
+                changed = True
+                continue
+            if any(d is None for d in deps):
+                continue  # not ready: a dependency is still open
+            attempts = attempts_of(state, tid)
+            settled = settle(task, attempts)
+            if settled is not None and "status" in settled:
+                new[tid] = results[tid] = settled  # type: ignore[assignment]
+                changed = True
+            elif settled is not None:
+                return new, [], settled  # type: ignore[return-value]
+            elif len([a for a in attempts if not a["ok"]]) >= state.max_attempts * int(
+                task["replicas"]
+            ):
+                failures = [a for a in attempts if not a["ok"]]
+                note = f"{len(failures)} failed attempts; last: {failures[-1]['error']}"
+                new[tid] = results[tid] = _result("failed", None, [], None, note)
+                changed = True
+            else:
+                ready.append(task)
     orders: list[WorkOrder] = []
     load = Counter(load or {})
-    order = sorted(range(len(state.tasks)), key=lambda i: (-state.tasks[i]["priority"], i))
-    for index in order:
-        task = state.tasks[index]
+    for task in ready:
         tid = task["id"]
-        if tid in results:
-            continue
-        deps = [results.get(d) for d in task["depends_on"]]
-        if any(d is not None and d["status"] == "failed" for d in deps):
-            new[tid] = results[tid] = _result("failed", None, [], None, "a dependency failed")
-            continue
-        if any(d is None for d in deps):
-            continue  # not ready: a dependency is still open
         attempts = attempts_of(state, tid)
-        settled = settle(task, attempts)
-        if settled is not None and "status" in settled:
-            new[tid] = results[tid] = settled  # type: ignore[assignment]
-            continue
-        if settled is not None:
-            return new, [], settled  # type: ignore[return-value]
-        failures = [a for a in attempts if not a["ok"]]
-        if len(failures) >= state.max_attempts * int(task["replicas"]):
-            note = f"{len(failures)} failed attempts; last: {failures[-1]['error']}"
-            new[tid] = results[tid] = _result("failed", None, [], None, note)
-            continue
         picked = assign(task, attempts, team, state, is_healthy, load)
         if picked is None:
             capable = [a.name for a in team.capable(task["capability"])]
@@ -117,7 +133,7 @@ def plan_round(
                 "capability": task["capability"],
                 "capable": capable,
                 "unhealthy": [n for n in capable if not is_healthy(n)],
-                "failed_here": sorted({a["agent"] for a in failures}),
+                "failed_here": sorted({a["agent"] for a in attempts if not a["ok"]}),
             }
             return new, [], {"task": tid, "reason": "no capable agent left", "detail": detail}
         inputs = {d: results[d]["value"] for d in task["depends_on"]}

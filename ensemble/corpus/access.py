@@ -73,10 +73,26 @@ def inside_roots(
         return target
     if create and candidates:
         return _make_below(*candidates[0], value=value, what=what, error=error)
+    if candidates and what == "output_dir":  # a folder the publisher will make, checked now
+        return _check_below(*candidates[0], value=value, what=what, error=error)
     raise error(
         f"{what} {value!r} is not a folder inside the allowed {what} roots; "
         f"known: {', '.join(known_corpora(roots)) or 'none'}"
     )
+
+
+def _check_below(
+    root: Path, candidate: Path, *, value: str, what: str, error: type[Exception]
+) -> Path:
+    """A missing folder below `root`: every part that exists is a real folder inside it."""
+    current = root
+    for part in candidate.relative_to(root).parts:
+        current = current / part
+        if current.is_symlink() or (current.exists() and not current.is_dir()):
+            raise error(f"{what} {value!r} is not a folder inside its root")
+        if not current.exists():
+            break
+    return candidate
 
 
 def _make_below(
