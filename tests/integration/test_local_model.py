@@ -267,3 +267,55 @@ def test_cli_reuses_the_server_named_by_local_base_url(
     env = {**os.environ, local.LOCAL_BASE_URL_ENV: local_server}
     _result, seen = run_cli(env, corpus_dir, tmp_path / "cli.db")
     assert not seen, "the CLI started a server although ENSEMBLE_LOCAL_BASE_URL named one"
+
+
+async def test_content_pipeline_pauses_for_approval_then_publishes(
+    context: Context, corpus_dir: Path, tmp_path: Path
+) -> None:
+    """The content scenario on the local model: a draft waits for a person, then is published."""
+    db = tmp_path / "e.db"
+    published = tmp_path / "published"
+    brief = {
+        "topic": "How bees make honey",
+        "corpus": str(corpus_dir),
+        "target_words": 100,
+        "max_revisions": 0,
+    }
+    started = time.monotonic()
+    with workspace.use(workspace.Workspace(db_path=db)):
+        async with open_async_checkpointer(db) as saver:
+            graph = SCENARIOS["content"].compile(saver)
+            config = {"configurable": {"thread_id": "local-content"}}
+            paused = await graph.ainvoke(brief, config, context=context)
+            state = await graph.aget_state(config)
+            assert state.next == ("approval",)
+            (pending,) = paused["__interrupt__"]
+            request = pending.value
+            assert request["kind"] == "content_approval"
+            assert request["title"].strip() and request["error"] is None
+            assert request["word_count"] == len(request["draft"].split())
+            assert len(request["sources"]) == len(state.values["sources"])
+            assert not published.exists(), "nothing is published before the approval"
+            drafting = time.monotonic() - started
+
+            await graph.ainvoke(Command(resume={"action": "approve"}), config, context=context)
+            state = await graph.aget_state(config)
+    print(
+        f"content on the local model: {drafting:.1f}s to approval, "
+        f"{time.monotonic() - started:.1f}s in all"
+    )
+
+    values = state.values
+    assert not state.next
+    assert values["outcome"] == "published"
+    assert values["piece"] == request["draft"]  # exactly the text the person approved
+    numbers = [s["n"] for s in values["sources"]]
+    assert numbers == list(range(1, len(numbers) + 1))
+    assert {int(n) for n in re.findall(r"\[(\d+)\]", values["piece"])} <= set(numbers)
+    slug = values["published"]["slug"]
+    files = {published / f"{slug}.md", published / f"{slug}.html"}
+    assert {Path(f) for f in values["published"]["files"]} == files
+    assert set(published.iterdir()) == files
+    html = (published / f"{slug}.html").read_text(encoding="utf-8")
+    assert "<script" not in html.lower()
+    assert (published / f"{slug}.md").read_text(encoding="utf-8").endswith(values["piece"])

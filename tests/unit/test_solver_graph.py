@@ -142,7 +142,12 @@ async def test_a_scripted_plan_drives_assignment_voting_and_aggregation(graph, r
         "tasks": [
             {"id": "a", "description": "Find A.", "capability": "analysis"},
             {"id": "b", "description": "Find B.", "capability": "analysis", "replicas": 3},
-            {"id": "c", "description": "Combine.", "capability": "writing", "depends_on": ["a", "b"]},
+            {
+                "id": "c",
+                "description": "Combine.",
+                "capability": "writing",
+                "depends_on": ["a", "b"],
+            },
         ]
     }
     planner = register(ScriptedChatModel(responder=lambda m, k: tool_call("TaskPlan", plan)))
@@ -247,7 +252,9 @@ async def test_retry_after_a_person_answers_lets_a_recovered_agent_finish(graph,
     await graph.ainvoke(inp, config(), context=Context(role_models={"verifier": model}))
     assert (await graph.aget_state(config())).next == ("help",)
     out = await graph.ainvoke(
-        Command(resume={"action": "retry"}), config(), context=Context(role_models={"verifier": model})
+        Command(resume={"action": "retry"}),
+        config(),
+        context=Context(role_models={"verifier": model}),
     )
     assert out["outcome"] == "solved" and out["results"]["t"]["value"] == "up"
 
@@ -334,7 +341,9 @@ async def test_sandboxed_code_that_misbehaves_fails_its_task_and_the_run_goes_on
              "input": "2 + 2", "expect": "number"},
         ]
     }  # fmt: skip
-    out = await graph.ainvoke({"workflow": workflow, "max_attempts": 1}, config(), context=Context())
+    out = await graph.ainvoke(
+        {"workflow": workflow, "max_attempts": 1}, config(), context=Context()
+    )
     rows = {r["id"]: r for r in out["dag"]}
     assert rows["fine"]["value"] == 4
     assert rows["loop"]["status"] == "failed" and rows["net"]["status"] == "failed"
