@@ -348,3 +348,36 @@ async def test_sandboxed_code_that_misbehaves_fails_its_task_and_the_run_goes_on
     assert rows["fine"]["value"] == 4
     assert rows["loop"]["status"] == "failed" and rows["net"]["status"] == "failed"
     assert out["outcome"] == "partial"
+
+
+async def test_a_tool_the_agent_was_not_given_is_refused_and_never_runs(monkeypatch):
+    """The gate sits where tools execute: even a wrongly routed order cannot run the tool."""
+    from langgraph.graph import END, START, StateGraph
+
+    from ensemble.graphs.research import build_research
+    from ensemble.nodes import solver_worker as worker_module
+    from ensemble.state.solver import WorkOrder
+
+    ran: list[str] = []
+    monkeypatch.setattr(worker_module, "evaluate", lambda expression: ran.append(expression))
+
+    class Box(WorkOrder, total=False):
+        attempts: dict[str, Any]
+
+    builder = StateGraph(Box)
+    builder.add_node("worker", worker_module.solver_worker(build_research().compile()))
+    builder.add_edge(START, "worker")
+    builder.add_edge("worker", END)
+    order: WorkOrder = {
+        "task": task("sum", tool="calculator", input="1 + 1", expect="number", checks=[]),
+        "agent": agent("writer-only", "offline", ["analysis"], tools=[]),
+        "replica": 0,
+        "attempt_id": "sum:0:writer-only:x",
+        "inputs": {},
+        "corpus": None,
+    }
+    graph = builder.compile()
+    updates = [u async for u in graph.astream(order, context=Context(), stream_mode="updates")]
+    attempt = updates[0]["worker"]["attempts"]["sum:0:writer-only:x"]
+    assert not attempt["ok"] and "ToolRefused" in attempt["error"]
+    assert "calculator" in attempt["error"] and ran == []
