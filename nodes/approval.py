@@ -7,15 +7,19 @@ exactly one more writing round; `edit` publishes the person's text verbatim (sti
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+from langgraph.config import get_config
 from langgraph.types import interrupt
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from ensemble import workspace
 from ensemble.errors import InvalidInputError, describe_validation_error
 from ensemble.nodes.progress import emit
+from ensemble.publishing.approvals import sign
 from ensemble.state.content import Approval, ContentState, draft_key
 
 
@@ -94,12 +98,18 @@ def approval_request(state: ContentState) -> dict[str, Any]:
     }
 
 
-def _approval(decision: Literal["approve", "edit"], title: str, text: str) -> Approval:
+async def _approval(decision: Literal["approve", "edit"], title: str, text: str) -> Approval:
+    """An approval of this exact text, signed so that only this node can have made it."""
+    approval_id, key = str(uuid.uuid4()), draft_key(title, text)
+    thread = str(get_config().get("configurable", {}).get("thread_id", ""))
+    db = workspace.current().db_path
+    signature = await asyncio.to_thread(sign, db, thread, approval_id, key)
     return {
-        "approval_id": str(uuid.uuid4()),
+        "approval_id": approval_id,
         "decision": decision,
-        "draft_key": draft_key(title, text),
+        "draft_key": key,
         "approved_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "signature": signature,
     }
 
 
@@ -134,6 +144,7 @@ async def approval(state: ContentState) -> dict:
             "title": title,
             "piece": text,
             "word_count": len(text.split()),
-            "approval": _approval("edit", title, text),
+            "approval": await _approval("edit", title, text),
         }
-    return {"approval_feedback": "", "approval": _approval("approve", state.title, state.piece)}
+    approved = await _approval("approve", state.title, state.piece)
+    return {"approval_feedback": "", "approval": approved}

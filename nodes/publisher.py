@@ -16,6 +16,7 @@ from langgraph.config import get_config
 from ensemble import workspace
 from ensemble.nodes.progress import emit
 from ensemble.publishing import Piece, PublishError, PublishJournal, PublishResult, publish
+from ensemble.publishing.approvals import verify
 from ensemble.state.content import ContentState, Publication, draft_key
 
 
@@ -35,6 +36,18 @@ async def publisher(state: ContentState) -> dict:
         raise PublishError("publishing refused: no approval for this exact draft")
     thread = str(get_config().get("configurable", {}).get("thread_id", ""))
     current = workspace.current()
+    genuine = await asyncio.to_thread(
+        verify,
+        current.db_path,
+        thread,
+        approval["approval_id"],
+        approval["draft_key"],
+        approval.get("signature", ""),
+    )
+    if not genuine:
+        raise PublishError(
+            "publishing refused: the approval was not given through the approval step"
+        )
     folder = await asyncio.to_thread(current.output_dir, state.output_dir, create=True)
     piece = Piece(
         title=state.title,

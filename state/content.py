@@ -110,6 +110,7 @@ class Approval(TypedDict):
     decision: Literal["approve", "edit"]
     draft_key: str
     approved_at: str
+    signature: str
 
 
 class Publication(TypedDict):
