@@ -71,39 +71,30 @@ def inside_roots(
         if not stat.S_ISDIR(mode):
             raise error(f"{what} {value!r} is not a folder")
         return target
-    if create and candidates:
-        return _make_below(*candidates[0], value=value, what=what, error=error)
-    if candidates and what == "output_dir":  # a folder the publisher will make, checked now
-        return _check_below(*candidates[0], value=value, what=what, error=error)
+    if candidates and (create or what == "output_dir"):  # made now, or by the publisher later
+        return _below(*candidates[0], make=create, value=value, what=what, error=error)
     raise error(
         f"{what} {value!r} is not a folder inside the allowed {what} roots; "
         f"known: {', '.join(known_corpora(roots)) or 'none'}"
     )
 
 
-def _check_below(
-    root: Path, candidate: Path, *, value: str, what: str, error: type[Exception]
+def _below(
+    root: Path, candidate: Path, *, make: bool, value: str, what: str, error: type[Exception]
 ) -> Path:
-    """A missing folder below `root`: every part that exists is a real folder inside it."""
+    """A folder below `root` that may not exist yet.
+
+    Every existing part must be a real folder (never a symlink); with `make`, the missing parts
+    are made one by one.
+    """
     current = root
     for part in candidate.relative_to(root).parts:
         current = current / part
         if current.is_symlink() or (current.exists() and not current.is_dir()):
             raise error(f"{what} {value!r} is not a folder inside its root")
         if not current.exists():
-            break
-    return candidate
-
-
-def _make_below(
-    root: Path, candidate: Path, *, value: str, what: str, error: type[Exception]
-) -> Path:
-    current = root
-    for part in candidate.relative_to(root).parts:
-        current = current / part
-        if current.is_symlink() or (current.exists() and not current.is_dir()):
-            raise error(f"{what} {value!r} is not a folder inside its root")
-        if not current.exists():
+            if not make:
+                return candidate
             current.mkdir(mode=0o755)
     return current
 
