@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ensemble.agents import AgentRegistry, AgentSpec
+from ensemble.agents.load import LOAD
 from ensemble.nodes.progress import emit
 from ensemble.nodes.team import team_of
 from ensemble.resilience import BOARD
@@ -30,9 +31,15 @@ def healthy(name: str) -> bool:
     return BOARD.breaker(f"agent:{name}").state != "open"
 
 
+def on_trial(name: str) -> bool:
+    """The agent's breaker is half-open: it may take one trial task, not a round's worth."""
+    return BOARD.breaker(f"agent:{name}").state == "half_open"
+
+
 def attempts_of(state: SolverState, task_id: str) -> list[Attempt]:
     """A task's attempts in the order they were made."""
-    found = [a for a in state.attempts.values() if a["task"] == task_id]
+    gone = set(state.discarded)
+    found = [a for a in state.attempts.values() if a["task"] == task_id and a["id"] not in gone]
     return sorted(found, key=lambda a: (a["started"], a["id"]))
 
 
@@ -159,6 +166,7 @@ def assign(
     state: SolverState,
     is_healthy: Health,
     load: Counter,
+    is_trial: Health = on_trial,
 ) -> list[tuple[int, AgentSpec]] | None:
     """Agents for the replicas still missing, least loaded first; None when too few are left."""
     answered = {a["agent"] for a in attempts if a["ok"]}
@@ -172,6 +180,7 @@ def assign(
         and (forced or agent.name not in failed)
         and (forced or is_healthy(agent.name))
         and (not task.get("tool") or task["tool"] in agent.tools)
+        and not (is_trial(agent.name) and load[agent.name] > 0)
     ]
     if len(candidates) < missing:
         return None
@@ -184,7 +193,8 @@ def assign(
 async def scheduler(state: SolverState) -> dict:
     """Settle what finished; queue the next orders, or ask a person."""
     team = team_of(state)
-    new, orders, help_request = plan_round(state, team)
+    busy = Counter(LOAD.snapshot())  # other runs of this process count as load too
+    new, orders, help_request = plan_round(state, team, load=busy)
     for tid, result in new.items():
         emit("scheduler", "finished", task=tid, result=result["status"], agents=result["agents"])
     if orders:

@@ -85,4 +85,7 @@ async def solver_help(state: SolverState) -> dict:
             "note": "result stated by a person",
         }
         return update | {"results": {request["task"]: result}}
+    if request["reason"] == "split vote":  # ask again: the split answers no longer count
+        split = [a["id"] for a in state.attempts.values() if a["task"] == request["task"]]
+        return update | {"discarded": sorted({*state.discarded, *split})}
     return update | {"retry_all": sorted({*state.retry_all, request["task"]})}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from ensemble.agents import AgentRegistry, AgentSpec, load_agents
+from ensemble.agents import AgentRegistry, load_agents
 from ensemble.state.solver import SolverState
 
 
@@ -16,7 +16,7 @@ def default_team() -> AgentRegistry:
 
 def team_of(state: SolverState) -> AgentRegistry:
     """The run's team: its agents override default ones by name, or replace the team."""
-    specs = [AgentSpec.model_validate(a) for a in state.agents]
+    specs = list(AgentRegistry.from_specs(state.agents).agents)  # one-line errors, by agent
     if state.replace_team:
         return AgentRegistry.from_specs(specs)
     given = {s.name for s in specs}

@@ -129,6 +129,8 @@ class SolverState:
     """Why the last answer to a help request was refused."""
     retry_all: list[str] = field(default_factory=list)
     """Tasks a person asked to retry with every capable agent again."""
+    discarded: list[str] = field(default_factory=list)
+    """Attempts that no longer count (the answers of a split vote a person sent back)."""
     outcome: Outcome = ""
     """How the run ended."""
     answer: str = ""

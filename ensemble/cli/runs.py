@@ -135,6 +135,7 @@ async def drive(
     extra: dict[str, Any] = {"metadata": {"scenario": scenario.name, **run_settings.metadata()}}
     run_config: RunnableConfig = {**config, **extra}  # type: ignore[typeddict-item]
     payload = first_input
+    asked: dict[str, str] = {}
     while True:
         try:
             async for mode, chunk in graph.astream(
@@ -158,9 +159,14 @@ async def drive(
         if result.status != "interrupted" or result.interrupt is None:
             return result
         values = snapshot.values if isinstance(snapshot.values, dict) else {}
-        answer = answerer(result.interrupt["value"], scenario, values)
+        question = result.interrupt["value"]
+        if asked.get(repr(question)) == repr(scenario.approve_answer):
+            progress.line("[human] the same question came back after the automatic answer")
+            return result  # stay paused: answering it the same way again would loop forever
+        answer = answerer(question, scenario, values)
         if answer is None:
             return result
+        asked[repr(question)] = repr(answer)
         progress.line(f"[human] answered: {answer}")
         payload = Command(resume=answer)
 

@@ -58,6 +58,29 @@ CHECKS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
         ("stream", ("still paused in: ('approval',)", "invalid approval answer")),
         ("stream", ("outcome: rejected | published: None",)),
     ],
+    "04_problem_solver.ipynb": [
+        ("text/html", ("<td>researcher-a</td>", "<td>analyst-c</td>", "<td>calc</td>", "closed")),
+        ("image/svg+xml", ("<svg", "scheduler", "worker", "help", "aggregator")),
+        ("stream", ("graph TD;", "worker --> scheduler;", "scheduler -.-> help;")),
+        ("stream", ("tasks form a cycle: a -> b -> a", "depends on 'b', which is not a task")),
+        ("stream", ("released decoding->researcher-", "per-record by calc", "aggregator finished")),
+        ("stream", ("per-record  -> calc", "outcome: solved", "verdict vote: agreed (majority)")),
+        ("text/html", ("<th>attempts</th>", "<th>vote</th>", "<td>21391</td>", "<td>21.391</td>")),
+        ("text/markdown", ("How the team got there", "**verdict**")),
+        (
+            "stream",
+            (
+                "agent:flaky: open",
+                "agent:steady-a: closed",
+                "flaky's tasks: check-1, check-4, check-7",
+                "flaky's errors: {'ConnectionError: provider unreachable'}",
+                "summary: ['steady-a']",
+            ),
+        ),
+        ("text/html", ("<td>flaky failed, steady-a ok</td>",)),
+        ("stream", ("paused in: ('help',)", "reason: split vote", "1 vs 1 vs 1")),
+        ("stream", ("outcome: solved", "way: skipped by human, value 'north'", "votes kept: 3")),
+    ],
 }
 
 

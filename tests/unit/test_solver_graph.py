@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import Counter
@@ -381,3 +382,29 @@ async def test_a_tool_the_agent_was_not_given_is_refused_and_never_runs(monkeypa
     attempt = updates[0]["worker"]["attempts"]["sum:0:writer-only:x"]
     assert not attempt["ok"] and "ToolRefused" in attempt["error"]
     assert "calculator" in attempt["error"] and ran == []
+
+
+async def test_a_retried_split_vote_asks_again_and_yes_never_loops(graph, register, capsys):
+    """`retry` on a split discards the votes; `--yes` stops when the same question returns."""
+    import json as _json
+
+    from ensemble.cli.main import main
+
+    team = []
+    for i, answer in enumerate(["north", "south", "east"]):
+        model = register(ScriptedChatModel(responder=answering(answer)))
+        team.append(agent(f"v{i}", model, ["analysis"]))
+    judge = register(ScriptedChatModel(responder=answering("ok")))
+    given = {"workflow": {"tasks": [task("way", replicas=3)]}, "agents": team, "replace_team": True}
+    db = workspace.current().db_path
+    code = await asyncio.to_thread(
+        main,
+        ["run", "solver", "--input", _json.dumps(given), "--role-model", f"verifier={judge}",
+         "--yes", "--json", "--db", str(db)],
+    )  # fmt: skip
+    out, err = capsys.readouterr()
+    result = _json.loads(out)
+    assert code == 0 and result["status"] == "interrupted"
+    assert result["interrupt"]["value"]["reason"] == "split vote"
+    assert "the same question came back" in err
+    assert err.count("[human] answered") == 1  # one automatic retry, then it stays paused
