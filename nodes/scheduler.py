@@ -1,7 +1,7 @@
 """The scheduler: turns finished attempts into results and releases the next work orders.
 
 Every task whose dependencies are done is released, highest priority first; each replica goes
-to a capable, healthy agent with the least load (ties by cost, then name), never to an agent
+to a capable, healthy agent with the least load (ties by cost, then reliability, then name), never to an agent
 that already failed this task or already answered another replica of it. A task with replicas
 is decided by vote once enough agents answered. When no capable agent is left, or a vote
 splits, the run asks a person instead of failing.
@@ -184,7 +184,7 @@ def assign(
     ]
     if len(candidates) < missing:
         return None
-    candidates.sort(key=lambda a: (load[a.name], a.cost, a.name))
+    candidates.sort(key=lambda a: (load[a.name], a.cost, -a.reliability, a.name))
     taken = {a["replica"] for a in attempts if a["ok"]}
     free = [r for r in range(int(task["replicas"])) if r not in taken]
     return list(zip(free, candidates[:missing], strict=False))

@@ -129,9 +129,9 @@ def solver_worker(research: CompiledStateGraph[Any, Any, Any, Any]) -> Callable[
         started = time.time()
         value: Any = None
         confidence, error, failed_checks = 0.0, None, []
-        async with (
-            agent_gate(thread, "solver", runtime.context.max_concurrency),
+        async with (  # the agent's own slot first: waiting for it holds no run-wide slot
             agent_gate(thread, f"agent:{name}", int(agent.get("max_concurrent", 1))),
+            agent_gate(thread, "solver", runtime.context.max_concurrency),
         ):
             LOAD.acquire(name)
             emit("worker", "started", task=task["id"], by=name, replica=order["replica"])
