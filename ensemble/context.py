@@ -46,9 +46,26 @@ class Context:
     max_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
     """Agents of one role (e.g. researchers) working at once in a run."""
 
+    model_timeout: Annotated[float, Field(gt=0, le=3600)] = 120.0
+    """Seconds one model request may take before it is abandoned (and retried)."""
+
+    role_timeouts: Annotated[
+        dict[Annotated[str, Field(min_length=1, max_length=40)], Annotated[float, Field(gt=0)]],
+        Field(max_length=16),
+    ] = field(default_factory=dict)
+    """Per-role overrides of `model_timeout`, e.g. `{"writer": 300}`."""
+
+    model_retries: Annotated[int, Field(ge=0, le=8)] = 2
+    """Retries of a failed request on transient errors (timeouts, 429, 5xx, connection errors),
+    with exponential backoff and jitter, honouring Retry-After; never on 400 or auth errors."""
+
     def model_for(self, role: str) -> str:
         """Return the model spec of `role`."""
         return self.role_models.get(role) or self.model
+
+    def timeout_for(self, role: str) -> float:
+        """Return the request timeout of `role`, in seconds."""
+        return float(self.role_timeouts.get(role) or self.model_timeout)
 
 
 SETTINGS_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Context))

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import TypeVar
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage
+from langchain_core.messages import BaseMessage, HumanMessage
 from pydantic import BaseModel
 
 log = logging.getLogger(__name__)
@@ -24,22 +24,39 @@ _CITATION = re.compile(r"\[[^\[\]\s]+\]")
 
 
 async def ask_structured(
-    model: BaseChatModel, schema: type[T], messages: Sequence[BaseMessage], *, attempts: int = 2
+    model: BaseChatModel, schema: type[T], messages: Sequence[BaseMessage], *, attempts: int = 3
 ) -> T | None:
     """Ask for an instance of `schema`; return None when the model never produced a valid one.
 
     Uses function calling with the tool named explicitly, which is what OpenAI-compatible local
-    servers honour. Malformed output is retried, then left to the caller's fallback: a weak model
-    must degrade a run, never crash it.
+    servers honour. A malformed answer is retried with the parse error fed back to the model (a
+    bounded number of times), then left to the caller's fallback: a weak model must degrade a
+    run, never crash it.
     """
     runnable = model.with_structured_output(schema, method="function_calling", include_raw=True)
+    conversation = list(messages)
     for attempt in range(1, attempts + 1):
-        result = await runnable.ainvoke(list(messages))
+        result = await runnable.ainvoke(conversation)
         parsed = result.get("parsed") if isinstance(result, dict) else None
         if isinstance(parsed, schema):
             return parsed
-        log.info("%s: malformed structured output (attempt %d)", schema.__name__, attempt)
+        problem = result.get("parsing_error") if isinstance(result, dict) else None
+        log.info(
+            "%s: malformed structured output (attempt %d): %s", schema.__name__, attempt, problem
+        )
+        conversation = [
+            *messages,
+            HumanMessage(
+                f"Your last answer could not be used ({_short(problem)}). Call "
+                f"{schema.__name__} again with arguments that match its schema exactly."
+            ),
+        ]
     return None
+
+
+def _short(problem: object, limit: int = 300) -> str:
+    text = " ".join(str(problem or "no tool call was made").split())
+    return text if len(text) <= limit else text[:limit] + " ..."
 
 
 def drop_repeats(text: str) -> str:

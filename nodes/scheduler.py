@@ -1,10 +1,10 @@
 """The scheduler: turns finished attempts into results and releases the next work orders.
 
 Every task whose dependencies are done is released, highest priority first; each replica goes
-to a capable, healthy agent with the least load (ties by cost, then reliability, then name), never to an agent
-that already failed this task or already answered another replica of it. A task with replicas
-is decided by vote once enough agents answered. When no capable agent is left, or a vote
-splits, the run asks a person instead of failing.
+to a capable, healthy agent with the least load (ties by cost, then reliability, then name),
+never to an agent that already failed this task or already answered another replica of it. A
+task with replicas is decided by vote once enough agents answered. When no capable agent is
+left, or a vote splits, the run asks a person instead of failing.
 """
 
 from __future__ import annotations

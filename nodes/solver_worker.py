@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 from ensemble.agents.load import LOAD
 from ensemble.concurrency import agent_gate
 from ensemble.context import Context
-from ensemble.models import chat_model, chat_model_for
+from ensemble.models import chat_model_for
 from ensemble.nodes.llm import ask_structured
 from ensemble.nodes.progress import emit
 from ensemble.prompts import render_prompt
@@ -215,11 +215,7 @@ async def _execute(
             context=runtime.context,
         )
         return out.get("report", ""), 0.8
-    model = (
-        chat_model(agent["model"])
-        if agent.get("model")
-        else chat_model_for(runtime.context, "solver")
-    )
+    model = chat_model_for(runtime.context, "solver", agent.get("model"))
     inputs = "\n\n".join(f"Result of {k}:\n{v}" for k, v in order["inputs"].items())
     prompt = render_prompt(
         "solver_worker", agent=agent["name"], role=agent.get("role", "agent"),

@@ -45,6 +45,10 @@ class FakeOpenAI:
         self._httpd.daemon_threads = True
         self._httpd.fake = self  # type: ignore[attr-defined]
         self._thread: threading.Thread | None = None
+        self.faults: list[dict[str, Any]] = []
+        """Faults for the next requests, in order: {"kind": "stall", "seconds": 5},
+        {"kind": "status", "code": 429, "headers": {"Retry-After": "1"}}, {"kind": "reset"},
+        {"kind": "garbage"}, {"kind": "bad_args"}, {"kind": "empty"}."""
 
     @property
     def base_url(self) -> str:
@@ -114,6 +118,11 @@ class FakeOpenAI:
             held = held and not self._stopped
         if held:
             self._released.wait()
+
+    def next_fault(self) -> dict[str, Any] | None:
+        """The fault scheduled for this request, if any (each is used once)."""
+        with self._changed:
+            return self.faults.pop(0) if self.faults else None
 
     def handle(self, body: dict[str, Any]) -> dict[str, Any]:
         """The assistant message answering a request (override or extend to inject faults)."""
@@ -228,7 +237,25 @@ class _Handler(BaseHTTPRequestHandler):
         except json.JSONDecodeError as error:
             return self._json(400, {"error": {"message": f"bad JSON: {error}"}})
         fake.admit(body)
+        fault = fake.next_fault() or {}
+        kind = fault.get("kind")
+        if kind == "stall":
+            time.sleep(float(fault.get("seconds", 5)))
+        elif kind == "status":
+            return self._json(
+                int(fault["code"]), {"error": {"message": "injected"}}, fault.get("headers")
+            )
+        elif kind == "reset":
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return None
+        elif kind == "garbage":
+            return self._raw(200, b'{"id": "x", "choices": [')
         message = fake.handle(body)
+        if kind == "bad_args" and message.get("tool_calls"):
+            message["tool_calls"][0]["function"]["arguments"] = '{"not": valid json'
+        elif kind == "empty":
+            message = {"role": "assistant", "content": ""}
         created, rid = int(time.time()), f"chatcmpl-{len(fake.requests)}"
         head = {"id": rid, "created": created, "model": body.get("model")}
         finish = "tool_calls" if message.get("tool_calls") else "stop"
@@ -242,11 +269,17 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client was killed while its request was held
 
-    def _json(self, status: int, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode()
+    def _json(
+        self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
+        self._raw(status, json.dumps(payload).encode(), headers)
+
+    def _raw(self, status: int, data: bytes, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
 

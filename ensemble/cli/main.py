@@ -73,6 +73,18 @@ def _running() -> argparse.ArgumentParser:
         help="model of one role, e.g. reviewer=openai:gpt-4o (repeatable)",
     )
     running.add_argument("--search-k", type=int, help="passages per corpus search (default 5)")
+    running.add_argument(
+        "--model-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="seconds one model request may take (default 120, or the thread's)",
+    )
+    running.add_argument(
+        "--model-retries",
+        type=int,
+        metavar="N",
+        help="retries of a request on timeouts, 429, 5xx, lost connections (default 2)",
+    )
     running.add_argument("--yes", action="store_true", help="approve every human review")
     running.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     running.add_argument("--out", type=Path, help="also write the result (markdown) to this file")
@@ -187,6 +199,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "model": args.model,
         "max_concurrency": args.max_concurrency,
         "search_k": args.search_k,
+        "model_timeout": args.model_timeout,
+        "model_retries": args.model_retries,
     }
     if args.role_models:
         pairs = [item.partition("=") for item in args.role_models]

@@ -52,17 +52,29 @@ def stop_local_servers() -> None:
         module.stop_local_servers()
 
 
-def chat_model_for(context: Context, role: str) -> BaseChatModel:
-    """Return the chat model that plays `role` in a run with this context."""
-    return chat_model(context.model_for(role))
+def chat_model_for(context: Context, role: str, spec: str | None = None) -> BaseChatModel:
+    """Return the chat model that plays `role` (or `spec`) with the run's timeout and retries."""
+    return chat_model(
+        spec or context.model_for(role),
+        timeout=context.timeout_for(role),
+        retries=context.model_retries,
+    )
 
 
-def chat_model(spec: str) -> BaseChatModel:
-    """Return a (cached) chat model for `spec`; raise `ModelSpecError` on an unknown spec."""
+def chat_model(
+    spec: str, *, timeout: float | None = None, retries: int | None = None
+) -> BaseChatModel:
+    """Return a (cached) chat model for `spec`; raise `ModelSpecError` on an unknown spec.
+
+    `timeout` (seconds per request) and `retries` apply to models that call a server; the
+    client retries transient errors (timeouts, 408/409/429, 5xx, connection errors) with
+    exponential backoff and jitter and honours Retry-After, and never retries 400 or auth
+    errors. Registered and offline models ignore them.
+    """
     spec = spec.strip()
     if spec in _registered:
         return _registered[spec]
-    return _build(spec)
+    return _build(spec, timeout, retries)
 
 
 def validate_spec(spec: str) -> str:
@@ -71,16 +83,24 @@ def validate_spec(spec: str) -> str:
     return spec.strip()
 
 
-@lru_cache(maxsize=32)
-def _build(spec: str) -> BaseChatModel:
+DEFAULT_TIMEOUT = 120.0
+DEFAULT_RETRIES = 2
+
+
+@lru_cache(maxsize=64)
+def _build(spec: str, timeout: float | None = None, retries: int | None = None) -> BaseChatModel:
     name, _, query = spec.partition("?")
     options = dict(parse_qsl(query))
     if name == "offline":
         return _offline(options)
+    limits = (
+        DEFAULT_TIMEOUT if timeout is None else timeout,
+        DEFAULT_RETRIES if retries is None else retries,
+    )
     if name.startswith("openai:") and name[len("openai:") :]:
-        return _openai(name[len("openai:") :], options)
+        return _openai(name[len("openai:") :], options, *limits)
     if name == "local" or name.startswith("local:"):
-        return _local(name[len("local:") :] if ":" in name else None, options)
+        return _local(name[len("local:") :] if ":" in name else None, options, *limits)
     raise ModelSpecError(f"unknown model spec {spec!r}; expected one of: {SPEC_FORMS}")
 
 
@@ -101,7 +121,7 @@ def _offline(options: dict[str, str]) -> BaseChatModel:
     return OfflineChatModel(latency=latency)
 
 
-def _openai(model: str, options: dict[str, str]) -> BaseChatModel:
+def _openai(model: str, options: dict[str, str], timeout: float, retries: int) -> BaseChatModel:
     from langchain_openai import ChatOpenAI
 
     base_url = os.environ.get("OPENAI_BASE_URL") or None
@@ -115,12 +135,15 @@ def _openai(model: str, options: dict[str, str]) -> BaseChatModel:
         temperature=float(options.get("temperature", "0")),
         base_url=base_url,
         api_key=api_key or "not-needed",  # type: ignore[arg-type]
-        max_retries=2,
+        timeout=timeout,
+        max_retries=retries,
         stream_usage=True,
     )
 
 
-def _local(path: str | None, options: dict[str, str]) -> BaseChatModel:
+def _local(
+    path: str | None, options: dict[str, str], timeout: float, retries: int
+) -> BaseChatModel:
     from ensemble.models.local import build_local_model
 
-    return build_local_model(path, options)
+    return build_local_model(path, options, timeout=max(timeout, 1.0), retries=min(retries, 1))

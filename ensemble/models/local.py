@@ -84,7 +84,13 @@ _PROMPT_TOKENS = re.compile(r"\((\d+) in the messages")
 log = logging.getLogger(__name__)
 
 
-def build_local_model(path: str | None, options: dict[str, str]) -> ChatOpenAI:
+def build_local_model(
+    path: str | None,
+    options: dict[str, str],
+    *,
+    timeout: float = REQUEST_TIMEOUT,
+    retries: int = 1,
+) -> ChatOpenAI:
     """Build the chat model of a `local` / `local:PATH` spec without starting anything.
 
     The file and the server package are checked now, so a bad spec fails at once with a clear
@@ -93,6 +99,8 @@ def build_local_model(path: str | None, options: dict[str, str]) -> ChatOpenAI:
     Args:
         path: The GGUF file of `local:PATH`, or None for the bundled SmolLM2.
         options: The spec's `?key=value` options; only `max_tokens` is known.
+        timeout: Seconds one request may take (never below `REQUEST_TIMEOUT`: calls queue).
+        retries: Retries of a failed request (the client's backoff, Retry-After honoured).
 
     Raises:
         ModelSpecError: The file is missing, an option is unknown, or the extra is not installed.
@@ -113,8 +121,8 @@ def build_local_model(path: str | None, options: dict[str, str]) -> ChatOpenAI:
         api_key="local",  # type: ignore[arg-type]
         temperature=0,
         max_tokens=max_tokens,  # type: ignore[call-arg]
-        timeout=REQUEST_TIMEOUT,
-        max_retries=1,
+        timeout=max(timeout, REQUEST_TIMEOUT),  # one request at a time: queued calls wait
+        max_retries=retries,
     )
 
 
