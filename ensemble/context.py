@@ -8,7 +8,7 @@ settings are saved with the thread and reused by resume and fork (`ensemble.run_
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter, ValidationError
 
@@ -16,6 +16,8 @@ from ensemble import settings
 from ensemble.errors import InvalidInputError, describe_validation_error
 
 MAX_SPEC_CHARS = 200
+
+BudgetName = Literal["calls", "tokens", "seconds", "cost"]
 
 
 @dataclass(kw_only=True)
@@ -59,6 +61,35 @@ class Context:
     """Retries of a failed request on transient errors (timeouts, 429, 5xx, connection errors),
     with exponential backoff and jitter, honouring Retry-After; never on 400 or auth errors."""
 
+    fallbacks: Annotated[
+        dict[
+            Annotated[str, Field(min_length=1, max_length=40)],
+            Annotated[list[Annotated[str, Field(min_length=1, max_length=MAX_SPEC_CHARS)]],
+                      Field(max_length=4)],
+        ],
+        Field(max_length=16),
+    ] = field(default_factory=dict)  # fmt: skip
+    """Model specs to try, in order, while a role's model is unavailable (its circuit breaker
+    open): `{"*": ["offline"], "writer": ["openai:gpt-4o-mini"]}`; `*` applies to every role."""
+
+    budget: Annotated[dict[BudgetName, Annotated[float, Field(gt=0)]], Field(max_length=4)] = field(
+        default_factory=dict
+    )
+    """Limits of the thread's spending, checked before each model call: `calls`, `tokens`,
+    `seconds` (time spent in model calls) and `cost` (with `prices`)."""
+
+    prices: Annotated[
+        dict[Annotated[str, Field(min_length=1, max_length=MAX_SPEC_CHARS)],
+             dict[Literal["input", "output"], Annotated[float, Field(ge=0)]]],
+        Field(max_length=32),
+    ] = field(default_factory=dict)  # fmt: skip
+    """Price per million tokens by model spec, e.g. `{"openai:gpt-4o": {"input": 2.5,
+    "output": 10}}`, for the `cost` budget and `ensemble stats`."""
+
+    cache: bool = field(default_factory=settings.cache_default)
+    """Reuse the answer of an identical earlier model request (this thread, a fork or another
+    run) from the database instead of calling the model again."""
+
     def model_for(self, role: str) -> str:
         """Return the model spec of `role`."""
         return self.role_models.get(role) or self.model
@@ -66,6 +97,12 @@ class Context:
     def timeout_for(self, role: str) -> float:
         """Return the request timeout of `role`, in seconds."""
         return float(self.role_timeouts.get(role) or self.model_timeout)
+
+    def chain_for(self, role: str, spec: str | None = None) -> tuple[str, ...]:
+        """The role's model, then its fallbacks (role-specific first, then `*`), no repeats."""
+        first = spec or self.model_for(role)
+        rest = [*self.fallbacks.get(role, []), *self.fallbacks.get("*", [])]
+        return tuple(dict.fromkeys([first, *rest]))
 
 
 SETTINGS_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Context))

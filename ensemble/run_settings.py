@@ -91,7 +91,8 @@ def resolve(
         values[name] = value
         origin[name] = how
     context = validate_context(values)
-    for spec in {context.model, *context.role_models.values()}:
+    chains = [spec for chain in context.fallbacks.values() for spec in chain]
+    for spec in {context.model, *context.role_models.values(), *chains}:
         validate_spec(spec)
     return RunSettings(context=context, origin={k: origin[k] for k in SETTINGS_FIELDS})
 

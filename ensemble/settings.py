@@ -57,3 +57,8 @@ def output_roots() -> tuple[Path, ...] | None:
     if raw is None:
         return None
     return tuple(Path(p).expanduser().resolve() for p in raw.split(os.pathsep) if p.strip())
+
+
+def cache_default() -> bool:
+    """Whether runs reuse cached model answers unless told otherwise (`ENSEMBLE_CACHE`, on)."""
+    return os.environ.get("ENSEMBLE_CACHE", "1").strip().lower() not in {"0", "false", "no", "off"}

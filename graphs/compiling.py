@@ -9,6 +9,7 @@ from langgraph.graph import StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from ensemble.telemetry import MetricsCallback
+from ensemble.tracing import tracing_callbacks
 
 
 def compile_graph(
@@ -24,4 +25,4 @@ def compile_graph(
     `ensemble.concurrency`); agents are capped by `Context.max_concurrency` instead.
     """
     compiled = builder.compile(checkpointer=checkpointer, name=name)
-    return compiled.with_config(callbacks=[MetricsCallback(name)])
+    return compiled.with_config(callbacks=[MetricsCallback(name), *tracing_callbacks(name)])

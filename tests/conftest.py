@@ -21,6 +21,7 @@ from tests.corpus import write_corpus
 def offline_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test reaches a real model or the user's database; each starts unconfigured."""
     monkeypatch.setenv("ENSEMBLE_MODEL", "offline")
+    monkeypatch.setenv("ENSEMBLE_CACHE", "0")  # scripted models must be called; cache tests opt in
     monkeypatch.setenv("ENSEMBLE_DB", str(tmp_path / "default.db"))
     for name in (
         "ENSEMBLE_CORPUS_ROOTS",

@@ -16,9 +16,10 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 
-from ensemble import settings, workspace
+from ensemble import audit, settings, workspace
 from ensemble.cli import prompt
 from ensemble.cli.agents import add_agents_parser, cmd_agents
+from ensemble.cli.audit import add_audit_parsers, cmd_audit, cmd_stats
 from ensemble.cli.flags import add_input_flags, describe, describe_schema, flag_name, given_inputs
 from ensemble.cli.render import Progress, print_json, table
 from ensemble.cli.runs import (
@@ -78,6 +79,27 @@ def _running() -> argparse.ArgumentParser:
         type=float,
         metavar="SECONDS",
         help="seconds one model request may take (default 120, or the thread's)",
+    )
+    running.add_argument(
+        "--fallback",
+        dest="fallbacks",
+        action="append",
+        default=[],
+        metavar="[ROLE=]SPEC",
+        help="a model to use while a role's model is unavailable (repeatable; no ROLE: every role)",
+    )
+    running.add_argument(
+        "--budget",
+        metavar="JSON",
+        help='limits of the thread\'s spending, e.g. \'{"calls": 200, "tokens": 500000}\' '
+        "(calls, tokens, seconds, cost)",
+    )
+    running.add_argument(
+        "--no-cache",
+        dest="cache",
+        action="store_false",
+        default=None,
+        help="call the models even for a request answered before",
     )
     running.add_argument(
         "--model-retries",
@@ -163,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     scenarios.add_argument("--json", action="store_true", help="print one JSON object")
     add_serve_parser(sub, [common])
     add_agents_parser(sub, [])
+    add_audit_parsers(sub, [common])
     return parser
 
 
@@ -185,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 130
     finally:
+        audit.flush()  # the audit trail of this command is on disk before the process ends
         stop_local_servers()  # the llama server of `--model local`, if this process started one
 
 
@@ -201,7 +225,17 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "search_k": args.search_k,
         "model_timeout": args.model_timeout,
         "model_retries": args.model_retries,
+        "cache": args.cache,
+        "budget": parse_json_value(args.budget, "--budget") if args.budget else None,
     }
+    if args.fallbacks:
+        chains: dict[str, list[str]] = {}
+        for item in args.fallbacks:
+            role, sep, spec = item.partition("=")
+            if not sep or any(c in role for c in ":?"):  # a plain spec, e.g. offline?latency=1
+                role, spec = "*", item
+            chains.setdefault(role.strip() or "*", []).append(spec.strip())
+        given["fallbacks"] = chains
     if args.role_models:
         pairs = [item.partition("=") for item in args.role_models]
         bad = [role for role, sep, spec in pairs if not sep or not role.strip() or not spec]
@@ -573,6 +607,8 @@ COMMANDS = {
     "scenarios": cmd_scenarios,
     "serve": cmd_serve,
     "agents": cmd_agents,
+    "audit": cmd_audit,
+    "stats": cmd_stats,
 }
 
 

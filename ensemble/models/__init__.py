@@ -53,11 +53,24 @@ def stop_local_servers() -> None:
 
 
 def chat_model_for(context: Context, role: str, spec: str | None = None) -> BaseChatModel:
-    """Return the chat model that plays `role` (or `spec`) with the run's timeout and retries."""
-    return chat_model(
-        spec or context.model_for(role),
-        timeout=context.timeout_for(role),
-        retries=context.model_retries,
+    """Return the model that plays `role` (or `spec`): behind the cache, budget and breakers.
+
+    Its fallbacks, the run's timeout and retries come from the run context (see
+    `ensemble.resilience.guard`).
+    """
+    from ensemble import workspace
+    from ensemble.resilience.guard import GuardedChatModel
+
+    chain = context.chain_for(role, spec)
+    timeout, retries = context.timeout_for(role), context.model_retries
+    return GuardedChatModel(
+        role=role,
+        chain=chain,
+        models=tuple(chat_model(s, timeout=timeout, retries=retries) for s in chain),
+        db=str(workspace.current().db_path),
+        budget={str(k): float(v) for k, v in context.budget.items()},
+        prices={k: {str(n): float(p) for n, p in v.items()} for k, v in context.prices.items()},
+        use_cache=context.cache,
     )
 
 

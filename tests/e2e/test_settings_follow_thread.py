@@ -39,6 +39,7 @@ def cli_env(base_url: str | None, default_model: str = "openai:process-default")
         if not k.startswith(("ENSEMBLE_", "OPENAI_")) and "proxy" not in k.lower()
     }
     env |= {"ENSEMBLE_MODEL": default_model, "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
+    env["ENSEMBLE_CACHE"] = "0"  # every call must reach the server to show which model it names
     if base_url is not None:
         env |= {"OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": "test-key"}
     return env

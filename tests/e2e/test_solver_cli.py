@@ -49,6 +49,7 @@ def cli_env(base_url: str | None = None) -> dict[str, str]:
         if not k.startswith(("ENSEMBLE_", "OPENAI_")) and "proxy" not in k.lower()
     }
     env |= {"ENSEMBLE_MODEL": "offline", "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
+    env["ENSEMBLE_CACHE"] = "0"  # count every request at the server, none served from the cache
     if base_url is not None:
         env |= {"OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": "test-key"}
     return env

@@ -73,7 +73,7 @@ CHECKS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
                 "agent:flaky: open",
                 "agent:steady-a: closed",
                 "flaky's tasks: check-1, check-4, check-7",
-                "flaky's errors: {'ConnectionError: provider unreachable'}",
+                "provider unreachable",
                 "summary: ['steady-a']",
             ),
         ),

@@ -1,0 +1,394 @@
+"""A cache of model responses in the project's database, keyed by the exact request.
+
+A fork that changes only a late setting then re-uses every earlier agent's answer, and a resumed
+run does not pay twice for a call it already made. The key (`request_key`) covers what the model
+sees (spec, messages, answer-changing call kwargs) and nothing that differs between runs of the
+same request (message ids, callbacks, run ids, metadata). Results are stored with LangChain's own
+serialisation (`dumpd` / `load`), so messages come back with their tool calls and usage metadata.
+
+The cache only saves work: a database it cannot read or write, or a row it cannot decode, is a
+miss (logged), never an error for the caller.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sqlite3
+import threading
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, ClassVar
+
+from langchain_core._api import LangChainBetaWarning
+from langchain_core.load import Serializable, dumpd, load
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    BaseMessageChunk,
+    ChatMessage,
+    ToolMessage,
+    message_chunk_to_message,
+)
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import BaseModel
+
+from ensemble import persistence
+from ensemble.errors import DatabaseError
+
+_log = logging.getLogger(__name__)
+
+_KEY_VERSION = 1
+"""Part of every key: bump it when the key's contents change, so old rows are never matched."""
+_FORMAT = 1
+"""Format of the stored `result`; rows in another format are misses."""
+
+_IGNORED_KWARGS = frozenset(
+    {
+        "callbacks",
+        "config",
+        "metadata",
+        "parent_run_id",
+        "run_id",
+        "run_manager",
+        "run_name",
+        "stream",
+        "stream_options",
+        "tags",
+    }
+)
+"""Call kwargs that do not change the answer. Every other kwarg is part of the key, so an
+unknown kwarg can cost a miss but never return another request's answer."""
+
+_ALLOWED: tuple[type[Serializable], ...] = (
+    ChatGeneration,
+    ChatGenerationChunk,
+    AIMessage,
+    AIMessageChunk,
+)
+"""The only classes `load` may build from a row: a row is data, not configuration."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS model_cache (
+    key TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    result TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    hits INTEGER NOT NULL DEFAULT 0
+)
+"""
+
+
+# --------------------------------------------------------------------------- key
+
+
+def request_key(spec: str, messages: Sequence[BaseMessage], kwargs: Mapping[str, Any]) -> str:
+    """Return the sha256 (hex) of a canonical JSON of the request.
+
+    Args:
+        spec: The model spec; settings of the model that are not in the spec (temperature set on
+            the model, say) must be passed in `kwargs` to be part of the key.
+        messages: The prompt. Each message counts by type (role for `ChatMessage`), name,
+            content, tool calls (name and args; their ids come from the provider) and
+            `tool_call_id`; message ids do not count, they differ between runs.
+        kwargs: The call kwargs. Those in `_IGNORED_KWARGS` and those set to `None` (the same
+            as not passed) do not count.
+
+    Returns:
+        A 64-character hex digest.
+    """
+    request = {
+        "v": _KEY_VERSION,
+        "spec": spec,
+        "messages": [_message_entry(message) for message in messages],
+        "kwargs": {
+            name: value
+            for name, value in kwargs.items()
+            if name not in _IGNORED_KWARGS and value is not None
+        },
+    }
+    text = json.dumps(_canonical(request), sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _message_entry(message: BaseMessage) -> dict[str, Any]:
+    if isinstance(message, BaseMessageChunk):
+        message = message_chunk_to_message(message)  # a chunk asks the same as its message
+    entry: dict[str, Any] = {"type": message.type, "content": message.content}
+    if isinstance(message, ChatMessage):
+        entry["role"] = message.role
+    if message.name is not None:
+        entry["name"] = message.name
+    if isinstance(message, AIMessage):
+        entry["tool_calls"] = [
+            {"name": call["name"], "args": call["args"]} for call in message.tool_calls
+        ]
+        if message.invalid_tool_calls:
+            entry["invalid_tool_calls"] = [
+                {"name": call.get("name"), "args": call.get("args")}
+                for call in message.invalid_tool_calls
+            ]
+    if isinstance(message, ToolMessage):
+        entry["tool_call_id"] = message.tool_call_id
+    return entry
+
+
+def _canonical(value: Any) -> Any:
+    """Turn `value` into plain JSON data that says what the model is sent.
+
+    Schemas stand for pydantic classes and tools (their `str` names only the class, and two
+    classes of one name but different fields must not share a key); anything else unknown
+    becomes its `str`, which at worst costs a miss.
+    """
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, Mapping):
+        return {str(name): _canonical(item) for name, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_canonical(item) for item in value]
+    if isinstance(value, set | frozenset):
+        items = [_canonical(item) for item in value]
+        return sorted(items, key=lambda item: json.dumps(item, sort_keys=True, default=str))
+    try:
+        if isinstance(value, type) and issubclass(value, BaseModel):
+            return {"pydantic_schema": _canonical(value.model_json_schema())}
+        if isinstance(value, BaseTool):
+            return {"tool": _canonical(convert_to_openai_tool(value))}
+        if isinstance(value, BaseModel):
+            return _canonical(value.model_dump(mode="json"))
+    except Exception:  # an odd schema falls back to its str below
+        _log.debug("cannot describe %r for a cache key; using its str", value, exc_info=True)
+    return str(value)
+
+
+# --------------------------------------------------------------------------- stored results
+
+
+def _encode(result: ChatResult) -> str:
+    """Serialise `result` and check that it decodes, so a stored row is always usable.
+
+    Raises:
+        ValueError: `result` holds something LangChain cannot serialise or `load` may not build.
+    """
+    text = json.dumps(
+        {
+            "format": _FORMAT,
+            "generations": [dumpd(generation) for generation in result.generations],
+            "llm_output": dumpd(result.llm_output),
+        },
+        separators=(",", ":"),
+    )
+    _decode(text)
+    return text
+
+
+def _decode(text: Any) -> ChatResult:
+    """Rebuild a stored result exactly (message ids included).
+
+    Raises:
+        ValueError: The row is not a result this module wrote.
+    """
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict) or data.get("format") != _FORMAT:
+            raise ValueError("not a cached result")
+        generations = [_load(item) for item in data["generations"]]
+        llm_output = _load(data["llm_output"])
+        if not all(isinstance(g, ChatGeneration) for g in generations):
+            raise ValueError("a generation is not a ChatGeneration")
+        if llm_output is not None and not isinstance(llm_output, dict):
+            raise ValueError("llm_output is not a dict")
+        return ChatResult(generations=generations, llm_output=llm_output)
+    except ValueError:
+        raise
+    except Exception as error:  # any failure to decode means a bad row
+        raise ValueError(f"cannot decode cached result: {error}") from error
+
+
+_load_lock = threading.Lock()
+_load_warned = False
+
+
+def _load(payload: Any) -> Any:
+    """Call `load`, keeping its once-per-process beta warning from reaching the caller.
+
+    The test suite (and anyone running with `-W error`) turns that warning into an error.
+    `warnings.catch_warnings` is not thread-safe, so only the first call runs inside it, under
+    a lock; later calls do not warn.
+    """
+    global _load_warned
+    if not _load_warned:
+        with _load_lock:
+            if not _load_warned:
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", LangChainBetaWarning)
+                        return load(payload, allowed_objects=_ALLOWED)
+                finally:
+                    _load_warned = True
+    return load(payload, allowed_objects=_ALLOWED)
+
+
+# --------------------------------------------------------------------------- the cache
+
+
+class ModelCache:
+    """Model responses in the `model_cache` table of one SQLite database.
+
+    Thread-safe: every `get` / `put` opens its own short connection (callers run them in a
+    worker thread), and every write is one transaction. The first answer stored for a key
+    stays; a second `put` of the key (two identical calls that missed at the same time) is
+    dropped, so every reader of a key sees the same answer.
+    """
+
+    _instances: ClassVar[dict[str, ModelCache]] = {}
+    _instances_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, db_path: str | Path) -> None:
+        self.path = Path(db_path).expanduser()
+        self._lock = threading.Lock()
+        self._hits = 0
+        self._misses = 0
+
+    @classmethod
+    def for_path(cls, db_path: str | Path) -> ModelCache:
+        """Return the process-wide cache of `db_path` (one per database, however it is spelt)."""
+        name = _identity(db_path)
+        with cls._instances_lock:
+            cache = cls._instances.get(name)
+            if cache is None:
+                cache = cls._instances[name] = cls(db_path)
+            return cache
+
+    def get(self, key: str) -> ChatResult | None:
+        """Return the stored result for `key`, or `None` on a miss.
+
+        A hit counts in the row's `hits`. Its messages come back with `id=None`, as from a
+        fresh call: LangChain then gives each a new run id, so two hits never share an id (which
+        LangGraph's `add_messages` would take for one message replacing the other).
+        """
+        result = self._lookup(key)
+        with self._lock:
+            if result is None:
+                self._misses += 1
+            else:
+                self._hits += 1
+        if result is not None:
+            for generation in result.generations:
+                generation.message.id = None
+        return result
+
+    def put(self, key: str, spec: str, result: ChatResult) -> None:
+        """Store `result` for `key` unless the key is stored already; never raises."""
+        try:
+            text = _encode(result)
+        except Exception as error:  # whatever LangChain cannot serialise is just not cached
+            _log.info("model response for %s not cached: %s", spec, error)
+            return
+        try:
+            with self._connect(create=True) as conn, _transaction(conn):
+                conn.execute(_SCHEMA)
+                conn.execute(
+                    "INSERT INTO model_cache (key, spec, result, created_at, hits) "
+                    "VALUES (?, ?, ?, ?, 0) ON CONFLICT(key) DO NOTHING",
+                    (key, spec, text, time.time()),
+                )
+        except (DatabaseError, sqlite3.Error) as error:
+            _log.warning("cannot write the model cache in %s: %s", self.path, error)
+
+    def stats(self) -> dict[str, int]:
+        """Return the rows and hits stored in the database, and this process's hits and misses."""
+        entries = hits = 0
+        if self._exists():
+            try:
+                with self._connect(create=False) as conn:
+                    entries, hits = conn.execute(
+                        "SELECT COUNT(*), COALESCE(SUM(hits), 0) FROM model_cache"
+                    ).fetchone()
+            except (DatabaseError, sqlite3.Error) as error:
+                if not _no_table(error):
+                    _log.warning("cannot read the model cache in %s: %s", self.path, error)
+        with self._lock:
+            return {
+                "entries": int(entries),
+                "hits": int(hits),
+                "session_hits": self._hits,
+                "session_misses": self._misses,
+            }
+
+    def _lookup(self, key: str) -> ChatResult | None:
+        if not self._exists():
+            return None
+        try:
+            with self._connect(create=False) as conn:
+                row = conn.execute(
+                    "SELECT result FROM model_cache WHERE key = ?", (key,)
+                ).fetchone()
+                if row is None:
+                    return None
+                try:
+                    result = _decode(row[0])
+                except ValueError as error:
+                    _log.warning("dropping a bad model cache row (%s): %s", key, error)
+                    with _transaction(conn):
+                        # Only the row as read: a good row written meanwhile stays.
+                        conn.execute(
+                            "DELETE FROM model_cache WHERE key = ? AND result IS ?", (key, row[0])
+                        )
+                    return None
+                try:
+                    with _transaction(conn):
+                        conn.execute("UPDATE model_cache SET hits = hits + 1 WHERE key = ?", (key,))
+                except sqlite3.Error as error:  # a lost count must not cost the hit
+                    _log.warning("cannot count a model cache hit in %s: %s", self.path, error)
+                return result
+        except (DatabaseError, sqlite3.Error) as error:
+            if not _no_table(error):
+                _log.warning("cannot read the model cache in %s: %s", self.path, error)
+            return None
+
+    def _exists(self) -> bool:
+        return str(self.path) == ":memory:" or self.path.is_file()
+
+    @contextmanager
+    def _connect(self, *, create: bool) -> Iterator[sqlite3.Connection]:
+        conn = persistence.connect(self.path, create=create)
+        conn.isolation_level = None  # transactions are explicit (`_transaction`)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """Run a write as one transaction that takes the write lock at once.
+
+    `BEGIN IMMEDIATE` waits (busy timeout) for the lock up front instead of failing when a read
+    turns into a write under WAL.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _no_table(error: Exception) -> bool:
+    return "no such table" in str(error)
+
+
+def _identity(db_path: str | Path) -> str:
+    if str(db_path) == ":memory:":
+        return ":memory:"
+    return str(Path(db_path).expanduser().resolve())

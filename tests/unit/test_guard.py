@@ -1,0 +1,145 @@
+"""The guard every model call goes through: cache, budget, breakers and fallbacks, audit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+from typing_extensions import TypedDict
+
+from ensemble import audit, workspace
+from ensemble.context import Context
+from ensemble.models import chat_model_for
+from ensemble.resilience import BOARD
+from ensemble.resilience.guard import SPENDING, BudgetExceeded, ModelUnavailable
+from ensemble.workspace import Workspace
+from tests.fakes import ScriptedChatModel
+
+
+class Box(TypedDict, total=False):
+    prompts: list[str]
+    answers: list[str]
+    errors: list[str]
+
+
+def down(messages, kwargs) -> Exception:
+    return openai.APIConnectionError(request=httpx.Request("POST", "http://127.0.0.1:9/v1"))
+
+
+def echo(name: str):
+    def respond(messages, kwargs) -> AIMessage:
+        return AIMessage(
+            content=f"{name}: {messages[-1].text}",
+            usage_metadata={"input_tokens": 10, "output_tokens": 5, "total_tokens": 15},
+        )
+
+    return respond
+
+
+async def node(state: Box, runtime: Runtime[Context]) -> dict[str, Any]:
+    answers, errors = [], []
+    for prompt in state["prompts"]:
+        try:
+            reply = await chat_model_for(runtime.context, "writer").ainvoke([HumanMessage(prompt)])
+            answers.append(reply.text)
+        except Exception as error:  # noqa: BLE001 - the test looks at what was raised
+            errors.append(f"{type(error).__name__}: {error}")
+    return {"answers": answers, "errors": errors}
+
+
+def graph():
+    builder = StateGraph(Box, context_schema=Context)
+    builder.add_node("writer", node)
+    builder.add_edge(START, "writer")
+    builder.add_edge("writer", END)
+    return builder.compile(checkpointer=InMemorySaver())
+
+
+@pytest.fixture(autouse=True)
+def fresh(tmp_path):
+    BOARD.reset()
+    SPENDING.forget()
+    with workspace.use(Workspace(db_path=tmp_path / "guard.db")) as current:
+        yield current
+    audit.flush()
+    BOARD.reset()
+    SPENDING.forget()
+
+
+async def run(prompts: list[str], context: Context, thread: str = "t") -> Box:
+    config = {"configurable": {"thread_id": thread}}
+    return await graph().ainvoke({"prompts": prompts}, config, context=context)
+
+
+async def test_an_open_breaker_sends_calls_to_the_fallback(register, fresh):
+    primary = ScriptedChatModel(responder=down)
+    backup = ScriptedChatModel(responder=echo("backup"))
+    context = Context(
+        role_models={"writer": register(primary)},
+        fallbacks={"writer": [register(backup)]},
+    )
+    out = await run([f"p{i}" for i in range(5)], context)
+    assert out["answers"] == [f"backup: p{i}" for i in range(5)]
+    assert len(primary.calls) == 3  # then its breaker opened: no more calls to it
+    audit.flush()
+    kinds = [e["kind"] for e in audit.events(fresh.db_path, "t")]
+    assert kinds.count("fallback") == 5 and "model_call" in kinds
+
+
+async def test_without_a_fallback_the_reason_is_named(register):
+    context = Context(role_models={"writer": register(ScriptedChatModel(responder=down))})
+    out = await run(["a", "b", "c", "d"], context)
+    assert len(out["errors"]) == 4
+    assert all(e.startswith("ModelUnavailable") for e in out["errors"])
+    assert "out of rotation" in out["errors"][-1]
+    assert issubclass(ModelUnavailable, Exception)
+
+
+async def test_a_budget_stops_before_overspending(register, fresh):
+    model = ScriptedChatModel(responder=echo("m"))
+    context = Context(role_models={"writer": register(model)}, budget={"calls": 2})
+    out = await run(["a", "b", "c"], context)
+    assert len(model.calls) == 2 and len(out["answers"]) == 2
+    assert out["errors"][0].startswith("BudgetExceeded") and "calls 2 of 2" in out["errors"][0]
+    SPENDING.forget()  # a new process reads what the thread spent from the audit trail
+    audit.flush()
+    again = await run(["d"], context)
+    assert again["errors"] and len(model.calls) == 2
+    raised = Context(role_models={"writer": context.role_models["writer"]}, budget={"calls": 5})
+    assert (await run(["e"], raised))["answers"] == ["m: e"]
+    assert "budget_stop" in {e["kind"] for e in audit.events(fresh.db_path, "t")}
+    assert issubclass(BudgetExceeded, Exception)
+
+
+async def test_tokens_and_cost_budgets(register):
+    model = ScriptedChatModel(responder=echo("m"))
+    spec = register(model)
+    context = Context(role_models={"writer": spec}, budget={"tokens": 20})
+    out = await run(["a", "b", "c"], context, thread="tokens")
+    assert len(out["answers"]) == 2 and "tokens 30 of 20" in out["errors"][0]
+    priced = Context(
+        role_models={"writer": spec},
+        budget={"cost": 0.0001},
+        prices={spec: {"input": 5.0, "output": 10.0}},  # 10 in + 5 out = 0.0001 a call
+    )
+    out = await run(["a", "b"], priced, thread="cost")
+    assert len(out["answers"]) == 1 and out["errors"][0].startswith("BudgetExceeded")
+
+
+async def test_an_identical_request_is_served_from_the_cache(register, fresh):
+    model = ScriptedChatModel(responder=echo("m"))
+    spec = register(model)
+    out = await run(["same", "same", "other"], Context(role_models={"writer": spec}, cache=True))
+    assert out["answers"] == ["m: same", "m: same", "m: other"] and len(model.calls) == 2
+    await run(["same"], Context(role_models={"writer": spec}, cache=True), thread="t2")
+    assert len(model.calls) == 2  # another thread (a fork, a rerun) reuses it too
+    await run(["same"], Context(role_models={"writer": spec}, cache=False), thread="t3")
+    assert len(model.calls) == 3
+    audit.flush()
+    assert [e["kind"] for e in audit.events(fresh.db_path, "t")].count("cache_hit") == 1
