@@ -17,6 +17,7 @@ from langgraph.types import interrupt
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from ensemble import workspace
+from ensemble.audit import audit
 from ensemble.errors import InvalidInputError, describe_validation_error
 from ensemble.nodes.progress import emit
 from ensemble.publishing.approvals import sign
@@ -127,6 +128,7 @@ async def approval(state: ContentState) -> dict:
         emit("approval", "failed", error=str(error))
         return {"approval_feedback": str(error)}
     emit("approval", "finished", action=parsed.action)
+    audit("human_answer", "approval", action=parsed.action)
     if isinstance(parsed, Reject):
         return {"approval_feedback": "", "approval": None, "outcome": "rejected"}
     if isinstance(parsed, RequestChanges):

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from langgraph.types import interrupt
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from ensemble.audit import audit
 from ensemble.errors import InvalidInputError, describe_validation_error
 from ensemble.nodes.planner import plan_from_texts
 from ensemble.nodes.progress import emit
@@ -91,6 +92,7 @@ async def review_plan(state: ResearchState) -> dict:
         emit("plan_review", "failed", error=str(error))
         return {"plan_feedback": str(error)}
     emit("plan_review", "finished", action=parsed.action)
+    audit("human_answer", "plan_review", action=parsed.action)
     if isinstance(parsed, Cancel):
         return {"plan_feedback": "", "outcome": "cancelled"}
     if isinstance(parsed, Edit):

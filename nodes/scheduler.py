@@ -16,6 +16,7 @@ from typing import Any
 
 from ensemble.agents import AgentRegistry, AgentSpec
 from ensemble.agents.load import LOAD
+from ensemble.audit import audit
 from ensemble.nodes.progress import emit
 from ensemble.nodes.team import team_of
 from ensemble.resilience import BOARD
@@ -197,6 +198,20 @@ async def scheduler(state: SolverState) -> dict:
     new, orders, help_request = plan_round(state, team, load=busy)
     for tid, result in new.items():
         emit("scheduler", "finished", task=tid, result=result["status"], agents=result["agents"])
+    if orders:
+        audit(
+            "route",
+            "scheduler",
+            released=[f"{o['task']['id']}->{o['agent']['name']}" for o in orders],
+        )
+    if help_request:
+        audit(
+            "route",
+            "scheduler",
+            to="help",
+            task=help_request["task"],
+            reason=help_request["reason"],
+        )
     if orders:
         emit(
             "scheduler",

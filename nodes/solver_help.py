@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from langgraph.types import interrupt
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from ensemble.audit import audit
 from ensemble.errors import InvalidInputError, describe_validation_error
 from ensemble.nodes.progress import emit
 from ensemble.state.solver import SolverState, TaskResult
@@ -73,6 +74,7 @@ async def solver_help(state: SolverState) -> dict:
     except InvalidInputError as error:
         return {"help_feedback": str(error)}
     emit("help", "finished", action=parsed.action, task=request["task"])
+    audit("human_answer", "help", action=parsed.action, task=request["task"])
     update: dict[str, Any] = {"help_feedback": "", "help": None}
     if isinstance(parsed, Abort):
         return update | {"outcome": "aborted"}

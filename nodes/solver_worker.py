@@ -24,6 +24,7 @@ from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 
 from ensemble.agents.load import LOAD
+from ensemble.audit import audit
 from ensemble.concurrency import agent_gate
 from ensemble.context import Context
 from ensemble.models import chat_model_for
@@ -200,10 +201,21 @@ async def _execute(
         }
     gate = ToolGate(agent["name"], set(agent.get("tools", [])), on_refusal=_refused)
     if tool == "calculator":
-        return gate.call("calculator", lambda: evaluate(str(task["input"]))), 1.0
+        value = gate.call("calculator", lambda: evaluate(str(task["input"])))
+        audit("tool_call", agent["name"], tool="calculator", task=task["id"])
+        return value, 1.0
     if tool == "python":
         result = await asyncio.to_thread(
             gate.call, "python", lambda: run_python(str(task["input"]))
+        )
+        audit(
+            "tool_call",
+            agent["name"],
+            outcome="ok" if result.ok else "error",
+            seconds=result.duration,
+            tool="python",
+            task=task["id"],
+            reason=result.reason,
         )
         if not result.ok:
             raise RuntimeError(f"code failed ({result.reason}): {result.stderr.strip()[-300:]}")
@@ -248,4 +260,5 @@ async def _judge(task: Mapping[str, Any], value: Any, runtime: Runtime[Context])
 
 def _refused(agent: str, tool: str, reason: str) -> None:
     emit("worker", "failed", by=agent, refused_tool=tool, reason=reason)
+    audit("refusal", agent, outcome="refused", tool=tool, reason=reason)
     log.warning("agent %s was refused tool %s: %s", agent, tool, reason)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ensemble.audit.actions import audit
 from ensemble.audit.trail import (
     KINDS,
     AuditEvent,
@@ -15,6 +16,7 @@ from ensemble.audit.trail import (
 
 __all__ = [
     "KINDS",
+    "audit",
     "AuditEvent",
     "events",
     "flush",

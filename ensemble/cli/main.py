@@ -212,6 +212,17 @@ def main(argv: list[str] | None = None) -> int:
         stop_local_servers()  # the llama server of `--model local`, if this process started one
 
 
+def _budget_answer(raw: str | None) -> Any:
+    """The budget of an answer of the form `{"budget": {...}}`, else None."""
+    if raw is None:
+        return None
+    answer = parse_json_value(raw, "--answer")
+    if isinstance(answer, dict) and set(answer) == {"budget"}:
+        validate_context({"budget": answer["budget"]})
+        return answer["budget"]
+    return None
+
+
 def _use_database(args: argparse.Namespace) -> None:
     """The CLI's user is the operator: the database they name, any folder they name."""
     workspace.configure(Workspace(db_path=settings.db_path(getattr(args, "db", None))))
@@ -356,7 +367,11 @@ async def cmd_resume(args: argparse.Namespace) -> int:
     async with thread_graph(db, args.thread, write=True) as (scenario, graph, saver):
         config = thread_config(args.thread)
         snapshot = await require_checkpoint(graph, config)
-        run_settings = await for_thread(saver, config, _overrides(args), how="resume")
+        overrides = _overrides(args)
+        budget = _budget_answer(args.answer) if not snapshot.interrupts else None
+        if budget is not None:  # `--answer '{"budget": {...}}'` raises a stopped run's budget
+            overrides["budget"], args.answer = budget, None
+        run_settings = await for_thread(saver, config, overrides, how="resume")
         values = snapshot.values if isinstance(snapshot.values, dict) else {}
         answer = None
         if args.answer is not None:

@@ -143,3 +143,78 @@ async def test_an_identical_request_is_served_from_the_cache(register, fresh):
     assert len(model.calls) == 3
     audit.flush()
     assert [e["kind"] for e in audit.events(fresh.db_path, "t")].count("cache_hit") == 1
+
+
+def cli(capsys, *argv: str) -> tuple[int, Any, str]:
+    import json
+
+    from ensemble.cli.main import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    try:
+        return code, json.loads(out), err
+    except json.JSONDecodeError:
+        return code, out, err
+
+
+def test_a_budget_stop_then_a_raised_budget_finishes_the_run(capsys, corpus_dir, tmp_path):
+    db = str(tmp_path / "budget.db")
+    base = ["--corpus", str(corpus_dir), "--max-revisions", "0", "--db", db]
+    code, _, err = cli(capsys, "run", "research", "How do bees make honey?", *base,
+                       "--budget", '{"calls": 2}', "--thread", "00000000-0000-4000-8000-000000000001")  # fmt: skip
+    assert code == 1 and "budget exhausted: calls 2 of 2" in err and "Resume with" in err
+    thread = "00000000-0000-4000-8000-000000000001"
+    code, out, _ = cli(capsys, "resume", thread, "--answer", '{"budget": {"calls": 100}}',
+                       "--db", db, "--json")  # fmt: skip
+    assert code == 0 and out["status"] == "done"
+    code, shown, _ = cli(capsys, "show", thread, "--db", db, "--json")
+    assert shown["settings"]["budget"] == {"value": {"calls": 100.0}, "origin": "resume"}
+    code, rows, _ = cli(capsys, "audit", thread, "--db", db, "--json")
+    kinds = {r["kind"] for r in rows["events"]}
+    assert {"model_call", "budget_stop"} <= kinds
+    code, stats, _ = cli(capsys, "stats", thread, "--db", db, "--json")
+    assert code == 0 and stats
+
+
+def test_a_fork_that_changes_only_max_revisions_reuses_earlier_work(
+    register, capsys, corpus_dir, tmp_path, monkeypatch
+):
+    """The issue's measurement: calls made by such a fork, with and without the cache."""
+    from tests.fakes import (
+        plan_responder,
+        researcher_responder,
+        sequence,
+        verdict,
+        writer_responder,
+    )
+
+    models = {
+        "planner": ScriptedChatModel(
+            responder=plan_responder("Where is honey stored?", "What is wax?")
+        ),
+        "researcher": ScriptedChatModel(responder=researcher_responder()),
+        "synthesizer": ScriptedChatModel(responder=writer_responder()),
+        "reviewer": ScriptedChatModel(responder=sequence(verdict(False, ["What is comb?"]))),
+    }
+    roles = [f"--role-model={role}={register(m)}" for role, m in models.items()]
+    monkeypatch.setenv("ENSEMBLE_CACHE", "1")
+    db = str(tmp_path / "fork.db")
+    code, out, _ = cli(capsys, "run", "research", "How do bees make honey?", "--corpus",
+                       str(corpus_dir), "--max-revisions", "0", *roles, "--db", db, "--json")  # fmt: skip
+    thread = out["thread_id"]
+    _, history, _ = cli(capsys, "history", thread, "--db", db, "--json", "--limit", "100")
+    after_plan = next(c for c in history["checkpoints"] if "researcher" in c["next"])
+
+    def calls() -> int:
+        return sum(len(m.calls) for m in models.values())
+
+    measured = {}
+    for label, extra in (("cache", []), ("no cache", ["--no-cache"])):
+        before = calls()
+        code, forked, _ = cli(capsys, "fork", thread, "--checkpoint", after_plan["checkpoint_id"],
+                              "--set", "max_revisions=0", *extra, "--db", db, "--json")  # fmt: skip
+        assert code == 0 and forked["status"] == "done"
+        measured[label] = calls() - before
+    print(f"\nfork changing only max_revisions: model calls {measured}")
+    assert measured["cache"] == 0 and measured["no cache"] >= 4

@@ -1,0 +1,49 @@
+"""One call per agent action that is not a model call: what nodes and the runtime report.
+
+Model calls, cache hits, fallbacks and budget stops are recorded by the model guard; this module
+is how a node records a human answer, a tool call, a routing decision or a refusal, and how a
+circuit breaker's change reaches the audit trail, each with the run's thread and checkpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ensemble.audit.trail import AuditEvent, record, thread_context
+from ensemble.resilience.breaker import BOARD
+
+
+def audit(
+    kind: str, agent: str, *, outcome: str = "ok", seconds: float = 0.0, **detail: Any
+) -> None:
+    """Record one action of `agent` in the current run (a no-op outside a run)."""
+    thread, namespace, checkpoint = thread_context()
+    if not thread:
+        return
+    record(
+        AuditEvent(
+            thread_id=thread,
+            kind=kind,
+            agent=agent,
+            checkpoint_ns=namespace,
+            checkpoint_id=checkpoint,
+            seconds=round(seconds, 4),
+            outcome=outcome,
+            detail={k: _short(v) for k, v in detail.items()},
+        )
+    )
+
+
+def _short(value: Any, limit: int = 500) -> Any:
+    if isinstance(value, str) and len(value) > limit:
+        return value[:limit] + " ..."
+    return value
+
+
+def _breaker_changed(name: str, old: str, new: str) -> None:
+    agent = name.split(":", 1)[-1]
+    audit("breaker", agent, outcome=new, breaker=name, old=old, new=new)
+
+
+BOARD.on_change = _breaker_changed
+"""Every breaker change of the process is audited in the run that caused it."""
