@@ -160,11 +160,12 @@ def cli(capsys, *argv: str) -> tuple[int, Any, str]:
 
 def test_a_budget_stop_then_a_raised_budget_finishes_the_run(capsys, corpus_dir, tmp_path):
     db = str(tmp_path / "budget.db")
-    base = ["--corpus", str(corpus_dir), "--max-revisions", "0", "--db", db]
-    code, _, err = cli(capsys, "run", "research", "How do bees make honey?", *base,
-                       "--budget", '{"calls": 2}', "--thread", "00000000-0000-4000-8000-000000000001")  # fmt: skip
-    assert code == 1 and "budget exhausted: calls 2 of 2" in err and "Resume with" in err
     thread = "00000000-0000-4000-8000-000000000001"
+    base = ["--corpus", str(corpus_dir), "--max-revisions", "0", "--db", db, "--thread", thread]
+    code, _, err = cli(
+        capsys, "run", "research", "How do bees make honey?", *base, "--budget", '{"calls": 2}'
+    )
+    assert code == 1 and "budget exhausted: calls 2 of 2" in err and "Resume with" in err
     code, out, _ = cli(capsys, "resume", thread, "--answer", '{"budget": {"calls": 100}}',
                        "--db", db, "--json")  # fmt: skip
     assert code == 0 and out["status"] == "done"
@@ -200,8 +201,8 @@ def test_a_fork_that_changes_only_max_revisions_reuses_earlier_work(
     roles = [f"--role-model={role}={register(m)}" for role, m in models.items()]
     monkeypatch.setenv("ENSEMBLE_CACHE", "1")
     db = str(tmp_path / "fork.db")
-    code, out, _ = cli(capsys, "run", "research", "How do bees make honey?", "--corpus",
-                       str(corpus_dir), "--max-revisions", "0", *roles, "--db", db, "--json")  # fmt: skip
+    base = ["--corpus", str(corpus_dir), "--max-revisions", "0", *roles, "--db", db, "--json"]
+    code, out, _ = cli(capsys, "run", "research", "How do bees make honey?", *base)
     thread = out["thread_id"]
     _, history, _ = cli(capsys, "history", thread, "--db", db, "--json", "--limit", "100")
     after_plan = next(c for c in history["checkpoints"] if "researcher" in c["next"])
