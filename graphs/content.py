@@ -29,6 +29,9 @@ from ensemble.state.content import ContentInput, ContentOutput, ContentState, It
 
 NAME = "content"
 
+MAX_RESEARCH_ATTEMPTS = 3
+"""An item whose research keeps failing is written from what there is (the writer sees none)."""
+
 
 def _task(state: ContentState, item: Any) -> ItemTask:
     share = max(50, state.target_words // max(1, len(state.brief)))
@@ -52,7 +55,10 @@ def _task(state: ContentState, item: Any) -> ItemTask:
 def route_chief(state: ContentState) -> list[Send] | Literal["assemble"]:
     """Research what has no research, then write what has no draft of this round."""
     unresearched = [
-        i for i in state.brief if (d := state.research.get(i["id"])) is None or d["error"]
+        i
+        for i in state.brief
+        if (d := state.research.get(i["id"])) is None
+        or (d["error"] and d.get("attempts", 1) < MAX_RESEARCH_ATTEMPTS)
     ]
     if unresearched:
         return [Send("research_team", _task(state, i)) for i in unresearched]

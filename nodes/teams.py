@@ -19,6 +19,7 @@ from langgraph.runtime import Runtime
 from ensemble.concurrency import agent_gate
 from ensemble.context import Context
 from ensemble.nodes.progress import emit
+from ensemble.resilience.guard import BudgetExceeded, ModelUnavailable
 from ensemble.state.content import Digest, Draft, ItemTask
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ def research_team(research: CompiledStateGraph[Any, Any, Any, Any]) -> Node:
 
     async def research_team(task: ItemTask, runtime: Runtime[Context]) -> dict[str, Any]:
         item = task["item"]
+        attempts = (task["digest"].get("attempts", 1) if task["digest"] else 0) + 1
         thread = str(get_config().get("configurable", {}).get("thread_id", ""))
         try:
             async with agent_gate(thread, "team", runtime.context.max_concurrency):
@@ -50,6 +52,8 @@ def research_team(research: CompiledStateGraph[Any, Any, Any, Any]) -> Node:
                     {"question": item["question"], "corpus": task["corpus"], **RESEARCH_LIMITS},
                     context=runtime.context,
                 )
+        except (ModelUnavailable, BudgetExceeded):
+            raise  # the provider is down or the money is spent: the run stops with the reason
         except Exception as error:  # keep the other items' work; the chief asks again
             log.warning("research team on %s failed: %s", item["id"], error, exc_info=True)
             emit("research_team", "failed", item=item["id"], error=str(error))
@@ -59,6 +63,7 @@ def research_team(research: CompiledStateGraph[Any, Any, Any, Any]) -> Node:
                 "sources": [],
                 "outcome": "failed",
                 "error": f"{type(error).__name__}: {error}",
+                "attempts": attempts,
             }
             return {"research": {item["id"]: digest}}
         digest = {
@@ -67,6 +72,7 @@ def research_team(research: CompiledStateGraph[Any, Any, Any, Any]) -> Node:
             "sources": list(out.get("sources", [])),
             "outcome": str(out.get("outcome", "")),
             "error": None,
+            "attempts": attempts,
         }
         emit("research_team", "finished", item=item["id"], sources=len(digest["sources"]))
         return {"research": {item["id"]: digest}}

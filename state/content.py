@@ -89,6 +89,7 @@ class Digest(TypedDict):
     sources: list[Source]
     outcome: str
     error: str | None
+    attempts: int
 
 
 class Draft(TypedDict):
