@@ -18,6 +18,7 @@ from ensemble.nodes.citations import attribute, drop_unknown, passage_ids_in
 from ensemble.nodes.llm import drop_repeats
 from ensemble.nodes.progress import emit
 from ensemble.prompts import load_prompt
+from ensemble.resilience.guard import BudgetExceeded, ModelUnavailable
 from ensemble.state.research import Note, PassageRef, ResearchTask
 from ensemble.tools import SEARCH_TOOL_NAME, corpus_search_tool, format_passages
 
@@ -41,6 +42,8 @@ async def researcher(state: ResearchTask, runtime: Runtime[Context]) -> dict:
         async with agent_gate(thread, "researcher", runtime.context.max_concurrency):
             emit("researcher", "started", task=task_id, subquestion=question)
             note, found = await _research(task, runtime)
+    except (ModelUnavailable, BudgetExceeded):
+        raise  # the provider is down or the money is spent: the run stops, a resume redoes this
     except Exception as error:
         log.warning("researcher %s failed: %s", task_id, error, exc_info=True)
         message = f"{type(error).__name__}: {error}"

@@ -48,6 +48,7 @@ TRANSIENT = (
     httpx.TransportError,
     asyncio.TimeoutError,
     ConnectionError,
+    json.JSONDecodeError,  # a garbled response body
 )
 """Faults of the endpoint, not of the request: they count against its circuit breaker."""
 
