@@ -553,8 +553,8 @@ def test_a_malformed_body_from_the_primary_goes_to_the_fallback(
         outcome = f"failed ({run.result['error'].split(':')[0]})"
     TABLE_ROWS.append(
         Row("breaker", "garbage", "first request; `--fallback offline`",
-            "a garbled body is an endpoint fault: the planner node retries it", outcome, len(run.served),
-            run.seconds)
+            "a garbled body is an endpoint fault: the planner node retries it", outcome,
+            len(run.served), run.seconds)
     )  # fmt: skip
     assert run.done.returncode == 0, run.why()
     assert run.result["status"] == "done"
