@@ -12,11 +12,13 @@ breaker.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -161,8 +163,22 @@ class GuardedChatModel(BaseChatModel):
         bound = self.models[0].bind_tools(tools, tool_choice=tool_choice, **kwargs)
         return self.bind(**getattr(bound, "kwargs", {}))
 
-    def _generate(self, *args: Any, **kwargs: Any) -> ChatResult:
-        raise NotImplementedError("Ensemble's nodes call models asynchronously")
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        """The same guard for a synchronous caller (a notebook's `invoke`).
+
+        It runs on an event loop of its own in a worker thread, with the caller's context
+        (LangGraph's config), so it works whether or not the caller's thread has a loop.
+        """
+        context = contextvars.copy_context()
+        call = self._agenerate(messages, stop, None, **kwargs)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(context.run, asyncio.run, call).result()
 
     async def _agenerate(
         self,
@@ -197,7 +213,8 @@ class GuardedChatModel(BaseChatModel):
         A model that fails before its first token is replaced by the next in the chain; one
         that fails after it is not (the error goes up), since half an answer cannot be undone.
         """
-        thread, namespace, checkpoint = thread_context()
+        where = thread_context()
+        thread = where[0]
         failures: list[str] = []
         for position, (spec, model) in enumerate(zip(self.chain, self.models, strict=True)):
             breaker = BOARD.breaker(f"model:{spec}")
@@ -205,7 +222,7 @@ class GuardedChatModel(BaseChatModel):
             if self.use_cache:
                 cached = await asyncio.to_thread(ModelCache.for_path(self.db).get, key)
                 if cached is not None:
-                    self._audit(thread, namespace, checkpoint, "cache_hit", spec, cached, 0.0)
+                    self._record(where, "cache_hit", spec, result=cached)
                     yield _as_chunk(cached)
                     return
             if not breaker.allow():
@@ -213,8 +230,8 @@ class GuardedChatModel(BaseChatModel):
                 continue
             if position > 0:
                 emit("model", "started", role=self.role, fallback=spec, because=failures[-1])
-                self._event(thread, namespace, checkpoint, "fallback", spec, "ok", failures[-1])
-            await self._reserve(thread, namespace, checkpoint, spec)
+                self._record(where, "fallback", spec, reason=failures[-1])
+            await self._reserve(where, spec)
             started = time.monotonic()
             chunks: list[ChatGenerationChunk] = []
             try:
@@ -230,8 +247,8 @@ class GuardedChatModel(BaseChatModel):
                 seconds = time.monotonic() - started
                 self._spend(thread, 0, seconds, 0.0)
                 detail = f"{type(error).__name__}: {error}"
-                self._event(
-                    thread, namespace, checkpoint, "model_call", spec, "error", detail, seconds
+                self._record(
+                    where, "model_call", spec, outcome="error", seconds=seconds, reason=detail
                 )
                 if not isinstance(error, TRANSIENT) or chunks:
                     raise  # a fault of the request (400, auth), or half an answer already out
@@ -244,7 +261,7 @@ class GuardedChatModel(BaseChatModel):
             tokens_in, tokens_out = _usage(result)
             cost = self._cost(spec, tokens_in, tokens_out)
             self._spend(thread, tokens_in + tokens_out, seconds, cost)
-            self._audit(thread, namespace, checkpoint, "model_call", spec, result, seconds, cost)
+            self._record(where, "model_call", spec, result=result, seconds=seconds, cost=cost)
             if self.use_cache:
                 await asyncio.to_thread(ModelCache.for_path(self.db).put, key, spec, result)
             return
@@ -254,15 +271,16 @@ class GuardedChatModel(BaseChatModel):
             + " (resume once the provider is back, or add fallbacks)"
         )
 
-    async def _reserve(self, thread: str, namespace: str, checkpoint: str, spec: str) -> None:
+    async def _reserve(self, where: tuple[str, str, str], spec: str) -> None:
         """Count the call against the budget first (the ledger is read once, off the loop)."""
+        thread = where[0]
         if not (self.budget and thread):
             return
         await asyncio.to_thread(SPENDING.ledger, self.db, thread)
         try:
             SPENDING.reserve(self.db, thread, self.budget)
         except BudgetExceeded as error:
-            self._event(thread, namespace, checkpoint, "budget_stop", spec, "stopped", str(error))
+            self._record(where, "budget_stop", spec, outcome="stopped", reason=str(error))
             raise
 
     def _spend(self, thread: str, tokens: int, seconds: float, cost: float) -> None:
@@ -273,18 +291,21 @@ class GuardedChatModel(BaseChatModel):
         price = self.prices.get(spec) or {}
         return (tokens_in * price.get("input", 0.0) + tokens_out * price.get("output", 0.0)) / 1e6
 
-    def _audit(
+    def _record(
         self,
-        thread: str,
-        namespace: str,
-        checkpoint: str,
+        where: tuple[str, str, str],
         kind: str,
         spec: str,
-        result: ChatResult,
-        seconds: float,
+        *,
+        outcome: str = "ok",
+        result: ChatResult | None = None,
+        seconds: float = 0.0,
         cost: float = 0.0,
+        reason: str | None = None,
     ) -> None:
-        tokens_in, tokens_out = _usage(result)
+        """One audit row for this role's call: tokens from `result`, a short `reason`."""
+        thread, namespace, checkpoint = where
+        tokens_in, tokens_out = _usage(result) if result is not None else (0, 0)
         record(
             AuditEvent(
                 thread_id=thread,
@@ -297,33 +318,8 @@ class GuardedChatModel(BaseChatModel):
                 tokens_out=tokens_out,
                 cost=cost,
                 seconds=round(seconds, 4),
-                outcome="ok",
-            ),
-            self.db,
-        )
-
-    def _event(
-        self,
-        thread: str,
-        namespace: str,
-        checkpoint: str,
-        kind: str,
-        spec: str,
-        outcome: str,
-        reason: str,
-        seconds: float = 0.0,
-    ) -> None:
-        record(
-            AuditEvent(
-                thread_id=thread,
-                kind=kind,
-                agent=self.role,
-                checkpoint_ns=namespace,
-                checkpoint_id=checkpoint,
-                model=spec,
-                seconds=round(seconds, 4),
                 outcome=outcome,
-                detail={"reason": reason[:500]},
+                detail={"reason": reason[:500]} if reason else {},
             ),
             self.db,
         )

@@ -219,3 +219,11 @@ def test_a_fork_that_changes_only_max_revisions_reuses_earlier_work(
         measured[label] = calls() - before
     print(f"\nfork changing only max_revisions: model calls {measured}")
     assert measured["cache"] == 0 and measured["no cache"] >= 4
+
+
+def test_a_synchronous_call_goes_through_the_same_guard(register, fresh):
+    model = ScriptedChatModel(responder=echo("m"))
+    guarded = chat_model_for(Context(role_models={"writer": register(model)}, cache=True), "writer")
+    assert guarded.invoke([HumanMessage("hi")]).text == "m: hi"
+    assert guarded.invoke([HumanMessage("hi")]).text == "m: hi"
+    assert len(model.calls) == 1  # the second came from the cache
