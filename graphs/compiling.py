@@ -2,14 +2,49 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import StateGraph
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import RetryPolicy, TimeoutPolicy
 
+from ensemble.resilience.pause import pauses_for_person
 from ensemble.telemetry import MetricsCallback
 from ensemble.tracing import tracing_callbacks
+
+RETRY = RetryPolicy(max_attempts=3)
+"""For nodes that may run again whole: a transient fault of theirs is worth another go."""
+
+NODE_IDLE_TIMEOUT = TimeoutPolicy(idle_timeout=600.0)
+"""A backstop above the per-call model timeout: an agent node that shows no progress (no model
+callback, no stream event) for ten minutes is cancelled; its retry policy, if any, decides next."""
+
+
+def add_agent(
+    builder: StateGraph[Any, Any, Any, Any],
+    name: str,
+    node: Callable[..., Awaitable[Any]],
+    *,
+    retry: bool = True,
+    **kwargs: Any,
+) -> None:
+    """Add a model-calling node the one way every scenario does.
+
+    It may be retried whole (`RETRY`) unless `retry=False` (a `Send` worker that isolates its
+    failures), is cancelled when idle too long, and pauses the run for a person when no model is
+    left or the budget is spent (`ensemble.resilience.pause`), after its retries.
+    """
+    policy = RETRY if retry else None
+    attempts = policy.max_attempts if policy else 1
+    builder.add_node(
+        name,
+        pauses_for_person(node, attempts=attempts),
+        retry_policy=policy,
+        timeout=NODE_IDLE_TIMEOUT,
+        **kwargs,
+    )
 
 
 def compile_graph(

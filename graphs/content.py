@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from langgraph.graph import END, START, StateGraph
-from langgraph.types import RetryPolicy, Send
+from langgraph.types import Send
 
 from ensemble.context import Context
-from ensemble.graphs.compiling import compile_graph
+from ensemble.graphs.compiling import add_agent, compile_graph
 from ensemble.graphs.research import build_research
 from ensemble.graphs.scenario import Scenario
 from ensemble.graphs.writing_team import build_writing_team
@@ -93,9 +93,9 @@ def build_content() -> StateGraph[ContentState, Context, ContentInput, ContentOu
     research = build_research().compile(name="research_team")
     writers = build_writing_team().compile(name="writing_team")
     builder.add_node("intake", content_intake)
-    builder.add_node("chief", chief, retry_policy=RetryPolicy(max_attempts=3))
-    builder.add_node("research_team", research_team(research), input_schema=ItemTask)  # type: ignore[arg-type]
-    builder.add_node("writing_team", writing_team(writers), input_schema=ItemTask)  # type: ignore[arg-type]
+    add_agent(builder, "chief", chief)
+    add_agent(builder, "research_team", research_team(research), retry=False, input_schema=ItemTask)
+    add_agent(builder, "writing_team", writing_team(writers), retry=False, input_schema=ItemTask)
     builder.add_node("assemble", assemble)
     builder.add_node("approval", approval)
     builder.add_node("publisher", publisher)

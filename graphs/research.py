@@ -10,12 +10,12 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from langgraph.graph import END, START, StateGraph
-from langgraph.types import RetryPolicy, Send
+from langgraph.types import Send
 from pydantic import BaseModel
 
 from ensemble.context import Context
 from ensemble.errors import InvalidInputError
-from ensemble.graphs.compiling import compile_graph
+from ensemble.graphs.compiling import add_agent, compile_graph
 from ensemble.graphs.scenario import Scenario
 from ensemble.nodes.finalize import finalize
 from ensemble.nodes.intake import research_intake
@@ -95,11 +95,11 @@ def build_research() -> StateGraph[ResearchState, Context, ResearchInput, Resear
         output_schema=ResearchOutput,
     )
     builder.add_node("intake", research_intake)
-    builder.add_node("planner", planner, retry_policy=RetryPolicy(max_attempts=3))
+    add_agent(builder, "planner", planner)
     builder.add_node("review_plan", review_plan)
-    builder.add_node("researcher", researcher, input_schema=ResearchTask)  # isolates failures
-    builder.add_node("synthesizer", synthesizer, retry_policy=RetryPolicy(max_attempts=3))
-    builder.add_node("reviewer", reviewer, retry_policy=RetryPolicy(max_attempts=3))
+    add_agent(builder, "researcher", researcher, retry=False, input_schema=ResearchTask)
+    add_agent(builder, "synthesizer", synthesizer)
+    add_agent(builder, "reviewer", reviewer)
     builder.add_node("finalize", finalize)
 
     builder.add_edge(START, "intake")

@@ -16,13 +16,13 @@ from typing import Any, Literal
 
 import yaml
 from langgraph.graph import END, START, StateGraph
-from langgraph.types import RetryPolicy, Send
+from langgraph.types import Send
 from pydantic import BaseModel
 
 from ensemble.agents import load_agents
 from ensemble.context import Context
 from ensemble.errors import InvalidInputError
-from ensemble.graphs.compiling import compile_graph
+from ensemble.graphs.compiling import add_agent, compile_graph
 from ensemble.graphs.research import build_research
 from ensemble.graphs.scenario import Scenario
 from ensemble.nodes.aggregator import aggregator
@@ -62,9 +62,9 @@ def build_solver() -> StateGraph[SolverState, Context, SolverInput, SolverOutput
     )
     research = build_research().compile(name="research_task")
     builder.add_node("intake", solver_intake)
-    builder.add_node("planner", solver_planner, retry_policy=RetryPolicy(max_attempts=3))
+    add_agent(builder, "planner", solver_planner)
     builder.add_node("scheduler", scheduler)
-    builder.add_node("worker", solver_worker(research), input_schema=WorkOrder)
+    add_agent(builder, "worker", solver_worker(research), retry=False, input_schema=WorkOrder)
     builder.add_node("help", solver_help)
     builder.add_node("aggregator", aggregator)
     builder.add_edge(START, "intake")

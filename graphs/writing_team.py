@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Literal
 
 from langgraph.graph import END, START, StateGraph
-from langgraph.types import RetryPolicy
 
 from ensemble.context import Context
+from ensemble.graphs.compiling import add_agent
 from ensemble.nodes.editor import editor
 from ensemble.nodes.outliner import outliner
 from ensemble.nodes.writer import writer
@@ -31,10 +31,9 @@ def route_after_editor(state: WritingState) -> Literal["writer", "__end__"]:
 def build_writing_team() -> StateGraph[WritingState, Context, WritingState, WritingState]:
     """Build the (uncompiled) writing team."""
     builder = StateGraph(WritingState, context_schema=Context)
-    retry = RetryPolicy(max_attempts=3)
-    builder.add_node("outliner", outliner, retry_policy=retry)
-    builder.add_node("writer", writer, retry_policy=retry)
-    builder.add_node("editor", editor, retry_policy=retry)
+    add_agent(builder, "outliner", outliner)
+    add_agent(builder, "writer", writer)
+    add_agent(builder, "editor", editor)
     builder.add_edge(START, "outliner")
     builder.add_edge("outliner", "writer")
     builder.add_conditional_edges("writer", route_after_writer, ["editor", END])

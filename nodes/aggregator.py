@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
+from ensemble.audit.notes import degradation_note
 from ensemble.nodes.progress import emit
 from ensemble.state.solver import SolverState
 
@@ -85,4 +87,8 @@ async def aggregator(state: SolverState) -> dict:
     else:
         outcome = "partial"
     emit("aggregator", "finished", outcome=outcome)
-    return {"answer": compose_answer(state, rows), "dag": rows, "outcome": outcome}
+    answer = compose_answer(state, rows)
+    note = await asyncio.to_thread(degradation_note)
+    if note:
+        answer = f"{answer.rstrip()}\n\n{note}\n"
+    return {"answer": answer, "dag": rows, "outcome": outcome}

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+
+from ensemble.audit.notes import degradation_note
 from ensemble.nodes.progress import emit
 from ensemble.state.research import ResearchState
 
@@ -31,7 +34,8 @@ def outcome_note(state: ResearchState) -> str:
 
 
 async def finalize(state: ResearchState) -> dict:
-    """Append the outcome note to the report."""
-    text = f"{state.report.rstrip()}\n\n{outcome_note(state)}\n"
+    """Append the outcome note (and, for a degraded run, how it was degraded) to the report."""
+    notes = [outcome_note(state), await asyncio.to_thread(degradation_note)]
+    text = state.report.rstrip() + "".join(f"\n\n{n}" for n in notes if n) + "\n"
     emit("finalize", "finished", outcome=state.outcome)
     return {"report": text}

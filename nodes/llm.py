@@ -11,6 +11,8 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage
 from pydantic import BaseModel
 
+from ensemble.audit.actions import audit
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T", bound=BaseModel)
@@ -43,6 +45,14 @@ async def ask_structured(
         problem = result.get("parsing_error") if isinstance(result, dict) else None
         log.info(
             "%s: malformed structured output (attempt %d): %s", schema.__name__, attempt, problem
+        )
+        audit(
+            "retry",
+            str(getattr(model, "role", schema.__name__)),
+            outcome="retry" if attempt < attempts else "gave_up",
+            schema=schema.__name__,
+            attempt=attempt,
+            problem=_short(problem),
         )
         conversation = [
             *messages,

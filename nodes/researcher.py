@@ -43,7 +43,7 @@ async def researcher(state: ResearchTask, runtime: Runtime[Context]) -> dict:
             emit("researcher", "started", task=task_id, subquestion=question)
             note, found = await _research(task, runtime)
     except (ModelUnavailable, BudgetExceeded):
-        raise  # the provider is down or the money is spent: the run stops, a resume redoes this
+        raise  # the provider is down or the money is spent: the run pauses (resilience.pause)
     except Exception as error:
         log.warning("researcher %s failed: %s", task_id, error, exc_info=True)
         message = f"{type(error).__name__}: {error}"

@@ -53,7 +53,7 @@ def research_team(research: CompiledStateGraph[Any, Any, Any, Any]) -> Node:
                     context=runtime.context,
                 )
         except (ModelUnavailable, BudgetExceeded):
-            raise  # the provider is down or the money is spent: the run stops with the reason
+            raise  # the provider is down or the money is spent: the run pauses (resilience.pause)
         except Exception as error:  # keep the other items' work; the chief asks again
             log.warning("research team on %s failed: %s", item["id"], error, exc_info=True)
             emit("research_team", "failed", item=item["id"], error=str(error))

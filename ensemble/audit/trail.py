@@ -40,6 +40,7 @@ KINDS = frozenset(
         "retry",
         "breaker",
         "budget_stop",
+        "pause",
         "fallback",
     }
 )

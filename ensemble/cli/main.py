@@ -14,12 +14,12 @@ from typing import Any
 
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Command
 
 from ensemble import audit, settings, workspace
 from ensemble.cli import prompt
 from ensemble.cli.agents import add_agents_parser, cmd_agents
 from ensemble.cli.audit import add_audit_parsers, cmd_audit, cmd_stats
+from ensemble.cli.eval import add_eval_parser, cmd_eval
 from ensemble.cli.flags import add_input_flags, describe, describe_schema, flag_name, given_inputs
 from ensemble.cli.render import Progress, print_json, table
 from ensemble.cli.runs import (
@@ -29,6 +29,7 @@ from ensemble.cli.runs import (
     new_thread_id,
     require_checkpoint,
     result_of,
+    resume_command,
     scenario_of,
     stdin_is_interactive,
     thread_config,
@@ -40,6 +41,7 @@ from ensemble.graphs.registry import SCENARIOS, get_scenario, parse_json_value
 from ensemble.graphs.scenario import Scenario
 from ensemble.models import stop_local_servers
 from ensemble.persistence import ensure_writable, list_threads, open_async_checkpointer
+from ensemble.resilience.pause import is_halt, read_answer
 from ensemble.run_settings import for_thread
 from ensemble.run_settings import load as load_settings
 from ensemble.run_settings import resolve as resolve_settings
@@ -186,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_parser(sub, [common])
     add_agents_parser(sub, [])
     add_audit_parsers(sub, [common])
+    add_eval_parser(sub, [])
     return parser
 
 
@@ -221,6 +224,17 @@ def _budget_answer(raw: str | None) -> Any:
         validate_context({"budget": answer["budget"]})
         return answer["budget"]
     return None
+
+
+def _check_answer(answer: Any, scenario: Scenario, values: Any, *, halted: bool) -> None:
+    """Refuse a wrong answer before resuming: a pause's answers, else the scenario's own."""
+    if not halted:
+        scenario.check_answer(answer, values)
+        return
+    try:
+        read_answer(answer)
+    except ValueError as error:
+        raise InvalidInputError(str(error)) from error
 
 
 def _use_database(args: argparse.Namespace) -> None:
@@ -288,7 +302,15 @@ def _finish(result: RunResult, args: argparse.Namespace) -> int:
         print_json(result.as_dict())
     elif result.status == "done":
         print(report if report else json.dumps(result.output, indent=2, default=str))
-    if result.status == "interrupted":
+    question = result.interrupt["value"] if result.interrupt else None
+    if result.status == "interrupted" and is_halt(question):
+        print(f"Paused: {question.get('reason')}", file=sys.stderr)  # type: ignore[union-attr]
+        print(
+            f"Go on with: ensemble resume {result.thread_id} --answer '\"retry\"' "
+            f"(or '{{\"budget\": {{...}}}}' to raise the budget, '\"stop\"' to end here)",
+            file=sys.stderr,
+        )
+    elif result.status == "interrupted":
         answer = json.dumps(get_scenario(result.scenario).approve_answer)
         print(
             f"Paused for a human answer. Resume with: ensemble resume {result.thread_id} "
@@ -368,9 +390,12 @@ async def cmd_resume(args: argparse.Namespace) -> int:
         config = thread_config(args.thread)
         snapshot = await require_checkpoint(graph, config)
         overrides = _overrides(args)
-        budget = _budget_answer(args.answer) if not snapshot.interrupts else None
-        if budget is not None:  # `--answer '{"budget": {...}}'` raises a stopped run's budget
-            overrides["budget"], args.answer = budget, None
+        halted = bool(snapshot.interrupts) and all(is_halt(i.value) for i in snapshot.interrupts)
+        budget = _budget_answer(args.answer) if halted or not snapshot.interrupts else None
+        if budget is not None:  # `--answer '{"budget": {...}}'` raises the run's budget
+            overrides["budget"] = budget
+            if not snapshot.interrupts:  # a run stopped by the budget: no question to answer
+                args.answer = None
         run_settings = await for_thread(saver, config, overrides, how="resume")
         values = snapshot.values if isinstance(snapshot.values, dict) else {}
         answer = None
@@ -378,12 +403,14 @@ async def cmd_resume(args: argparse.Namespace) -> int:
             if not snapshot.interrupts:
                 raise InvalidInputError(f"thread {args.thread!r} is not waiting for an answer")
             answer = parse_json_value(args.answer, "--answer")
-            scenario.check_answer(answer, values)
+            _check_answer(answer, scenario, values, halted=halted)
+        elif halted:
+            answer = "retry"  # a paused run resumed without an answer: try again
         if snapshot.interrupts:
             first = _answerer(args, answer)(snapshot.interrupts[0].value, scenario, values)
             if first is None:
                 return _finish(result_of(snapshot, scenario, args.thread), args)
-            payload: Any = Command(resume=first)
+            payload: Any = resume_command(snapshot, first)
         elif snapshot.next:
             progress.line(f"[run] continuing thread {args.thread} at {', '.join(snapshot.next)}")
             payload = None
@@ -624,6 +651,7 @@ COMMANDS = {
     "agents": cmd_agents,
     "audit": cmd_audit,
     "stats": cmd_stats,
+    "eval": cmd_eval,
 }
 
 

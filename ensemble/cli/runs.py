@@ -17,6 +17,7 @@ from ensemble.cli.render import Progress
 from ensemble.errors import NotFoundError
 from ensemble.graphs.registry import SCENARIOS
 from ensemble.graphs.scenario import Scenario
+from ensemble.resilience.pause import is_halt
 from ensemble.run_settings import RunSettings
 
 Answerer = Callable[[dict[str, Any], Scenario, dict[str, Any]], Any | None]
@@ -98,6 +99,13 @@ def pending_interrupt(snapshot: StateSnapshot) -> dict[str, Any] | None:
     return {"id": first.id, "value": first.value}
 
 
+def resume_command(snapshot: StateSnapshot, answer: Any) -> Command:
+    """Resume with `answer`; several pending questions (parallel agents paused) all get it."""
+    if len(snapshot.interrupts) > 1:
+        return Command(resume={i.id: answer for i in snapshot.interrupts})
+    return Command(resume=answer)
+
+
 def result_of(snapshot: StateSnapshot, scenario: Scenario, thread_id: str) -> RunResult:
     """Describe a thread's state: done, interrupted (waiting for an answer) or unfinished."""
     values = snapshot.values if isinstance(snapshot.values, dict) else {}
@@ -160,6 +168,9 @@ async def drive(
             return result
         values = snapshot.values if isinstance(snapshot.values, dict) else {}
         question = result.interrupt["value"]
+        if is_halt(question):
+            progress.line(f"[paused] {question['reason']}")
+            return result  # a person decides: retry, raise the budget, or stop
         if asked.get(repr(question)) == repr(scenario.approve_answer):
             progress.line("[human] the same question came back after the automatic answer")
             return result  # stay paused: answering it the same way again would loop forever
@@ -168,7 +179,7 @@ async def drive(
             return result
         asked[repr(question)] = repr(answer)
         progress.line(f"[human] answered: {answer}")
-        payload = Command(resume=answer)
+        payload = resume_command(snapshot, answer)
 
 
 def stdin_is_interactive() -> bool:

@@ -215,17 +215,18 @@ def step(server: FaultServer, env: dict[str, str], *argv: str) -> Step:
     return Step(done, server.since(start), time.monotonic() - started)
 
 
-def assert_stopped_with_a_reason(run: Step, thread: str, *words: str) -> str:
-    """Status failed, exit 1, and the reason in one line followed by the resume hint."""
-    assert run.done.returncode == 1, run.why()
+def assert_paused_with_a_reason(run: Step, thread: str, *words: str) -> str:
+    """Status interrupted (a person decides), the reason in one line, then how to go on."""
+    assert run.done.returncode == 0, run.why()
     result = run.result
-    assert result["status"] == "failed" and result["next"], result
-    reason = result["error"]
+    assert result["status"] == "interrupted" and result["next"], result
+    question = result["interrupt"]["value"]
+    assert question["kind"] == "halted", question
+    reason = question["reason"]
     assert reason and "\n" not in reason, reason
     lines = run.done.stderr.rstrip("\n").splitlines()
-    assert lines[-2:] == [f"Run failed: {reason}", f"Resume with: ensemble resume {thread}"], (
-        run.why()
-    )
+    assert lines[-2] == f"Paused: {reason}", run.why()
+    assert lines[-1].startswith(f"Go on with: ensemble resume {thread} --answer"), run.why()
     for word in words:
         assert word in reason, reason
     return reason
@@ -361,7 +362,7 @@ class Case:
     errors: int
     """`model_call` rows with outcome `error`: calls whose retries the fault exhausted."""
     stops: bool = False
-    """The run stops (status failed) and a resume with the fault gone finishes it."""
+    """The run pauses for a person (no model left) and a resume with the fault gone finishes it."""
     outcome: str | None = None
     """The scenario's own outcome at the end (research/solver `outcome`), if it is checked."""
     absorbed_by: str = ""
@@ -379,7 +380,7 @@ CASES = [
     Case("research", "stall", 1, 0, outcome="approved", absorbed_by="the client's retry"),
     Case("research", "429", 2, 1, outcome="approved", absorbed_by="the planner node's retry"),
     Case("research", "500", 6, 3, stops=True, outcome="approved",
-         absorbed_by="nothing: 3 failed calls open the breaker, the planner gives up"),
+         absorbed_by="nothing: 3 failed calls open the breaker, the run pauses for a person"),
     Case("research", "reset", 4, 2, outcome="approved", absorbed_by="the planner node's retry"),
     Case("research", "garbage", 1, 1, outcome="approved",
          absorbed_by="the planner node's retry (a garbled body counts as an endpoint fault)"),
@@ -393,14 +394,14 @@ CASES = [
     Case("content", "429", 1, 0, absorbed_by="the client's retry"),
     Case("content", "stall", 2, 1, absorbed_by="the research planner node's retry"),
     Case("content", "500", 6, 3, stops=True,
-         absorbed_by="nothing: the breaker opens, the research team stops the run"),
+         absorbed_by="nothing: the breaker opens, the run pauses for a person"),
     Case("content", "garbage", 1, 1, absorbed_by="the chief sends the failed research team again"),
     Case("content", "bad_args", 3, 0, same_requests=False,
          absorbed_by="structured-output retries exhausted; the plan falls back to the topic"),
     # solver: the research task's planner calls first (the code tasks call no model).
     Case("solver", "500", 2, 1, outcome="solved", absorbed_by="a retry of the research task"),
-    Case("solver", "reset", 6, 3, outcome="partial", same_requests=False,
-         absorbed_by="nothing: the breaker opens, the research task and its dependants fail"),
+    Case("solver", "reset", 6, 3, stops=True, outcome="solved",
+         absorbed_by="nothing: the breaker opens, the run pauses for a person"),
     Case("solver", "garbage", 1, 1, outcome="solved", absorbed_by="a retry of the research task"),
     Case("solver", "empty", 3, 0, outcome="solved", same_requests=False,
          absorbed_by="structured-output retries exhausted; the plan falls back to the question"),
@@ -451,7 +452,7 @@ def test_scenario_under_fault(
         faulted = [fault for _, fault in run.served if fault is not None]
         assert faulted == [FAULTS[case.fault]["kind"]] * case.count, faulted  # all were used
         if case.stops:
-            reason = assert_stopped_with_a_reason(run, thread)
+            reason = assert_paused_with_a_reason(run, thread)
             before = events(db, thread)  # the trail at the stop
             assert len(model_calls(before, "error")) == case.errors, before
             server.faults = []  # the provider is back
@@ -487,7 +488,7 @@ def test_scenario_under_fault(
 
     outcome = describe_outcome(case.scenario, final)
     if case.stops:
-        outcome = f"failed ({reason.split(':')[0]}) -> resume: {outcome}"
+        outcome = f"paused ({reason.split(':')[0]}) -> resume: {outcome}"
     outcome += f"; {case.errors} error row{'s' if case.errors != 1 else ''}"
     TABLE_ROWS.append(
         Row(case.scenario, case.fault,
@@ -529,6 +530,8 @@ def test_a_primary_that_keeps_failing_is_replaced_by_the_fallback(
     assert len(fallbacks) == len(ok)  # every answer came from the fallback, each one audited
     circuit_open = [r for r in fallbacks if "circuit open" in r["detail"]["reason"]]
     assert circuit_open, "after the breaker opened, calls went to the fallback without trying"
+    report = result["output"]["report"]
+    assert "**Degraded run:**" in report and "the fallback model `offline`" in report, report
     TABLE_ROWS.append(
         Row("breaker", "500", "every request; `--fallback offline`",
             "the breaker opens after 3 failed calls; the fallback answers",
@@ -596,7 +599,7 @@ def test_a_budget_stops_the_run_and_a_higher_budget_finishes_it(
     budget_run: BudgetRun, clean_run: Callable[[str], Counter]
 ) -> None:
     run, resumed = budget_run.run, budget_run.resumed
-    reason = assert_stopped_with_a_reason(run, budget_run.thread, "budget exhausted")
+    reason = assert_paused_with_a_reason(run, budget_run.thread, "budget exhausted")
     assert "calls 3 of 3" in reason and "--budget" in reason, reason
     assert len(run.served) <= 3, [describe(b) for b, _ in run.served]
     stops = [r for r in budget_run.before if r["kind"] == "budget_stop"]
@@ -617,7 +620,7 @@ def test_a_budget_stops_the_run_and_a_higher_budget_finishes_it(
     TABLE_ROWS.append(
         Row("budget", "budget", '`--budget \'{"calls": 3}\'`, then resume with 100',
             "the budget check before each call",
-            f"failed (budget exhausted) after {len(run.served)} requests -> resume: "
+            f"paused (budget exhausted) after {len(run.served)} requests -> resume: "
             f"{describe_outcome('research', final)}, {len(final['output']['sources'])} sources",
             len(served), run.seconds + resumed.seconds)
     )  # fmt: skip

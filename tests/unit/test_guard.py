@@ -158,24 +158,50 @@ def cli(capsys, *argv: str) -> tuple[int, Any, str]:
         return code, out, err
 
 
-def test_a_budget_stop_then_a_raised_budget_finishes_the_run(capsys, corpus_dir, tmp_path):
+def test_a_spent_budget_pauses_for_a_person_who_raises_it(capsys, corpus_dir, tmp_path):
     db = str(tmp_path / "budget.db")
     thread = "00000000-0000-4000-8000-000000000001"
     base = ["--corpus", str(corpus_dir), "--max-revisions", "0", "--db", db, "--thread", thread]
-    code, _, err = cli(
-        capsys, "run", "research", "How do bees make honey?", *base, "--budget", '{"calls": 2}'
-    )
-    assert code == 1 and "budget exhausted: calls 2 of 2" in err and "Resume with" in err
+    code, out, err = cli(
+        capsys, "run", "research", "How do bees make honey?", *base, "--budget", '{"calls": 2}',
+        "--yes", "--json",
+    )  # fmt: skip
+    assert code == 0 and out["status"] == "interrupted", err
+    question = out["interrupt"]["value"]
+    assert question["kind"] == "halted" and question["cause"] == "budget"
+    assert "budget exhausted: calls 2 of 2" in question["reason"]
+    code, _, err = cli(capsys, "resume", thread, "--answer", '"approve"', "--db", db)
+    assert code == 2 and "is not one of: retry, stop" in err  # refused, nothing changed
+    code, out, err = cli(capsys, "resume", thread, "--answer", '"retry"', "--db", db, "--json")
+    assert out["status"] == "interrupted", "the same budget: it asks again"
     code, out, _ = cli(capsys, "resume", thread, "--answer", '{"budget": {"calls": 100}}',
                        "--db", db, "--json")  # fmt: skip
     assert code == 0 and out["status"] == "done"
+    assert "**Degraded run:** the run paused for a person" in out["output"]["report"]
     code, shown, _ = cli(capsys, "show", thread, "--db", db, "--json")
     assert shown["settings"]["budget"] == {"value": {"calls": 100.0}, "origin": "resume"}
     code, rows, _ = cli(capsys, "audit", thread, "--db", db, "--json")
     kinds = {r["kind"] for r in rows["events"]}
-    assert {"model_call", "budget_stop"} <= kinds
+    assert {"model_call", "budget_stop", "pause"} <= kinds
     code, stats, _ = cli(capsys, "stats", thread, "--db", db, "--json")
     assert code == 0 and stats
+
+
+def test_a_person_can_stop_a_paused_run_with_its_work_kept(capsys, corpus_dir, tmp_path):
+    db = str(tmp_path / "stop.db")
+    thread = "00000000-0000-4000-8000-000000000002"
+    base = ["--corpus", str(corpus_dir), "--max-revisions", "0", "--db", db, "--thread", thread]
+    code, out, _ = cli(
+        capsys, "run", "research", "How do bees make honey?", *base, "--budget", '{"calls": 3}',
+        "--yes", "--json",
+    )  # fmt: skip
+    assert out["status"] == "interrupted"
+    pending = len(out["next"])
+    code, _, err = cli(capsys, "resume", thread, "--answer", '"stop"', "--db", db)
+    assert code == 1 and "stopped by a person: budget exhausted" in err
+    code, shown, _ = cli(capsys, "show", thread, "--db", db, "--json")
+    assert shown["values"]["plan"], "the planner's work is kept"
+    assert pending >= 1
 
 
 def test_a_fork_that_changes_only_max_revisions_reuses_earlier_work(
