@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from functools import cache
 
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field, create_model
 
+from ensemble import workspace
 from ensemble.context import Context
 from ensemble.models import chat_model_for
 from ensemble.nodes.llm import ask_structured
@@ -15,6 +17,9 @@ from ensemble.nodes.progress import emit
 from ensemble.prompts import render_prompt
 from ensemble.state.identity import item_id, same_key, unique
 from ensemble.state.research import ResearchState, SubQuestion
+
+PREVIEW_PASSAGES = 8
+PREVIEW_CHARS = 160
 
 
 class SubQuestionDraft(BaseModel):
@@ -68,14 +73,32 @@ def _sub(question: str, rationale: str) -> SubQuestion:
     return {"id": item_id("sq", question), "question": question, "rationale": rationale}
 
 
+async def corpus_preview(question: str, corpus: str | None) -> str:
+    """The titles of the passages best matching the question, one line each with a snippet.
+
+    A planner that sees what the corpus calls things asks questions the researchers can find
+    answers to ("What does functools.wraps do?") instead of guessing at vocabulary.
+    """
+    index = workspace.current().corpus(corpus)  # refuses folders outside the roots
+    hits = await asyncio.to_thread(index.search, question, PREVIEW_PASSAGES)
+    lines: dict[str, str] = {}
+    for hit in hits:
+        snippet = " ".join(hit.text.split())[:PREVIEW_CHARS]
+        lines.setdefault(hit.title, f"- {hit.title}: {snippet}")
+    if not lines:
+        return ""
+    return "Titles of the best matching passages in the corpus:\n" + "\n".join(lines.values())
+
+
 async def planner(state: ResearchState, runtime: Runtime[Context]) -> dict:
     """Write the plan with the planner model (structured output, retried, then a fallback)."""
     emit("planner", "started")
     max_items = state.max_researchers
     model = chat_model_for(runtime.context, "planner")
+    preview = await corpus_preview(state.question, state.corpus)
     messages = [
         SystemMessage(render_prompt("planner", min_items=min(2, max_items), max_items=max_items)),
-        HumanMessage(state.question),
+        HumanMessage(f"{state.question}\n\n{preview}".strip()),
     ]
     drafted = await ask_structured(model, plan_schema(max_items), messages)
     drafts = list(getattr(drafted, "subquestions", []))

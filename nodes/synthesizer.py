@@ -66,6 +66,24 @@ def report_body(answer: str, numbered_notes: str, numbers: set[int]) -> str:
     return body
 
 
+def cited_only(body: str, sources: list[Source]) -> tuple[str, list[Source]]:
+    """Keep the sources the body cites, renumbered 1, 2, ... in order of first citation.
+
+    A source list that holds passages the text never cites sends a reader to look for
+    support that is not there.
+    """
+    by_number = {s["n"]: s for s in sources}
+    order: dict[int, int] = {}
+    for n in numbers_in(body):
+        if n in by_number and n not in order:
+            order[n] = len(order) + 1
+    kept: list[Source] = [{**by_number[old], "n": new} for old, new in order.items()]
+    renumbered = NUMBERED_CITATION.sub(
+        lambda m: f"[{order[int(m.group(1))]}]" if int(m.group(1)) in order else m.group(0), body
+    )
+    return renumbered, kept
+
+
 async def synthesizer(state: ResearchState, runtime: Runtime[Context]) -> dict:
     """Write the report from the notes; the source list is built here, not by the model."""
     emit("synthesizer", "started")
@@ -83,6 +101,7 @@ async def synthesizer(state: ResearchState, runtime: Runtime[Context]) -> dict:
         ]
     )
     body = report_body(answer.text, numbered_notes, set(numbers.values()))
+    body, sources = cited_only(body, sources)
     text = f"# {state.question}\n\n{body}\n\n{source_list(sources)}\n"
     emit("synthesizer", "finished", sources=len(sources))
     return {"report": text, "sources": sources}

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ensemble.corpus import sources
+from ensemble.corpus import ranking, sources
 from ensemble.errors import DatabaseError, EnsembleError
 from ensemble.persistence import connect
 
@@ -30,6 +30,10 @@ MAX_QUERY_TOKENS = 64
 """Longer queries are cut: more OR terms only slow the search without improving ranking."""
 
 MAX_K = 100
+
+CANDIDATES_PER_HIT = 8
+MIN_CANDIDATES = 60
+"""bm25 picks this many candidates per wanted hit, which `ranking` then re-orders."""
 
 STOPWORDS = frozenset(
     """a about above after again all also am an and any are as at be because been before being
@@ -44,6 +48,10 @@ STOPWORDS = frozenset(
 _TOKEN = re.compile(r"[^\W_]+")  # like FTS5's unicode61 tokenizer: underscores separate words
 
 _SCHEMA = """
+DROP TRIGGER IF EXISTS corpus_passages_ai;
+DROP TRIGGER IF EXISTS corpus_passages_ad;
+DROP TRIGGER IF EXISTS corpus_passages_au;
+DROP TABLE IF EXISTS corpus_fts;
 CREATE TABLE IF NOT EXISTS corpus_meta(
     key TEXT PRIMARY KEY,
     built_at REAL NOT NULL,
@@ -70,23 +78,28 @@ CREATE TABLE IF NOT EXISTS corpus_passages(
     UNIQUE(corpus_key, passage_id)
 );
 CREATE INDEX IF NOT EXISTS corpus_passages_doc ON corpus_passages(corpus_key, doc_id);
-CREATE VIRTUAL TABLE IF NOT EXISTS corpus_fts USING fts5(
+CREATE VIRTUAL TABLE IF NOT EXISTS corpus_fts2 USING fts5(
     title, text, content='corpus_passages', content_rowid='rowid',
-    tokenize='unicode61 remove_diacritics 2'
+    tokenize='porter unicode61 remove_diacritics 2'
 );
-CREATE TRIGGER IF NOT EXISTS corpus_passages_ai AFTER INSERT ON corpus_passages BEGIN
-    INSERT INTO corpus_fts(rowid, title, text) VALUES (new.rowid, new.title, new.text);
+CREATE TRIGGER IF NOT EXISTS corpus_passages_ai2 AFTER INSERT ON corpus_passages BEGIN
+    INSERT INTO corpus_fts2(rowid, title, text) VALUES (new.rowid, new.title, new.text);
 END;
-CREATE TRIGGER IF NOT EXISTS corpus_passages_ad AFTER DELETE ON corpus_passages BEGIN
-    INSERT INTO corpus_fts(corpus_fts, rowid, title, text)
+CREATE TRIGGER IF NOT EXISTS corpus_passages_ad2 AFTER DELETE ON corpus_passages BEGIN
+    INSERT INTO corpus_fts2(corpus_fts2, rowid, title, text)
     VALUES ('delete', old.rowid, old.title, old.text);
 END;
-CREATE TRIGGER IF NOT EXISTS corpus_passages_au AFTER UPDATE ON corpus_passages BEGIN
-    INSERT INTO corpus_fts(corpus_fts, rowid, title, text)
+CREATE TRIGGER IF NOT EXISTS corpus_passages_au2 AFTER UPDATE ON corpus_passages BEGIN
+    INSERT INTO corpus_fts2(corpus_fts2, rowid, title, text)
     VALUES ('delete', old.rowid, old.title, old.text);
-    INSERT INTO corpus_fts(rowid, title, text) VALUES (new.rowid, new.title, new.text);
+    INSERT INTO corpus_fts2(rowid, title, text) VALUES (new.rowid, new.title, new.text);
 END;
 """
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    row = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone()
+    return row is not None
 
 
 class CorpusError(EnsembleError):
@@ -151,8 +164,10 @@ def fts_query(query: str) -> str:
     """Turn free text into a safe FTS5 expression: quoted tokens joined by OR ("" if none).
 
     Quoting makes FTS5 operators and syntax in user text (`AND`, `NEAR(`, `"`) plain words.
+    Python keywords used as keywords ("the with statement") are searched too.
     """
-    return " OR ".join('"' + token.replace('"', '""') + '"' for token in query_tokens(query))
+    words = dict.fromkeys([*query_tokens(query), *ranking.keywords_in(query)])
+    return " OR ".join('"' + token.replace('"', '""') + '"' for token in words)
 
 
 @dataclass
@@ -212,7 +227,10 @@ class CorpusIndex:
             raise CorpusError(f"cannot open corpus database {self.db_path}: {exc}") from exc
         conn.isolation_level = None  # transactions are explicit (BEGIN IMMEDIATE)
         try:
+            migrating = _has_table(conn, "corpus_passages") and not _has_table(conn, "corpus_fts2")
             conn.executescript(_SCHEMA)
+            if migrating:  # an index built before stemming: the same passages, re-tokenized
+                conn.execute("INSERT INTO corpus_fts2(corpus_fts2) VALUES ('rebuild')")
         except sqlite3.Error as exc:
             conn.close()
             raise CorpusError(f"cannot use corpus database {self.db_path}: {exc}") from exc
@@ -269,8 +287,12 @@ class CorpusIndex:
             if self._is_built(conn):  # another process built it meanwhile
                 conn.execute("ROLLBACK")
                 return 0
-            conn.execute("DELETE FROM corpus_passages WHERE corpus_key = ?", (self.key,))
-            conn.execute("DELETE FROM corpus_documents WHERE corpus_key = ?", (self.key,))
+            for table in ("corpus_passages", "corpus_documents", "corpus_meta"):
+                column = "key" if table == "corpus_meta" else "corpus_key"
+                conn.execute(  # this one, and older revisions of the default corpus
+                    f"DELETE FROM {table} WHERE {column} = ? OR {column} LIKE 'python-%'",
+                    (self.key,),
+                )
             conn.executemany(
                 "INSERT INTO corpus_documents VALUES (?, ?, ?, 0, 0, ?)",
                 (
@@ -441,17 +463,24 @@ class CorpusIndex:
             conn = self._ensure_once()
             try:
                 rows = conn.execute(
-                    "SELECT p.passage_id, p.title, p.source, p.text, "
-                    f"bm25(corpus_fts, {TITLE_WEIGHT}, 1.0) AS rank "
-                    "FROM corpus_fts JOIN corpus_passages AS p ON p.rowid = corpus_fts.rowid "
-                    "WHERE corpus_fts MATCH ? AND p.corpus_key = ? "
+                    "SELECT p.passage_id, p.doc_id, p.title, p.source, p.text, "
+                    f"bm25(corpus_fts2, {TITLE_WEIGHT}, 1.0) AS rank "
+                    "FROM corpus_fts2 JOIN corpus_passages AS p ON p.rowid = corpus_fts2.rowid "
+                    "WHERE corpus_fts2 MATCH ? AND p.corpus_key = ? "
                     "ORDER BY rank LIMIT ?",
-                    (expression, self.key, limit),
+                    (expression, self.key, max(limit * CANDIDATES_PER_HIT, MIN_CANDIDATES)),
                 ).fetchall()
             except sqlite3.OperationalError as exc:
                 logger.warning("corpus search failed for %r: %s", query[:200], exc)
                 return []
-        return [Passage(pid, title, source, text, -rank) for pid, title, source, text, rank in rows]
+        words = query_tokens(query)
+        named = ranking.names_in(query, words)
+        scored = [
+            (score, doc, Passage(pid, title, source, text, score))
+            for pid, doc, title, source, text, rank in rows
+            for score in [ranking.score(-rank, doc, title, words, named)]
+        ]
+        return ranking.diversify(scored)[:limit]
 
     def get(self, passage_id: str) -> Passage | None:
         """Return the passage with this id in this corpus, or None (e.g. a stale citation)."""

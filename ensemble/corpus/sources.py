@@ -148,9 +148,29 @@ def chunk_text(
 # --------------------------------------------------------------------------- default corpus
 
 
+CORPUS_REVISION = 2
+"""Bumped when the default corpus is read differently (2: pydoc topics titled by heading), so a
+database built by an older Ensemble re-indexes it once."""
+
+_HEADING_RULE = re.compile(r"^\s*([*=\-~^]{3,})\s*$")
+
+
 def python_corpus_key() -> str:
     """Key of the default corpus: its content is fixed for a given Python version."""
-    return f"python-{platform.python_version()}"
+    return f"python-{platform.python_version()}-r{CORPUS_REVISION}"
+
+
+def topic_heading(text: str) -> str:
+    """The heading of a pydoc topic (the line over its `****` rule), e.g. 'The "with" statement'.
+
+    Topic keys such as `with` or `context-managers` are what `help()` takes, not what a reader
+    calls the section; the heading is, and it carries the words people search for.
+    """
+    lines = [line.strip() for line in text.splitlines()[:4]]
+    for first, second in zip(lines, lines[1:], strict=False):
+        if first and _HEADING_RULE.match(second):
+            return first
+    return ""
 
 
 def iter_pydoc_topics() -> Iterator[Document]:
@@ -163,7 +183,8 @@ def iter_pydoc_topics() -> Iterator[Document]:
     for name in sorted(topics):
         text = normalize_text(topics[name])
         if text:
-            yield Document(f"pydoc:{name}", name, f"pydoc topic {name}", text)
+            title = topic_heading(text) or name
+            yield Document(f"pydoc:{name}", title, f"Python language reference: {name}", text)
 
 
 def _module_name(relpath: Path) -> str | None:

@@ -12,6 +12,8 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from ensemble.corpus.ranking import keywords_in
+
 STOPWORDS = frozenset(
     """
     a about above after again against all also am an and any are aren't as at be because
@@ -90,7 +92,7 @@ def terms(text: str) -> list[str]:
     Compound tokens such as ``json.loads`` also contribute their parts, so a query for
     "loads" still matches them.
     """
-    out: list[str] = []
+    out: list[str] = [kw for kw in keywords_in(text)]  # "the with statement": "with" counts
     for tok in tokens(text):
         if is_stopword(tok):
             continue
@@ -246,3 +248,67 @@ def select_units(
         chosen.append(i)
         total += lengths[i]
     return sorted(chosen)
+
+
+_CODE_HINTS = re.compile(r"^\s*(>>>|\.\.\.|\$ |#|[-=*~^]{3,})|::=|\b(?:def|class|import)\s+\w+.*:$")
+_HEADER_LINE = re.compile(r"^\s*\[[^\[\]\n]{1,80}\]\s+[^.!?]{1,120}\)\s*$")
+
+
+def is_prose(text: str) -> bool:
+    """Tell whether a unit is a sentence a reader can use: not code, a rule, or a header line.
+
+    A passage's header (``[id] title (source)``), a doctest line or a grammar rule would be
+    quoted as if it answered something; prose with six words or more, mostly letters, does.
+    """
+    if _CODE_HINTS.search(text) or _HEADER_LINE.match(text):
+        return False
+    words = tokens(text)
+    if len(words) < 6:
+        return False
+    letters = sum(c.isalpha() or c.isspace() for c in text)
+    return letters / max(1, len(text)) >= 0.75
+
+
+def diverse_top(
+    units: Sequence[str],
+    scores: Sequence[float],
+    *,
+    limit: int,
+    floor: float = 0.5,
+    redundancy: float = 0.6,
+) -> list[int]:
+    """Pick up to `limit` units by relevance and novelty (maximal marginal relevance).
+
+    Only units scoring at least `floor` times the best are candidates: a weak match dilutes
+    an answer more than it adds. Each next pick maximises its score minus `redundancy` times
+    its overlap (Jaccard of terms) with what is already picked. Returns indices in text order.
+    """
+    if not scores or max(scores) <= 0:
+        return []
+    best = max(scores)
+    candidates = [i for i, s in enumerate(scores) if s > 0 and s >= floor * best]
+    bags = {i: set(terms(units[i])) for i in candidates}
+    chosen: list[int] = []
+    while candidates and len(chosen) < limit:
+
+        def gain(i: int) -> float:
+            overlap = max(
+                (len(bags[i] & bags[j]) / max(1, len(bags[i] | bags[j])) for j in chosen),
+                default=0.0,
+            )
+            return scores[i] / best - redundancy * overlap
+
+        candidates = [i for i in candidates if not _repeats(bags[i], [bags[j] for j in chosen])]
+        if not candidates:
+            break
+        pick = max(candidates, key=lambda i: (gain(i), -i))
+        if chosen and gain(pick) <= 0:
+            break
+        chosen.append(pick)
+        candidates.remove(pick)
+    return sorted(chosen)
+
+
+def _repeats(bag: set[str], picked: list[set[str]], threshold: float = 0.7) -> bool:
+    """Tell whether a unit says (almost) what a picked one says: no new information."""
+    return any(len(bag & p) / max(1, len(bag | p)) >= threshold for p in picked)

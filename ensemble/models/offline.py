@@ -23,10 +23,11 @@ from pydantic import Field
 
 from ensemble.models.extractive import (
     Unit,
+    diverse_top,
+    is_prose,
     is_question,
     near_duplicate,
     score_units,
-    select_units,
     sentences,
     split_units,
 )
@@ -34,7 +35,10 @@ from ensemble.models.schema_fill import FillContext, SchemaFiller
 
 MODEL_NAME = "ensemble-offline"
 OFFLINE_MARKER = "_(offline model: extractive answer drawn from the prompt)_"
-MAX_ANSWER_UNITS = 8
+MAX_ANSWER_UNITS = 5
+SECTION_UNITS = 3
+RANK_DECAY = 0.15
+"""Each later source in the prompt weighs a little less: search results come best first."""
 MAX_ANSWER_CHARS = 1200
 _CONTEXT_TYPES = ("human", "tool")
 _PIECE = re.compile(r"\s*\S+|\s+$")
@@ -258,25 +262,15 @@ def _read_prompt(messages: Sequence[BaseMessage]) -> FillContext:
 
 
 def _text_message(messages: Sequence[BaseMessage], stop: list[str] | None) -> AIMessage:
-    """Quote the context lines best matching the request, under the marker line."""
+    """Quote the context best matching the request, under the marker line.
+
+    A request organised in sections (markdown headings over notes, as a writer is given) is
+    answered section by section under the same headings; otherwise the answer is the most
+    relevant, least repetitive prose of the context, in its original order.
+    """
     ctx = _read_prompt(messages)
-    keep = [
-        i
-        for i, u in enumerate(ctx.units)
-        if not is_question(u.text)
-        and not near_duplicate(u.text, ctx.request)
-        and OFFLINE_MARKER not in u.text  # its own earlier answers' marker is not content
-    ]
-    scores = score_units(
-        [ctx.units[i].text for i in keep], ctx.request, own=[ctx.own[i] for i in keep]
-    )
-    lines = [
-        ctx.units[keep[k]].render()
-        for k in select_units(
-            scores, [len(ctx.units[i].render()) for i in keep], MAX_ANSWER_UNITS, MAX_ANSWER_CHARS
-        )
-    ]
-    lines = list(dict.fromkeys(lines))
+    sections = _sections(ctx.request)
+    lines = _sectioned_answer(ctx.request, sections) if sections else _quoted_answer(ctx)
     if not lines:
         lines = (sentences(ctx.request) or [ctx.request.strip()])[:1]
     text = "\n".join([OFFLINE_MARKER, "", *lines]).rstrip()
@@ -284,6 +278,68 @@ def _text_message(messages: Sequence[BaseMessage], stop: list[str] | None) -> AI
         if token and token in text:
             text = text[: text.index(token)]
     return _finish(messages, AIMessage(content=text), "stop")
+
+
+def _usable(unit: Unit, request: str) -> bool:
+    return (
+        is_prose(unit.text)
+        and not is_question(unit.text)
+        and not near_duplicate(unit.text, request)
+        and OFFLINE_MARKER not in unit.text  # its own earlier answers' marker is not content
+    )
+
+
+def _quoted_answer(ctx: FillContext) -> list[str]:
+    """The most relevant, least repetitive prose units of the context (maximal marginal rel.)."""
+    keep = [i for i, u in enumerate(ctx.units) if _usable(u, ctx.request)]
+    texts = [ctx.units[i].text for i in keep]
+    scores = score_units(texts, ctx.request, own=[ctx.own[i] for i in keep])
+    ranks: dict[str, int] = {}  # sources are listed best first (search results are)
+    for unit in ctx.units:
+        ranks.setdefault(unit.lead, len(ranks))
+    scores = [
+        score / (1.0 + RANK_DECAY * ranks[ctx.units[i].lead])
+        for score, i in zip(scores, keep, strict=True)
+    ]
+    picked = diverse_top(texts, scores, limit=MAX_ANSWER_UNITS)
+    lines: list[str] = []
+    for k in picked:
+        line = ctx.units[keep[k]].render()
+        if lines and sum(map(len, lines)) + len(line) > MAX_ANSWER_CHARS:
+            break
+        lines.append(line)
+    return list(dict.fromkeys(lines))
+
+
+_HEADING = re.compile(r"^#{2,4}\s+(.+?)\s*#*\s*$")
+
+
+def _sections(request: str) -> list[tuple[str, str]]:
+    """(heading, body) of each markdown section (## to ####) in the request that has a body."""
+    found: list[tuple[str, list[str]]] = []
+    for line in request.splitlines():
+        heading = _HEADING.match(line)
+        if heading:
+            found.append((heading.group(1), []))
+        elif found:
+            found[-1][1].append(line)
+    return [(h, "\n".join(body).strip()) for h, body in found if "\n".join(body).strip()]
+
+
+def _sectioned_answer(request: str, sections: list[tuple[str, str]]) -> list[str]:
+    """One short paragraph per section under its heading: its units best answering it."""
+    first = request.strip().splitlines()[0] if request.strip() else ""
+    question = first.split(":", 1)[-1] if first.lower().startswith("question") else first
+    lines: list[str] = []
+    for heading, body in sections:
+        units = [u for u in split_units(body) if _usable(u, heading)]
+        texts = [u.text for u in units]
+        scores = score_units(texts, f"{heading}\n{question}")
+        picked = diverse_top(texts, scores, limit=SECTION_UNITS)
+        if picked:
+            paragraph = " ".join(units[i].render() for i in picked)
+            lines.extend([f"## {heading}", "", paragraph, ""])
+    return lines
 
 
 def _tool_call_message(messages: Sequence[BaseMessage], tool: dict[str, Any]) -> AIMessage:

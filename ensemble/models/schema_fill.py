@@ -23,11 +23,13 @@ from ensemble.models.extractive import (
     sentences,
     terms,
 )
+from ensemble.models.questions import plan_questions
 
 DEFAULT_MAX_ITEMS = 5
 MAX_DEPTH = 12
 FALLBACK_TEXT = "offline"
 _QUERY_KEY = re.compile(r"quer|search|keyword", re.IGNORECASE)
+_QUESTION_KEY = re.compile(r"question|gaps?\b", re.IGNORECASE)
 _URL_KEY = re.compile(r"(^|_)(url|uri|link|href)s?($|_)", re.IGNORECASE)
 _URL = re.compile(r"https?://[^\s<>()\[\]\"']+")
 _SHAPE_KEYS = frozenset(
@@ -131,6 +133,7 @@ class SchemaFiller:
         self.ctx = context
         self._root: dict[str, Any] = {}
         self._used: set[int] = set()
+        self._questions: list[str] = []
 
     def fill(self, schema: dict[str, Any]) -> Any:
         """Return a value for `schema` (the root; its $defs/definitions resolve $refs)."""
@@ -236,6 +239,12 @@ class SchemaFiller:
         items = self._choose(self._resolve(s.get("items", {})), depth + 1)
         if depth > MAX_DEPTH // 2 or _unknown(items):
             count = low
+        elif self._asks_questions(s, items, key):
+            self._questions = plan_questions(self.ctx.request, max(high, 1))
+            count = max(low, min(len(self._questions), high))
+            if self._questions and _type_of(items) == "string":
+                questions = self._questions
+                return [self._fit(questions[i % len(questions)], items) for i in range(count)]
         else:
             count = min(max(len(self.ctx.phrases), low), high)
         offset = focus or 0
@@ -252,7 +261,21 @@ class SchemaFiller:
             values = _make_unique(values)
         return values
 
+    def _asks_questions(self, array: dict[str, Any], items: dict[str, Any], key: str) -> bool:
+        """An array of questions: its name or description, or its items' fields, say so."""
+        said = f"{key} {array.get('description', '')}"
+        if _type_of(items) == "string":
+            return bool(_QUESTION_KEY.search(said))
+        props = items.get("properties") or {}
+        return _type_of(items) == "object" and any(_QUESTION_KEY.search(k) for k in props)
+
     def _string(self, s: dict[str, Any], key: str, focus: int | None, first_text: bool) -> str:
+        if (
+            focus is not None
+            and self._questions
+            and (_QUESTION_KEY.search(key) or _type_of(s) == "string" and first_text and not key)
+        ):
+            return self._fit(self._questions[focus % len(self._questions)], s)
         fmt = s.get("format")
         if fmt in ("uri", "url", "iri", "uri-reference", "iri-reference"):
             return self.ctx.urls[0] if self.ctx.urls else "https://example.com/"

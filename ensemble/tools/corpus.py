@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, Field
 
@@ -17,13 +19,16 @@ class SearchArgs(BaseModel):
     query: str = Field(description="A short keyword query, e.g. 'json decoder errors'.")
 
 
+_RULE = re.compile(r"[*=~^-]{4,}")
+
+
 def format_passages(passages: list[Passage]) -> str:
     """Render passages the way the model sees them: id in brackets, title, trimmed text."""
     if not passages:
         return "No passages found."
     blocks = []
     for p in passages:
-        text = " ".join(p.text.split())
+        text = " ".join(_RULE.sub(" ", p.text).split())  # heading underlines are not text
         if len(text) > PASSAGE_CHARS:
             text = text[:PASSAGE_CHARS].rsplit(" ", 1)[0] + " ..."
         blocks.append(f"[{p.id}] {p.title} ({p.source})\n{text}")

@@ -307,7 +307,8 @@ def test_default_python_corpus(python_corpus) -> None:
     assert any(h.id.startswith("stdlib:json") and h.source.startswith("json") for h in hits)
     hits = idx.search("assert statement")
     assert any(h.id.startswith("pydoc:assert#") for h in hits)
-    assert any(h.source == "pydoc topic assert" for h in hits)
+    assert any(h.source == "Python language reference: assert" for h in hits)
+    assert any(h.title == 'The "assert" statement' for h in hits)  # the heading, not the key
 
     again = idx.ensure()
     assert again.indexed_now == 0

@@ -108,7 +108,7 @@ def test_every_line_of_a_text_answer_is_quoted_from_the_prompt() -> None:
         HumanMessage(f"{QUESTION}\nFocus on scheduling and on pitfalls of blocking calls."),
     ]
     lines = body_lines(str(ask(OfflineChatModel(), *messages).content))
-    assert len(lines) >= 3
+    assert len(lines) >= 2
     sources = [str(m.content) for m in messages[1:]]
     for line in lines:
         assert any(line in source for source in sources), line
@@ -412,13 +412,12 @@ def test_structured_output_validates(schema: type[BaseModel], request_text: str)
     assert again == value
 
 
-def test_plan_items_follow_key_phrases() -> None:
+def test_plan_items_are_whole_questions() -> None:
     plan = OfflineChatModel().with_structured_output(Plan).invoke(QUESTION)
     assert isinstance(plan, Plan)
-    assert [q.question for q in plan.sub_questions] == [
-        "Python's asyncio event loop schedule coroutines",
-        "common pitfalls",
-    ]
+    # A list of questions gets whole questions (ensemble.models.questions), never fragments;
+    # with nothing but the question to go on, the plan is the question as asked.
+    assert {q.question for q in plan.sub_questions} == {QUESTION}
     assert all(q.rationale == QUESTION for q in plan.sub_questions)
     assert all(s in QUESTION for s in string_leaves(plan))
 
@@ -432,9 +431,7 @@ def test_plan_is_padded_to_min_items_without_inventing() -> None:
 
 def test_verdict_and_keywords() -> None:
     verdict = OfflineChatModel().with_structured_output(Verdict).invoke(QUESTION)
-    assert verdict == Verdict(
-        approved=True, gaps=["Python's asyncio event loop schedule coroutines", "common pitfalls"]
-    )
+    assert verdict == Verdict(approved=True, gaps=[QUESTION])
     keywords = OfflineChatModel().with_structured_output(Keywords).invoke("Explain asyncio.")
     assert isinstance(keywords, Keywords)
     assert len(keywords.keywords) == 3 and keywords.keywords[0] == "asyncio"

@@ -1,0 +1,133 @@
+"""Ranking search hits the way a reader would: topic pages first, legacy corners last.
+
+FTS5's bm25 (with the porter stemmer, so "decorator" finds "decorators") picks the candidates.
+Then two cheap signals a search engine would add re-order them:
+
+- a **prior** per document: the language reference's topics are where Python's concepts are
+  explained, so they weigh more; private modules (`_pydecimal`) and deprecated or tool-internal
+  packages (`lib2to3`, `distutils`, `idlelib`) are rarely what a question is about, so they
+  weigh less (they are still found when asked for by name);
+- **title coverage**: a passage whose title carries the query's words is about them.
+
+- **diversity**: each further hit from the same family (a topic, or a top-level package such
+  as `email`) counts a little less, so one long page does not crowd out every other source.
+
+A query word that is a Python keyword is kept when it is used as one ("the with statement",
+"`yield`"), though as an English word ("with", "for", "if") it would be a stopword.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from collections.abc import Sequence
+from typing import TypeVar
+
+T = TypeVar("T")
+
+TOPIC_PRIOR = 1.6
+"""Weight of a language-reference topic (`pydoc:*`) relative to a module docstring."""
+
+LEGACY_PRIOR = 0.45
+"""Weight of private, deprecated and tool-internal modules."""
+
+TITLE_BONUS = 0.8
+"""Extra weight, times the share of the query's stems found in the title."""
+
+NAMED_BONUS = 1.5
+"""Extra weight when the query names the document itself (`functools.wraps`, `with`)."""
+
+REPEAT_DECAY = 0.8
+"""Each further hit of the same family is weighted by this once more."""
+
+LEGACY_PACKAGES = frozenset(
+    """lib2to3 distutils idlelib turtledemo ensurepip msilib pydoc_data tkinter turtle
+    asynchat asyncore imp smtpd cgi cgitb crypt nntplib telnetlib uu xdrlib pipes chunk
+    mailcap nis ossaudiodev spwd sunau audioop aifc imghdr sndhdr sre_compile sre_parse
+    sre_constants optparse""".split()
+)
+"""Deprecated (PEP 594 and others), superseded or tool-internal: rarely what a reader wants."""
+
+KEYWORD_CONTEXT = frozenset(
+    "statement statements keyword keywords clause clauses expression expressions loop loops "
+    "block blocks operator operators".split()
+)
+"""Words after a keyword that show it is meant as the keyword ("the with statement")."""
+
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_QUOTED = re.compile(r"[`\"'“”‘’]([A-Za-z_]+)[`\"'“”‘’]")
+
+
+def prior(doc_id: str) -> float:
+    """How much a document weighs before any query: topics high, legacy corners low."""
+    if doc_id.startswith("pydoc:"):
+        return TOPIC_PRIOR
+    if doc_id.startswith("stdlib:"):
+        parts = doc_id[len("stdlib:") :].split(".")
+        if parts[0] in LEGACY_PACKAGES or any(p.startswith("_") and p != "__init__" for p in parts):
+            return LEGACY_PRIOR
+    return 1.0
+
+
+def keywords_in(text: str) -> list[str]:
+    """Python keywords that `text` uses as keywords: quoted, or followed by "statement" etc."""
+    found: list[str] = [w for w in _QUOTED.findall(text) if keyword.iskeyword(w)]
+    words = _WORD.findall(text)
+    for word, after in zip(words, words[1:], strict=False):
+        if keyword.iskeyword(word.lower()) and after.lower() in KEYWORD_CONTEXT:
+            found.append(word.lower())
+    return list(dict.fromkeys(found))
+
+
+def stems(words: Sequence[str]) -> set[str]:
+    """A light stemmer for title matching (FTS5's porter does the real search)."""
+    out = set()
+    for word in words:
+        w = word.lower()
+        for suffix in ("ing", "ers", "er", "es", "ed", "s"):
+            if len(w) > len(suffix) + 3 and w.endswith(suffix):
+                w = w[: -len(suffix)]
+                break
+        out.add(w)
+    return out
+
+
+def names_in(query: str, words: Sequence[str]) -> set[str]:
+    """What the query may name a document by: its words, keywords and dotted names."""
+    dotted = {d.lower() for d in re.findall(r"[A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)+", query)}
+    return {w.lower() for w in words} | set(keywords_in(query)) | dotted
+
+
+def score(
+    bm25: float, doc_id: str, title: str, query_words: Sequence[str], named: set[str]
+) -> float:
+    """The final score of a hit: bm25 (positive, higher is better) times prior and bonuses."""
+    wanted = stems(query_words)
+    in_title = stems(_WORD.findall(title.replace(".", " ")))
+    coverage = len(wanted & in_title) / len(wanted) if wanted else 0.0
+    name = doc_id.split(":", 1)[-1].lower()
+    is_named = name in named or any("." in n and name.endswith("." + n) for n in named)
+    factor = prior(doc_id) * (1.0 + TITLE_BONUS * coverage) * (1.0 + NAMED_BONUS * is_named)
+    return bm25 * factor
+
+
+def family(doc_id: str) -> str:
+    """What counts as "the same source" for diversity: a topic, or a top-level package."""
+    kind, _, name = doc_id.partition(":")
+    return f"{kind}:{name.split('.')[0]}" if kind == "stdlib" else doc_id
+
+
+def diversify(scored: Sequence[tuple[float, str, T]]) -> list[T]:
+    """Order (score, doc_id, item) best first, each repeat of a family decayed once more."""
+    left = sorted(scored, key=lambda hit: -hit[0])
+    seen: dict[str, int] = {}
+    out: list[T] = []
+    while left:
+        best = max(
+            range(len(left)),
+            key=lambda i: (left[i][0] * REPEAT_DECAY ** seen.get(family(left[i][1]), 0), -i),
+        )
+        _, doc_id, item = left.pop(best)
+        seen[family(doc_id)] = seen.get(family(doc_id), 0) + 1
+        out.append(item)
+    return out

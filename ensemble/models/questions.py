@@ -1,0 +1,180 @@
+"""Sub-questions a person would write, from a question and the corpus's own titles.
+
+The offline model plans by rule, not by understanding, so the rules must be good ones. A plan
+is the question as asked, what its topic is ("What are decorators?"), and one question per
+related title the prompt lists (the planner shows the titles of the best passages, which are
+the corpus's real vocabulary): "What does functools.wraps do?", 'How does the "with" statement
+work?'. Each is a whole question; nothing is invented beyond the template's few words.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from ensemble.corpus.ranking import keywords_in
+from ensemble.models.extractive import STOPWORDS, stem, terms
+
+MAX_QUESTIONS = 4
+"""A plan longer than this spreads a simple question thin."""
+
+GENERIC = frozenset(
+    "python work works working use used using way ways thing things example examples "
+    "statement statements".split()
+)
+"""Words that say nothing about the topic of a question about Python's documentation."""
+
+_ASKING = re.compile(
+    r"^\s*(?:(?:how|what|why|when|where|which|who)\s+)?"
+    r"(?:(?:does|do|did|is|are|was|were|can|could|should|would|will|to)\b)?\s*"
+    r"(?:(?:i|you|we|one)\s+)?",
+    re.IGNORECASE,
+)
+_TRAILING = re.compile(
+    r"(?:\s+(?:in|with|using)\s+python(?:\s*3)?|\s+works?|\s+in\s+practice)+\s*$", re.IGNORECASE
+)
+_ARTICLE = re.compile(r"^(?:a|an|the)\s+", re.IGNORECASE)
+_BULLET = re.compile(r"^\s*[-*•]\s+(.+?)\s*$")
+_DOTTED = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+$")
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def question_of(request: str) -> str:
+    """The question in a request: its first line ending with "?", else its first line."""
+    lines = [line.strip() for line in request.splitlines() if line.strip()]
+    for line in lines:
+        if line.endswith("?") and not _BULLET.match(line):
+            return _strip_label(line)
+    return _strip_label(lines[0]) if lines else ""
+
+
+def topic_of(question: str) -> str:
+    """The topic a question asks about: "How do decorators work in Python?" -> "decorators"."""
+    text = question.strip().rstrip("?").strip()
+    text = _ASKING.sub("", text, count=1)
+    text = _TRAILING.sub("", text)
+    return text.strip(" ,.;:")
+
+
+def as_question(text: str) -> str:
+    """A request that is not a question becomes one ("decorators" -> "What is known ...?")."""
+    text = " ".join(text.split()).rstrip(".!;:")
+    if text.endswith("?") and len(text.split()) >= 3:
+        return text[0].upper() + text[1:]
+    return f"What does the documentation say about {text.rstrip('?')}?"
+
+
+def plan_questions(request: str, limit: int = MAX_QUESTIONS) -> list[str]:
+    """Up to `limit` distinct, whole sub-questions for the question in `request`."""
+    asked = question_of(request)
+    if not asked:
+        return []
+    topic = topic_of(asked)
+    candidates = [as_question(asked)]
+    definition = _definition_question(asked, topic)
+    if definition:
+        candidates.append(definition)
+    topic_terms = _content_terms(topic or asked)
+    concept = bool(definition) or asked.lower().startswith(("what is", "what are"))
+    for title, snippet in related_titles(request):
+        shared_title = topic_terms & _content_terms(title.replace(".", " "))
+        shared_text = topic_terms & _content_terms(snippet)
+        if not shared_title and len(shared_text) < (1 if _DOTTED.match(title) else 2):
+            continue  # a title about something else: not worth a researcher
+        question = title_question(title, topic if concept else "")
+        if question:
+            candidates.append(question)
+    return _distinct(candidates)[: max(1, limit)]
+
+
+def related_titles(request: str) -> list[tuple[str, str]]:
+    """Bullet lines of the request as (title, snippet): "- Title: snippet"."""
+    found = []
+    for line in request.splitlines():
+        match = _BULLET.match(line)
+        if match:
+            title, _, snippet = match.group(1).partition(": ")
+            found.append((title.strip(), snippet.strip()))
+    return found
+
+
+def title_question(title: str, topic: str) -> str:
+    """A question about one corpus title, as a reader would ask it ("" for none worth asking).
+
+    A section heading is asked about in relation to `topic`; without a topic (the question is
+    a task, "How do I ...?") it is left out.
+    """
+    name = title.split(" — ")[0].strip().strip('"')
+    if _DOTTED.match(name):
+        return f"What does {name} do?"
+    if _IDENTIFIER.match(name):
+        return f"What does the {name} module provide?"
+    if re.match(r'^The\s+"\w+"\s+statement$', name):
+        return f"How does the {name[4:]} work?"
+    heading = name if re.search(r'["`_.()]|[A-Z]{2}', name[1:]) else name.lower()
+    heading = _ARTICLE.sub("", heading)
+    if not topic:
+        return ""  # a section next to a task question: its relation is not worth asking
+    if _content_terms(topic) <= _content_terms(heading):
+        return f"What does the documentation say about {heading}?"
+    verb = "do" if _plural(heading) else "does"
+    return f"How {verb} {heading} relate to {topic}?"
+
+
+def is_whole_question(text: str) -> bool:
+    """A sub-question a person would write: a question word, four words or more, a "?"."""
+    words = text.split()
+    return (
+        text.endswith("?")
+        and len(words) >= 4
+        and words[0][:1].isupper()
+        and words[0].lower().rstrip(",") in _OPENERS
+    )
+
+
+_OPENERS = frozenset(
+    "what how why when where which who whom whose is are does do did can could should would "
+    "will was were has have".split()
+)
+
+
+def _definition_question(asked: str, topic: str) -> str:
+    """A "What is a decorator?" for a how-does-it-work question; "" when it adds nothing."""
+    if not topic or len(topic.split()) > 5 or asked.lower().startswith(("what is", "what are")):
+        return ""
+    if not _content_terms(topic):
+        return ""
+    if not re.match(r"^how\s+(?:do|does)\s+(?!i\b|you\b|we\b|one\b).+\bwork", asked, re.I):
+        return ""  # only "How does X work?" asks what X is; a task or a "why" would miss it
+    noun = _ARTICLE.sub("", topic)
+    if _plural(noun):
+        noun = noun[:-1]  # "decorators" -> "decorator": "What is a decorator?"
+    article = "an" if noun[:1].lower() in "aeiou" else "a"
+    return f"What is {article} {noun}?"
+
+
+def _plural(phrase: str) -> bool:
+    last = phrase.split()[-1].lower().strip("\"'`") if phrase.split() else ""
+    return last.endswith("s") and not last.endswith(("ss", "us", "is", "'s"))
+
+
+def _content_terms(text: str) -> set[str]:
+    """The words that carry a topic, Python keywords used as keywords included ("with")."""
+    words = {t for t in terms(text) if t not in GENERIC and t not in STOPWORDS}
+    return (words | set(keywords_in(text))) - {stem(g) for g in GENERIC}
+
+
+def _strip_label(line: str) -> str:
+    return re.sub(r"^(?:question|q)\s*:\s*", "", line, flags=re.IGNORECASE).strip()
+
+
+def _distinct(questions: Iterable[str]) -> list[str]:
+    seen: set[frozenset[str]] = set()
+    out: list[str] = []
+    for question in questions:
+        opener = question.split()[0].lower() if question.split() else ""
+        key = frozenset({opener, *_content_terms(question), *keywords_in(question)})
+        if question and key not in seen:
+            seen.add(key)
+            out.append(question)
+    return out

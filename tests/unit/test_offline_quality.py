@@ -1,0 +1,113 @@
+"""The pieces that make offline answers worth reading: retrieval, planning, writing, sources."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from langchain_core.messages import HumanMessage
+
+from ensemble.corpus import CorpusIndex
+from ensemble.corpus.ranking import diversify, keywords_in, prior
+from ensemble.evaluation.metrics import is_well_formed_question
+from ensemble.models.extractive import diverse_top, is_prose
+from ensemble.models.offline import OFFLINE_MARKER, OfflineChatModel
+from ensemble.models.questions import plan_questions, title_question, topic_of
+from ensemble.nodes.synthesizer import cited_only
+
+
+def small_corpus(tmp_path: Path) -> CorpusIndex:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "decorators.md").write_text(
+        "# Decorators\n\nA decorator wraps a function and returns a new callable. "
+        "Decorators are applied with the @ syntax above a function definition.\n"
+    )
+    (folder / "wraps.md").write_text(
+        "# functools.wraps\n\nThe wraps helper copies the name and docstring of the wrapped "
+        "function onto the wrapper, so decorated functions keep their metadata.\n"
+    )
+    (folder / "noise.md").write_text(
+        "# Compilers\n\nThe default compiler works on every platform and decorates nothing.\n"
+    )
+    return CorpusIndex(tmp_path / "e.db", folder)
+
+
+def test_retrieval_matches_word_forms_and_weights_titles(tmp_path: Path) -> None:
+    index = small_corpus(tmp_path)
+    hits = index.search("How do decorated functions keep a decorator's metadata?", k=3)
+    assert hits[0].id.startswith(("file:wraps.md", "file:decorators.md"))
+    assert "file:noise.md#1" not in [h.id for h in hits[:2]]
+    titled = index.search("decorator", k=1)  # "Decorators" in the title, stemmed
+    assert titled[0].id == "file:decorators.md#1"
+
+
+def test_python_keywords_used_as_keywords_are_searched() -> None:
+    assert keywords_in("How does the with statement work?") == ["with"]
+    assert keywords_in("What does `yield` do?") == ["yield"]
+    assert keywords_in("Open a file with Python") == []
+
+
+def test_the_prior_favours_the_language_reference_over_legacy_corners() -> None:
+    assert prior("pydoc:with") > prior("stdlib:json") > prior("stdlib:lib2to3.fixer_base")
+    assert prior("stdlib:_pydecimal.Decimal") < prior("stdlib:decimal.Decimal")
+
+
+def test_one_long_page_does_not_crowd_out_other_sources() -> None:
+    hits = [(10.0, "stdlib:email.generator", "a"), (9.9, "stdlib:email.parser", "b"),
+            (9.0, "pydoc:yield", "c")]  # fmt: skip
+    assert diversify(hits)[:2] == ["a", "c"]
+
+
+def test_the_planner_writes_questions_a_person_would_write() -> None:
+    request = (
+        "How do decorators work in Python?\n\n"
+        "Titles of the best matching passages in the corpus:\n"
+        "- functools.wraps: Decorator factory to apply update_wrapper() to a wrapper function\n"
+        "- pdb: The Python debugger\n"
+    )
+    plan = plan_questions(request)
+    assert plan == [
+        "How do decorators work in Python?",
+        "What is a decorator?",
+        "What does functools.wraps do?",
+    ]
+    assert all(is_well_formed_question(q) for q in plan)
+    assert topic_of("How does the with statement work in Python?") == "the with statement"
+    assert title_question('The "with" statement', "") == 'How does the "with" statement work?'
+    assert plan_questions("decorators") == ["What does the documentation say about decorators?"]
+
+
+def test_writing_picks_relevant_prose_and_not_the_same_thing_twice() -> None:
+    assert not is_prose('[pydoc:with#1] The "with" statement (Python language reference: with)')
+    assert not is_prose(">>> '01\\t012'.expandtabs()")
+    units = [
+        "A decorator wraps a function and returns a new callable.",
+        "A decorator wraps a function and returns a new callable object.",
+        "The wraps helper keeps the metadata of the decorated function.",
+        "Compilers are unrelated here.",
+    ]
+    picked = diverse_top(units, [3.0, 2.9, 2.5, 0.2], limit=3)
+    assert picked == [0, 2]
+
+
+def test_a_writer_given_sections_answers_section_by_section() -> None:
+    notes = (
+        "Question: How do decorators work?\n\nNotes:\n\n"
+        "### What is a decorator?\n"
+        "A decorator wraps a function and returns a new callable. [1]\n"
+        "Unrelated text about compilers that is long enough to count. [2]\n\n"
+        "### What does functools.wraps do?\n"
+        "The wraps helper copies the name and docstring of the wrapped function. [3]\n"
+    )
+    text = str(OfflineChatModel().invoke([HumanMessage(notes)]).content)
+    assert text.startswith(OFFLINE_MARKER)
+    assert "## What is a decorator?" in text and "## What does functools.wraps do?" in text
+    assert "returns a new callable. [1]" in text and "copies the name" in text
+    assert "compilers" not in text
+
+
+def test_the_source_list_holds_only_what_the_body_cites_renumbered() -> None:
+    sources = [{"n": n, "passage_id": f"p{n}", "title": f"t{n}", "source": "s"} for n in (1, 2, 3)]
+    body, kept = cited_only("Second first [3]. Then one [1][3].", sources)  # type: ignore[arg-type]
+    assert body == "Second first [1]. Then one [2][1]."
+    assert [(s["n"], s["passage_id"]) for s in kept] == [(1, "p3"), (2, "p1")]
