@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from functools import cache
 
 from langchain_core.messages import HumanMessage, SystemMessage
@@ -11,12 +12,15 @@ from pydantic import BaseModel, Field, create_model
 
 from ensemble import workspace
 from ensemble.context import Context
+from ensemble.errors import EnsembleError
 from ensemble.models import chat_model_for
 from ensemble.nodes.llm import ask_structured
 from ensemble.nodes.progress import emit
 from ensemble.prompts import render_prompt
 from ensemble.state.identity import item_id, same_key, unique
 from ensemble.state.research import ResearchState, SubQuestion
+
+log = logging.getLogger(__name__)
 
 PREVIEW_PASSAGES = 8
 PREVIEW_CHARS = 160
@@ -79,8 +83,12 @@ async def corpus_preview(question: str, corpus: str | None) -> str:
     A planner that sees what the corpus calls things asks questions the researchers can find
     answers to ("What does functools.wraps do?") instead of guessing at vocabulary.
     """
-    index = workspace.current().corpus(corpus)  # refuses folders outside the roots
-    hits = await asyncio.to_thread(index.search, question, PREVIEW_PASSAGES)
+    try:
+        index = workspace.current().corpus(corpus)  # refuses folders outside the roots
+        hits = await asyncio.to_thread(index.search, question, PREVIEW_PASSAGES)
+    except EnsembleError as error:  # each researcher's note will say why; plan without it
+        log.info("planner: no corpus preview: %s", error)
+        return ""
     lines: dict[str, str] = {}
     for hit in hits:
         snippet = " ".join(hit.text.split())[:PREVIEW_CHARS]

@@ -32,7 +32,7 @@ from ensemble.nodes.llm import ask_structured
 from ensemble.nodes.progress import emit
 from ensemble.prompts import render_prompt
 from ensemble.resilience import BOARD
-from ensemble.resilience.guard import BudgetExceeded, ModelUnavailable
+from ensemble.resilience.guard import BudgetExceeded
 from ensemble.state.solver import Attempt, WorkOrder
 from ensemble.tools.calculator import evaluate
 from ensemble.tools.permissions import ToolGate
@@ -145,8 +145,8 @@ def solver_worker(research: CompiledStateGraph[Any, Any, Any, Any]) -> Callable[
                     failed_checks = await _judge(task, value, runtime)
             except VerificationError as problem:
                 failed_checks = [str(problem)]
-            except (ModelUnavailable, BudgetExceeded):
-                raise  # not the agent's fault: the run pauses for a person (resilience.pause)
+            except BudgetExceeded:
+                raise  # the run's budget, not the agent's fault: the run pauses for a person
             except Exception as problem:  # the agent failed: recorded, retried elsewhere
                 log.info("agent %s failed task %s: %s", name, task["id"], problem)
                 error = f"{type(problem).__name__}: {problem}"

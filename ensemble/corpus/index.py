@@ -461,6 +461,7 @@ class CorpusIndex:
             return []
         with self._lock:
             conn = self._ensure_once()
+            expression = self._expanded(conn, query, expression)
             try:
                 rows = conn.execute(
                     "SELECT p.passage_id, p.doc_id, p.title, p.source, p.text, "
@@ -481,6 +482,27 @@ class CorpusIndex:
             for score in [ranking.score(-rank, doc, title, words, named)]
         ]
         return ranking.diversify(scored)[:limit]
+
+    def _expanded(self, conn: sqlite3.Connection, query: str, expression: str) -> str:
+        """Add the corpus's own compound words the query spells apart ("named tuple").
+
+        A candidate compound is kept only when this corpus uses it, so expansion never adds a
+        word the documents do not have.
+        """
+        found = []
+        for word in ranking.compounds(query_tokens(query)):
+            try:
+                row = conn.execute(
+                    "SELECT 1 FROM corpus_fts2 JOIN corpus_passages AS p "
+                    "ON p.rowid = corpus_fts2.rowid WHERE corpus_fts2 MATCH ? "
+                    "AND p.corpus_key = ? LIMIT 1",
+                    (f'"{word}"', self.key),
+                ).fetchone()
+            except sqlite3.OperationalError:
+                row = None
+            if row:
+                found.append(f'"{word}"')
+        return " OR ".join([expression, *found]) if found else expression
 
     def get(self, passage_id: str) -> Passage | None:
         """Return the passage with this id in this corpus, or None (e.g. a stale citation)."""

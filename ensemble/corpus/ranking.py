@@ -48,6 +48,9 @@ LEGACY_PACKAGES = frozenset(
 )
 """Deprecated (PEP 594 and others), superseded or tool-internal: rarely what a reader wants."""
 
+DOCUMENTED_PRIVATE = "_pyio"
+"""The pure-Python `io`: where the io module's documentation lives as docstrings."""
+
 KEYWORD_CONTEXT = frozenset(
     "statement statements keyword keywords clause clauses expression expressions loop loops "
     "block blocks operator operators".split()
@@ -64,7 +67,8 @@ def prior(doc_id: str) -> float:
         return TOPIC_PRIOR
     if doc_id.startswith("stdlib:"):
         parts = doc_id[len("stdlib:") :].split(".")
-        if parts[0] in LEGACY_PACKAGES or any(p.startswith("_") and p != "__init__" for p in parts):
+        private = [p for p in parts if p.startswith("_") and not p.startswith("__")]
+        if parts[0] in LEGACY_PACKAGES or (private and private != [DOCUMENTED_PRIVATE]):
             return LEGACY_PRIOR
     return 1.0
 
@@ -107,6 +111,10 @@ def score(
     coverage = len(wanted & in_title) / len(wanted) if wanted else 0.0
     name = doc_id.split(":", 1)[-1].lower()
     is_named = name in named or any("." in n and name.endswith("." + n) for n in named)
+    parts = name.split(".")
+    if not is_named and len(parts) >= 2:  # "start a thread with threading": threading.Thread
+        asked = stems(query_words)
+        is_named = bool(stems([parts[-1]]) & asked and stems([parts[0]]) & asked)
     factor = prior(doc_id) * (1.0 + TITLE_BONUS * coverage) * (1.0 + NAMED_BONUS * is_named)
     return bm25 * factor
 
@@ -131,3 +139,15 @@ def diversify(scored: Sequence[tuple[float, str, T]]) -> list[T]:
         seen[family(doc_id)] = seen.get(family(doc_id), 0) + 1
         out.append(item)
     return out
+
+
+def compounds(words: Sequence[str]) -> list[str]:
+    """Adjacent query words written as one ("named tuple" -> "namedtuple", "read line")."""
+    out: list[str] = []
+    for first, second in zip(words, words[1:], strict=False):
+        singular = (first.rstrip("s"), second.rstrip("s"))
+        for joined in (first + second, first + singular[1], singular[1] + singular[0]):
+            joined = joined.lower()  # the last: "tuple with named fields" -> "namedtuple"
+            if joined.isalpha() and len(joined) >= 7:
+                out.append(joined)
+    return list(dict.fromkeys(out))

@@ -15,8 +15,11 @@ from collections.abc import Iterable
 from ensemble.corpus.ranking import keywords_in
 from ensemble.models.extractive import STOPWORDS, stem, terms
 
-MAX_QUESTIONS = 4
+MAX_QUESTIONS = 3
 """A plan longer than this spreads a simple question thin."""
+
+TITLES_CONSIDERED = 3
+"""Only the best few titles the prompt lists may become questions: further down, off topic."""
 
 GENERIC = frozenset(
     "python work works working use used using way ways thing things example examples "
@@ -76,7 +79,7 @@ def plan_questions(request: str, limit: int = MAX_QUESTIONS) -> list[str]:
         candidates.append(definition)
     topic_terms = _content_terms(topic or asked)
     concept = bool(definition) or asked.lower().startswith(("what is", "what are"))
-    for title, snippet in related_titles(request):
+    for title, snippet in related_titles(request)[:TITLES_CONSIDERED]:
         shared_title = topic_terms & _content_terms(title.replace(".", " "))
         shared_text = topic_terms & _content_terms(snippet)
         if not shared_title and len(shared_text) < (1 if _DOTTED.match(title) else 2):
@@ -84,7 +87,7 @@ def plan_questions(request: str, limit: int = MAX_QUESTIONS) -> list[str]:
         question = title_question(title, topic if concept else "")
         if question:
             candidates.append(question)
-    return _distinct(candidates)[: max(1, limit)]
+    return _distinct(candidates)[: max(1, min(limit, MAX_QUESTIONS))]
 
 
 def related_titles(request: str) -> list[tuple[str, str]]:

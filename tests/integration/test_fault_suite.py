@@ -400,8 +400,8 @@ CASES = [
          absorbed_by="structured-output retries exhausted; the plan falls back to the topic"),
     # solver: the research task's planner calls first (the code tasks call no model).
     Case("solver", "500", 2, 1, outcome="solved", absorbed_by="a retry of the research task"),
-    Case("solver", "reset", 6, 3, stops=True, outcome="solved", same_requests=False,
-         absorbed_by="nothing: the breaker opens, the run pauses for a person"),
+    Case("solver", "reset", 6, 3, outcome="partial", same_requests=False,
+         absorbed_by="nothing: the breaker opens, the research task and its dependants fail"),
     Case("solver", "garbage", 1, 1, outcome="solved", absorbed_by="a retry of the research task"),
     Case("solver", "empty", 3, 0, outcome="solved", same_requests=False,
          absorbed_by="structured-output retries exhausted; the plan falls back to the question"),
