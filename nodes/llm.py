@@ -20,7 +20,7 @@ T = TypeVar("T", bound=BaseModel)
 MIN_REPEAT_CHARS = 30
 """Sentences shorter than this may repeat on purpose ("Yes."), so they are never dropped."""
 
-_SENTENCE = re.compile(r"\S.*?(?:[.!?](?:\s*\[[^\[\]\s]+\])*(?=\s|$)|$)")
+SENTENCE = re.compile(r"\S.*?(?:[.!?](?:\s*\[[^\[\]\s]+\])*(?=\s|$)|$)")
 """A sentence ends at . ! or ? before a space; citations right after it belong to it."""
 _CITATION = re.compile(r"\[[^\[\]\s]+\]")
 
@@ -80,7 +80,7 @@ def drop_repeats(text: str) -> str:
     lines: list[str] = []
     for line in text.splitlines():
         kept = []
-        for sentence in _SENTENCE.findall(line):
+        for sentence in SENTENCE.findall(line):
             key = " ".join(_CITATION.sub("", sentence).casefold().split())
             if len(key) >= MIN_REPEAT_CHARS:
                 if key in seen:

@@ -65,7 +65,7 @@ async def _research(
     material. The tool-call transcript stays inside this node: only the note is checkpointed.
     """
     question = task["subquestion"]
-    k = runtime.context.search_k
+    k = runtime.context.search_k * (1 + task["round"])  # a gap the reviewer found: dig deeper
     index = workspace.current().corpus(task["corpus"])  # refuses folders outside the roots
     model = chat_model_for(runtime.context, "researcher")
     tool = corpus_search_tool(index, k)
@@ -83,7 +83,7 @@ async def _research(
             query = tool_call["args"].get("query")
             results = await _search(index, query, k) if isinstance(query, str) else []
             if position == 0:
-                results = _merge(results, own)
+                results = _merge(own, results)  # the sub-question itself searches best
             found.update((p.id, p) for p in results)
             messages.append(ToolMessage(format_passages(results), tool_call_id=tool_call["id"]))
     else:

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping
+
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 
+from ensemble import workspace
 from ensemble.context import Context
+from ensemble.errors import EnsembleError
 from ensemble.models import chat_model_for
+from ensemble.models.extractive import key_terms
 from ensemble.nodes import review_loop
-from ensemble.nodes.citations import numbers_in
-from ensemble.nodes.llm import ask_structured
+from ensemble.nodes.citations import NUMBERED_CITATION, numbers_in
+from ensemble.nodes.llm import SENTENCE, ask_structured
 from ensemble.nodes.progress import emit
 from ensemble.prompts import render_prompt
 from ensemble.state.identity import same_key, unique
@@ -30,19 +36,62 @@ class Verdict(BaseModel):
     )
 
 
-def check_report(state: ResearchState) -> tuple[list[str], list[str]]:
-    """Deterministic checks: uncovered sub-questions and citations that match no source.
+def check_report(
+    state: ResearchState, texts: Mapping[str, str] | None = None
+) -> tuple[list[str], list[str]]:
+    """Deterministic checks, so the review does real work even with an extractive model.
 
-    Returns (research gaps, report issues). A sub-question is covered when a note on it (its
-    own, or a later round's on the same question) cites at least one retrieved passage; a
-    citation is valid when its number is in the source list.
+    Returns (research gaps, report issues):
+    - a sub-question is a gap unless a note on it (its own, or a later round's on the same
+      question) cites a passage that is on topic: one sharing a key term with the question;
+    - a citation whose number is in no source is an issue, and so is a cited passage that
+      shares no key term with the sentence citing it (the claim it is meant to support).
+
+    `texts` maps passage ids to their text (the excerpt in state is used when missing).
     """
-    answered = {same_key(n["subquestion"]) for n in state.notes.values() if n["cited"]}
+    texts = texts or {}
+
+    def text_of(pid: str) -> str:
+        ref = state.passages.get(pid)
+        return texts.get(pid) or (f"{ref['title']} {ref['excerpt']}" if ref else "")
+
+    answered = {
+        same_key(n["subquestion"])
+        for n in state.notes.values()
+        if any(key_terms(n["subquestion"]) & key_terms(text_of(pid)) for pid in n["cited"])
+    }
     gaps = [sq["question"] for sq in state.plan if same_key(sq["question"]) not in answered]
-    valid = {s["n"] for s in state.sources}
+    valid = {s["n"]: s["passage_id"] for s in state.sources}
     bad = [n for n in numbers_in(state.report) if n not in valid]
     issues = [f"citation [{n}] matches no source" for n in bad]
-    return gaps, issues
+    for claim, n in cited_claims(state.report):
+        if n in valid and not key_terms(claim) & key_terms(text_of(valid[n])):
+            issues.append(f"citation [{n}] shares no key term with its claim: {claim[:80]}")
+    return gaps, unique(issues)
+
+
+def cited_claims(report: str) -> list[tuple[str, int]]:
+    """(sentence, number) for each numbered citation in the report body."""
+    body = report.split("\n## Sources", 1)[0]
+    pairs: list[tuple[str, int]] = []
+    for line in body.splitlines():
+        for sentence in SENTENCE.findall(line):  # citations right after a "." belong to it
+            claim = NUMBERED_CITATION.sub("", sentence).strip()
+            pairs.extend((claim, int(n)) for n in NUMBERED_CITATION.findall(sentence) if claim)
+    return pairs
+
+
+async def cited_texts(state: ResearchState) -> dict[str, str]:
+    """The full text of every cited passage, read from the corpus (empty if it is refused)."""
+    ids = {s["passage_id"] for s in state.sources} | {
+        pid for n in state.notes.values() for pid in n["cited"]
+    }
+    try:
+        index = workspace.current().corpus(state.corpus)
+        found = await asyncio.to_thread(index.get_many, ids)
+    except EnsembleError:
+        return {}
+    return {pid: f"{p.title} {p.text}" for pid, p in found.items()}
 
 
 def decide(state: ResearchState, review: Review) -> Outcome:
@@ -71,7 +120,7 @@ async def reviewer(state: ResearchState, runtime: Runtime[Context]) -> dict:
     )
     model_approved = bool(verdict and verdict.approved)
     model_gaps = [] if model_approved or verdict is None else verdict.gaps
-    uncovered, issues = check_report(state)
+    uncovered, issues = check_report(state, await cited_texts(state))
     gaps = unique(uncovered + model_gaps)
     review: Review = {
         "approved": model_approved and not uncovered and not issues,

@@ -95,11 +95,15 @@ def researcher_responder(fail_on: Callable[[str], bool] = lambda q: False) -> Re
 
 
 def writer_responder() -> Responder:
-    """Writes one line per numbered citation it sees in the notes."""
+    """Writes one claim per numbered citation in the notes: the note line that cites it."""
 
     def respond(messages: list[BaseMessage], kwargs: dict[str, Any]) -> AIMessage:
-        numbers = sorted(set(re.findall(r"\[(\d+)\]", messages[-1].text)), key=int)
-        return AIMessage(content="\n".join(f"Claim supported by [{n}]." for n in numbers))
+        lines: dict[str, str] = {}
+        for line in messages[-1].text.splitlines():
+            for n in re.findall(r"\[(\d+)\]", line):
+                lines.setdefault(n, re.sub(r"\s*\[\d+\]", "", line).strip())
+        ordered = sorted(lines, key=int)
+        return AIMessage(content="\n".join(f"{lines[n]}. [{n}]" for n in ordered))
 
     return respond
 

@@ -486,17 +486,15 @@ class CorpusIndex:
     def _expanded(self, conn: sqlite3.Connection, query: str, expression: str) -> str:
         """Add the corpus's own compound words the query spells apart ("named tuple").
 
-        A candidate compound is kept only when this corpus uses it, so expansion never adds a
-        word the documents do not have.
+        A candidate compound is kept only when the index has it, so expansion never adds a word
+        the documents do not use.
         """
         found = []
         for word in ranking.compounds(query_tokens(query)):
             try:
-                row = conn.execute(
-                    "SELECT 1 FROM corpus_fts2 JOIN corpus_passages AS p "
-                    "ON p.rowid = corpus_fts2.rowid WHERE corpus_fts2 MATCH ? "
-                    "AND p.corpus_key = ? LIMIT 1",
-                    (f'"{word}"', self.key),
+                row = conn.execute(  # an index lookup; the search itself filters the corpus
+                    "SELECT rowid FROM corpus_fts2 WHERE corpus_fts2 MATCH ? LIMIT 1",
+                    (f'"{word}"',),
                 ).fetchone()
             except sqlite3.OperationalError:
                 row = None

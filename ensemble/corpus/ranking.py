@@ -37,6 +37,9 @@ TITLE_BONUS = 0.8
 NAMED_BONUS = 1.5
 """Extra weight when the query names the document itself (`functools.wraps`, `with`)."""
 
+OPENING_BONUS = 1.3
+"""A document's first passage says what it is about: the overview a reader wants first."""
+
 REPEAT_DECAY = 0.8
 """Each further hit of the same family is weighted by this once more."""
 
@@ -103,7 +106,11 @@ def names_in(query: str, words: Sequence[str]) -> set[str]:
 
 
 def score(
-    bm25: float, doc_id: str, title: str, query_words: Sequence[str], named: set[str]
+    bm25: float,
+    doc_id: str,
+    title: str,
+    query_words: Sequence[str],
+    named: set[str],
 ) -> float:
     """The final score of a hit: bm25 (positive, higher is better) times prior and bonuses."""
     wanted = stems(query_words)

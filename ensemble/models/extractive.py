@@ -35,6 +35,12 @@ STOPWORDS = frozenset(
 """English function words plus a few instruction verbs ("explain", "describe") that
 carry no topic; they split key phrases and are ignored when scoring."""
 
+GENERIC = frozenset(
+    "python work works working use used using way ways thing things example examples "
+    "statement statements".split()
+)
+"""Words that say nothing about the topic of a question about Python's documentation."""
+
 _TOKEN = re.compile(r"[A-Za-z0-9_]+(?:['’.\-/][A-Za-z0-9_]+)*(?:\+\+|#)?")
 _INLINE_GAP = re.compile(r"[ \t]+")
 _SENTENCE_END = re.compile(r"[.!?]+[\"'”’)\]]*\s+")
@@ -312,3 +318,8 @@ def diverse_top(
 def _repeats(bag: set[str], picked: list[set[str]], threshold: float = 0.7) -> bool:
     """Tell whether a unit says (almost) what a picked one says: no new information."""
     return any(len(bag & p) / max(1, len(bag | p)) >= threshold for p in picked)
+
+
+def key_terms(text: str) -> set[str]:
+    """The terms that carry a text's topic: `terms` without generic words ("work", "python")."""
+    return set(terms(text)) - {stem(g) for g in GENERIC}

@@ -312,7 +312,11 @@ def _quoted_answer(ctx: FillContext) -> list[str]:
         lead = ctx.units[i].lead
         seen[lead] = seen.get(lead, 0) + 1
         named = _named(lead, asked)
-        if lead and seen[lead] <= LEAD_UNITS and (named > 1.0 or ranks[lead] == min(ranks.values())):
+        if (
+            lead
+            and seen[lead] <= LEAD_UNITS
+            and (named > 1.0 or ranks[lead] == min(ranks.values()))
+        ):
             score += LEAD_WEIGHT * best  # a source's opening says what it is about
         weighted.append(score * named / (1.0 + RANK_DECAY * ranks[lead]))
     scores = weighted

@@ -13,19 +13,13 @@ import re
 from collections.abc import Iterable
 
 from ensemble.corpus.ranking import keywords_in
-from ensemble.models.extractive import STOPWORDS, stem, terms
+from ensemble.models.extractive import key_terms
 
 MAX_QUESTIONS = 3
 """A plan longer than this spreads a simple question thin."""
 
 TITLES_CONSIDERED = 3
 """Only the best few titles the prompt lists may become questions: further down, off topic."""
-
-GENERIC = frozenset(
-    "python work works working use used using way ways thing things example examples "
-    "statement statements".split()
-)
-"""Words that say nothing about the topic of a question about Python's documentation."""
 
 _ASKING = re.compile(
     r"^\s*(?:(?:how|what|why|when|where|which|who)\s+)?"
@@ -163,8 +157,7 @@ def _plural(phrase: str) -> bool:
 
 def _content_terms(text: str) -> set[str]:
     """The words that carry a topic, Python keywords used as keywords included ("with")."""
-    words = {t for t in terms(text) if t not in GENERIC and t not in STOPWORDS}
-    return (words | set(keywords_in(text))) - {stem(g) for g in GENERIC}
+    return key_terms(text) | set(keywords_in(text))
 
 
 def _strip_label(line: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from langchain_core.messages import HumanMessage
 
@@ -111,3 +112,43 @@ def test_the_source_list_holds_only_what_the_body_cites_renumbered() -> None:
     body, kept = cited_only("Second first [3]. Then one [1][3].", sources)  # type: ignore[arg-type]
     assert body == "Second first [1]. Then one [2][1]."
     assert [(s["n"], s["passage_id"]) for s in kept] == [(1, "p3"), (2, "p1")]
+
+
+def review_state(cited_text: str, report: str) -> Any:
+    from ensemble.state.research import ResearchState
+
+    return ResearchState(
+        question="How do decorators work?",
+        plan=[{"id": "sq-1", "question": "What is a decorator?", "rationale": ""}],
+        notes={
+            "sq-1": {
+                "task_id": "sq-1",
+                "subquestion": "What is a decorator?",
+                "summary": "",
+                "cited": ["p1"],
+                "round": 0,
+                "fallback": False,
+                "error": None,
+            }
+        },  # fmt: skip
+        passages={"p1": {"id": "p1", "title": "t", "source": "s", "excerpt": cited_text}},
+        sources=[{"n": 1, "passage_id": "p1", "title": "t", "source": "s"}],
+        report=report,
+    )
+
+
+def test_the_reviewer_finds_an_off_topic_citation_a_gap() -> None:
+    from ensemble.nodes.reviewer import check_report
+
+    on_topic = review_state("A decorator wraps a function.", "A decorator wraps a function. [1]")
+    assert check_report(on_topic) == ([], [])
+    off_topic = review_state(
+        "The default compiler for the platform.", "A decorator wraps a function. [1]"
+    )
+    gaps, issues = check_report(off_topic)
+    assert gaps == ["What is a decorator?"]  # its only citation is about something else
+    assert issues == [
+        "citation [1] shares no key term with its claim: A decorator wraps a function."
+    ]
+    texts = {"p1": "Decorators: a decorator wraps a function."}  # the full text decides
+    assert check_report(off_topic, texts) == ([], [])
