@@ -280,7 +280,7 @@ def diverse_top(
     scores: Sequence[float],
     *,
     limit: int,
-    floor: float = 0.5,
+    floor: float = 0.35,
     redundancy: float = 0.6,
 ) -> list[int]:
     """Pick up to `limit` units by relevance and novelty (maximal marginal relevance).

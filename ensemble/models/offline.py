@@ -38,6 +38,8 @@ MODEL_NAME = "ensemble-offline"
 OFFLINE_MARKER = "_(offline model: extractive answer drawn from the prompt)_"
 MAX_ANSWER_UNITS = 5
 SECTION_UNITS = 3
+SECTION_FLOOR = 0.5
+"""A writer quotes fewer, surer sentences than a researcher collects (`diverse_top`'s floor)."""
 RANK_DECAY = 0.6
 NAMED_SOURCE_BONUS = 2.0
 LEAD_UNITS = 2
@@ -361,7 +363,9 @@ def _sectioned_answer(request: str, sections: list[tuple[str, str]]) -> list[str
         units = [u for u in split_units(body) if _usable(u, heading)]
         texts = [u.text for u in units]
         scores = score_units(texts, f"{heading}\n{question}")
-        picked = diverse_top(texts, scores, limit=SECTION_UNITS)
+        if scores:  # a note's first finding is its researcher's best: keep it in the running
+            scores[0] = max(scores[0], max(scores), 1.0)
+        picked = diverse_top(texts, scores, limit=SECTION_UNITS, floor=SECTION_FLOOR)
         if picked:
             paragraph = " ".join(units[i].render() for i in picked)
             lines.extend([f"## {heading}", "", paragraph, ""])

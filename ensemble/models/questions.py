@@ -19,6 +19,7 @@ MAX_QUESTIONS = 3
 """A plan longer than this spreads a simple question thin."""
 
 TITLES_CONSIDERED = 3
+SNIPPET_SHARED = 2
 """Only the best few titles the prompt lists may become questions: further down, off topic."""
 
 _ASKING = re.compile(
@@ -73,10 +74,11 @@ def plan_questions(request: str, limit: int = MAX_QUESTIONS) -> list[str]:
         candidates.append(definition)
     topic_terms = _content_terms(topic or asked)
     concept = bool(definition) or asked.lower().startswith(("what is", "what are"))
-    for title, snippet in related_titles(request)[:TITLES_CONSIDERED]:
+    for rank, (title, snippet) in enumerate(related_titles(request)[:TITLES_CONSIDERED]):
         shared_title = topic_terms & _content_terms(title.replace(".", " "))
         shared_text = topic_terms & _content_terms(snippet)
-        if not shared_title and len(shared_text) < (1 if _DOTTED.match(title) else 2):
+        needed = 1 if rank == 0 and _DOTTED.match(title) else SNIPPET_SHARED  # the best API hit
+        if not shared_title and len(shared_text) < needed:
             continue  # a title about something else: not worth a researcher
         question = title_question(title, topic if concept else "")
         if question:
