@@ -237,25 +237,6 @@ def score_units(
     return scores
 
 
-def select_units(
-    scores: Sequence[float], lengths: Sequence[int], max_units: int = 8, max_chars: int = 1200
-) -> list[int]:
-    """Pick the best-scoring units (score > 0) within the budgets, in original order.
-
-    Ties are broken by position; the first pick is always taken even if it alone is
-    over `max_chars`, later picks stop the selection once the budget would overflow.
-    """
-    ranked = sorted((i for i, s in enumerate(scores) if s > 0), key=lambda i: (-scores[i], i))
-    chosen: list[int] = []
-    total = 0
-    for i in ranked:
-        if len(chosen) >= max_units or (chosen and total + lengths[i] > max_chars):
-            break
-        chosen.append(i)
-        total += lengths[i]
-    return sorted(chosen)
-
-
 _CODE_HINTS = re.compile(r"^\s*(>>>|\.\.\.|\$ |#|[-=*~^]{3,})|::=|\b(?:def|class|import)\s+\w+.*:$")
 _HEADER_LINE = re.compile(r"^\s*\[[^\[\]\n]{1,80}\]\s+[^.!?]{1,120}\)\s*$")
 
