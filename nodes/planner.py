@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 PREVIEW_PASSAGES = 8
 PREVIEW_CHARS = 160
+PREVIEW_SHARE = 0.85
 
 
 class SubQuestionDraft(BaseModel):
@@ -89,8 +90,9 @@ async def corpus_preview(question: str, corpus: str | None) -> str:
     except EnsembleError as error:  # each researcher's note will say why; plan without it
         log.info("planner: no corpus preview: %s", error)
         return ""
+    best = max((hit.score for hit in hits), default=0.0)
     lines: dict[str, str] = {}
-    for hit in hits:
+    for hit in (h for h in hits if h.score >= PREVIEW_SHARE * best):  # strong matches only
         snippet = " ".join(hit.text.split())[:PREVIEW_CHARS]
         lines.setdefault(hit.title, f"- {hit.title}: {snippet}")
     if not lines:

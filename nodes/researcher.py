@@ -24,6 +24,7 @@ from ensemble.tools import SEARCH_TOOL_NAME, corpus_search_tool, format_passages
 
 EXCERPT_CHARS = 240
 FALLBACK_PASSAGES = 2
+RELEVANT_SHARE = 0.7
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,14 @@ def write_note(task: ResearchTask, answer: str, found: dict[str, Passage]) -> No
 
 
 async def _search(index: CorpusIndex, query: str, k: int) -> list[Passage]:
-    return await asyncio.to_thread(index.search, query, k)
+    """The hits worth reading: those scoring at least `RELEVANT_SHARE` of the best one.
+
+    A passage far below the best match is rarely about the question; shown to a writer, it
+    only invites an off-topic citation.
+    """
+    hits = await asyncio.to_thread(index.search, query, k)
+    best = max((p.score for p in hits), default=0.0)
+    return [p for p in hits if p.score >= RELEVANT_SHARE * best]
 
 
 def _merge(first: list[Passage], second: list[Passage]) -> list[Passage]:

@@ -166,7 +166,9 @@ def fts_query(query: str) -> str:
     Quoting makes FTS5 operators and syntax in user text (`AND`, `NEAR(`, `"`) plain words.
     Python keywords used as keywords ("the with statement") are searched too.
     """
-    words = dict.fromkeys([*query_tokens(query), *ranking.keywords_in(query)])
+    words = dict.fromkeys(
+        [*query_tokens(query), *ranking.keywords_in(query), *ranking.operator_words(query)]
+    )
     return " OR ".join('"' + token.replace('"', '""') + '"' for token in words)
 
 

@@ -158,3 +158,27 @@ def compounds(words: Sequence[str]) -> list[str]:
             if joined.isalpha() and len(joined) >= 7:
                 out.append(joined)
     return list(dict.fromkeys(out))
+
+
+OPERATOR_WORDS = {
+    "==": "comparisons equal", "!=": "comparisons equal", "<=": "comparisons", ">=": "comparisons",
+    "+": "addition __add__", "-": "subtraction __sub__", "*": "multiplication __mul__",
+    "/": "division __truediv__", "//": "floor division __floordiv__", "%": "modulo __mod__",
+    "**": "power __pow__", "@": "matrix multiplication __matmul__", "<<": "shifting",
+    ">>": "shifting", "&": "bitwise", "|": "bitwise", "^": "bitwise", "~": "unary invert",
+    ":=": "assignment expressions",
+}  # fmt: skip
+"""How the language reference names an operator a question writes as a symbol ("the // and %
+operators"), so the symbol, which no word index holds, still finds its section."""
+
+_OPERATOR = re.compile(
+    r"(?<![\w\S])(?:[`'\"]?)(==|!=|<=|>=|//|\*\*|:=|<<|>>|[-+*/%@&|^~])(?:[`'\"]?)(?![\w\S])"
+)
+
+
+def operator_words(text: str) -> list[str]:
+    """The words for each operator symbol standing alone in `text` ("what + does" -> addition)."""
+    words: list[str] = []
+    for symbol in _OPERATOR.findall(text):
+        words.extend(OPERATOR_WORDS[symbol].split())
+    return list(dict.fromkeys(words))

@@ -152,3 +152,24 @@ def test_the_reviewer_finds_an_off_topic_citation_a_gap() -> None:
     ]
     texts = {"p1": "Decorators: a decorator wraps a function."}  # the full text decides
     assert check_report(off_topic, texts) == ([], [])
+
+
+def test_an_operator_written_as_a_symbol_is_searched_by_its_name() -> None:
+    from ensemble.corpus.ranking import operator_words
+
+    assert operator_words("How do the // and % operators behave?") == [
+        "floor", "division", "__floordiv__", "modulo", "__mod__",
+    ]  # fmt: skip
+    assert operator_words("x-y and a*b and __init__") == []  # not standing alone
+
+
+def test_weak_hits_are_not_shown_to_a_researcher(tmp_path: Path) -> None:
+    import asyncio
+
+    from ensemble.nodes.researcher import RELEVANT_SHARE, _search
+
+    index = small_corpus(tmp_path)
+    hits = asyncio.run(_search(index, "decorator wraps function metadata", 3))
+    best = hits[0].score
+    assert all(h.score >= RELEVANT_SHARE * best for h in hits)
+    assert len(hits) < len(index.search("decorator wraps function metadata", 3))
