@@ -68,6 +68,9 @@ def plan_questions(request: str, limit: int = MAX_QUESTIONS) -> list[str]:
     if not asked:
         return []
     topic = topic_of(asked)
+    parts = part_questions(asked, topic)
+    if parts:  # "How do A, B and C work?": one researcher per part, as a person would split it
+        return _distinct(parts)[: max(1, limit)]
     candidates = [as_question(asked)]
     definition = _definition_question(asked, topic)
     if definition:
@@ -84,6 +87,33 @@ def plan_questions(request: str, limit: int = MAX_QUESTIONS) -> list[str]:
         if question:
             candidates.append(question)
     return _distinct(candidates)[: max(1, min(limit, MAX_QUESTIONS))]
+
+
+def part_questions(asked: str, topic: str) -> list[str]:
+    """One question per part of an enumeration ("How do A, B and C work?"); [] for none."""
+    form = re.match(
+        r"^(how)\s+(?:do|does)\s+(.+?)\s+work(?:\s+in\s+python)?\?$|^(what)\s+(?:is|are)\s",
+        asked,
+        re.I,
+    )
+    if form is None or re.search(r"\b(?:between|difference|versus|vs)\b", topic, re.I):
+        return []  # "the difference between A and B" is one question, not two
+    listed = form.group(2) if form.group(1) else topic
+    items = [i.strip() for i in re.split(r",\s*(?:and\s+|or\s+)?|\s+(?:and|or)\s+", listed)]
+    items = [_ARTICLE.sub("", i) for i in items if i and len(i.split()) <= 5]
+    if len(items) < 2:
+        return []
+    if form.group(1):
+        return [f"How {'do' if _plural(i) else 'does'} {i} work?" for i in items]
+    return [_what_is(i) for i in items]
+
+
+def _what_is(noun: str) -> str:
+    """A definition question: "What is a list?" for "lists", "What is json in Python?"."""
+    if _plural(noun):
+        noun = noun[:-1]
+        return f"What is {'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}?"
+    return f"What is {noun}?" if len(noun.split()) > 1 else f"What is {noun} in Python?"
 
 
 def related_titles(request: str) -> list[tuple[str, str]]:

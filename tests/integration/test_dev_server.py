@@ -92,7 +92,7 @@ async def test_stream_shows_agents_and_message_chunks(server: Server) -> None:
     updated = {node for update in seen["updates"] for node in update}
     assert {"intake", "planner", "researcher", "synthesizer", "finalize"} <= updated
     chunks = seen["messages"]
-    assert len(chunks) > 10
+    assert len(chunks) >= 5  # streamed word by word, not one message per node
     message, meta = chunks[-1]
     assert message["type"] == "AIMessageChunk"
     assert {m["langgraph_node"] for _, m in chunks} >= {"planner", "researcher", "synthesizer"}

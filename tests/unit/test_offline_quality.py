@@ -173,3 +173,13 @@ def test_weak_hits_are_not_shown_to_a_researcher(tmp_path: Path) -> None:
     best = hits[0].score
     assert all(h.score >= RELEVANT_SHARE * best for h in hits)
     assert len(hits) < len(index.search("decorator wraps function metadata", 3))
+
+
+def test_a_question_listing_several_things_is_split_into_one_question_each() -> None:
+    asked = "How do json encoding, pickle protocols and csv dialects work?"
+    assert plan_questions(asked, 4) == [
+        "How does json encoding work?",
+        "How do pickle protocols work?",
+        "How do csv dialects work?",
+    ]
+    assert plan_questions("What are lists and tuples?") == ["What is a list?", "What is a tuple?"]
