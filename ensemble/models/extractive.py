@@ -45,6 +45,7 @@ _TOKEN = re.compile(r"[A-Za-z0-9_]+(?:['’.\-/][A-Za-z0-9_]+)*(?:\+\+|#)?")
 _INLINE_GAP = re.compile(r"[ \t]+")
 _SENTENCE_END = re.compile(r"[.!?]+[\"'”’)\]]*\s+")
 _LEAD_MARKER = re.compile(r"^\s*(\[[^\[\]\n]{1,80}\])(?!\()")
+_TRAILING_MARKERS = re.compile(r"((?:\s*\[[^\[\]\n]{1,80}\](?!\())+)\s*$")
 _ANY_MARKER = re.compile(r"\[[^\[\]\n]{1,80}\](?!\()")
 
 
@@ -162,6 +163,8 @@ def split_units(text: str, max_line: int = 300) -> list[Unit]:
     A line opening with a bracketed marker makes that marker the `lead` of the unmarked
     units after it, up to the next blank line or marker line: that is how a passage
     rendered as ``[id] title`` over its text keeps its id when one sentence is quoted.
+    Likewise a long line ending in markers (a note's finding, "... [2]") lends them to each
+    of its sentences, so a quoted sentence keeps its citation.
     """
     units: list[Unit] = []
     lead = ""
@@ -174,8 +177,10 @@ def split_units(text: str, max_line: int = 300) -> list[Unit]:
         if head:
             lead = head.group(1)
         pieces = sentences(line) if len(line) > max_line else [line]
+        closing = _TRAILING_MARKERS.search(line) if len(pieces) > 1 else None
+        scope = lead or (closing.group(1).strip() if closing else "")  # "[2]" ends the line
         for piece in pieces:
-            inherited = "" if (not lead or _ANY_MARKER.search(piece)) else lead
+            inherited = "" if (not scope or _ANY_MARKER.search(piece)) else scope
             units.append(Unit(piece, inherited))
     return units
 
