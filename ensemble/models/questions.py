@@ -150,23 +150,6 @@ def title_question(title: str, topic: str) -> str:
     return f"How {verb} {heading} relate to {topic}?"
 
 
-def is_whole_question(text: str) -> bool:
-    """A sub-question a person would write: a question word, four words or more, a "?"."""
-    words = text.split()
-    return (
-        text.endswith("?")
-        and len(words) >= 4
-        and words[0][:1].isupper()
-        and words[0].lower().rstrip(",") in _OPENERS
-    )
-
-
-_OPENERS = frozenset(
-    "what how why when where which who whom whose is are does do did can could should would "
-    "will was were has have".split()
-)
-
-
 def _definition_question(asked: str, topic: str) -> str:
     """A "What is a decorator?" for a how-does-it-work question; "" when it adds nothing."""
     if not topic or len(topic.split()) > 5 or asked.lower().startswith(("what is", "what are")):
