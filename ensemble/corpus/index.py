@@ -151,13 +151,24 @@ def query_tokens(query: str) -> list[str]:
     Words are lowercased; one-character words and stopwords are dropped so "what is the X" finds
     X rather than every passage.
     """
-    seen: dict[str, None] = {}
+    return list(dict.fromkeys(query_sequence(query)))
+
+
+def query_sequence(query: str) -> list[str]:
+    """Return the searchable words of free user text as written, repeats kept.
+
+    Adjacency matters for compounds: "abstract base class with abstract methods" has
+    "abstract methods" (`abstractmethod`), which the distinct words no longer show.
+    """
+    words: list[str] = []
+    distinct: set[str] = set()
     for token in _TOKEN.findall(query.lower()):
         if len(token) > 1 and token not in STOPWORDS:
-            seen.setdefault(token, None)
-            if len(seen) >= MAX_QUERY_TOKENS:
+            distinct.add(token)
+            if len(distinct) > MAX_QUERY_TOKENS:
                 break
-    return list(seen)
+            words.append(token)
+    return words
 
 
 def fts_query(query: str) -> str:
@@ -476,7 +487,7 @@ class CorpusIndex:
             except sqlite3.OperationalError as exc:
                 logger.warning("corpus search failed for %r: %s", query[:200], exc)
                 return []
-        words = query_tokens(query)
+        words = query_sequence(query)
         named = ranking.names_in(query, words)
         scored = [
             (score, doc, Passage(pid, title, source, text, score))
@@ -492,7 +503,7 @@ class CorpusIndex:
         the documents do not use.
         """
         found = []
-        for word in ranking.compounds(query_tokens(query)):
+        for word in ranking.compounds(query_sequence(query)):
             try:
                 row = conn.execute(  # an index lookup; the search itself filters the corpus
                     "SELECT rowid FROM corpus_fts2 WHERE corpus_fts2 MATCH ? LIMIT 1",

@@ -99,6 +99,26 @@ def stems(words: Sequence[str]) -> set[str]:
     return out
 
 
+_CAMEL = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z0-9]+")
+
+
+def title_words(title: str, query_words: Sequence[str]) -> list[str]:
+    """The words a title spells, identifiers taken apart the way a reader reads them.
+
+    `token_urlsafe` is "token urlsafe", `ThreadPoolExecutor` is "thread pool executor", and
+    `copyfile` is "copy file" when the query writes those two words apart ("copy a file").
+    """
+    words: list[str] = []
+    joined = {c: pair for c, pair in _compound_pairs(query_words)}
+    for word in _WORD.findall(title.replace(".", " ")):
+        words.append(word)
+        for part in filter(None, word.split("_")):
+            pieces = _CAMEL.findall(part)
+            words.extend(pieces if len(pieces) > 1 else [part] if part != word else [])
+            words.extend(joined.get(part.lower(), ()))
+    return words
+
+
 def names_in(query: str, words: Sequence[str]) -> set[str]:
     """What the query may name a document by: its words, keywords and dotted names."""
     dotted = {d.lower() for d in re.findall(r"[A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)+", query)}
@@ -114,7 +134,7 @@ def score(
 ) -> float:
     """The final score of a hit: bm25 (positive, higher is better) times prior and bonuses."""
     wanted = stems(query_words)
-    in_title = stems(_WORD.findall(title.replace(".", " ")))
+    in_title = stems(title_words(title, query_words))
     coverage = len(wanted & in_title) / len(wanted) if wanted else 0.0
     name = doc_id.split(":", 1)[-1].lower()
     is_named = name in named or any("." in n and name.endswith("." + n) for n in named)
@@ -150,14 +170,19 @@ def diversify(scored: Sequence[tuple[float, str, T]]) -> list[T]:
 
 def compounds(words: Sequence[str]) -> list[str]:
     """Adjacent query words written as one ("named tuple" -> "namedtuple", "read line")."""
-    out: list[str] = []
+    return list(dict.fromkeys(joined for joined, _ in _compound_pairs(words)))
+
+
+def _compound_pairs(words: Sequence[str]) -> list[tuple[str, tuple[str, str]]]:
+    """Each compound of two adjacent query words, with the two words it joins."""
+    out: list[tuple[str, tuple[str, str]]] = []
     for first, second in zip(words, words[1:], strict=False):
         singular = (first.rstrip("s"), second.rstrip("s"))
         for joined in (first + second, first + singular[1], singular[1] + singular[0]):
             joined = joined.lower()  # the last: "tuple with named fields" -> "namedtuple"
             if joined.isalpha() and len(joined) >= 7:
-                out.append(joined)
-    return list(dict.fromkeys(out))
+                out.append((joined, (first, second)))
+    return out
 
 
 OPERATOR_WORDS = {

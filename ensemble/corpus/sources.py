@@ -22,6 +22,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from stat import S_ISREG
 
+from ensemble.corpus.tables import flatten_tables
+
 logger = logging.getLogger(__name__)
 
 INDEXABLE_SUFFIXES = frozenset({".md", ".markdown", ".txt", ".rst", ".html", ".htm"})
@@ -148,9 +150,10 @@ def chunk_text(
 # --------------------------------------------------------------------------- default corpus
 
 
-CORPUS_REVISION = 2
-"""Bumped when the default corpus is read differently (2: pydoc topics titled by heading), so a
-database built by an older Ensemble re-indexes it once."""
+CORPUS_REVISION = 3
+"""Bumped when the default corpus is read differently (2: pydoc topics titled by heading;
+3: grid tables read as one line per row), so a database built by an older Ensemble re-indexes
+it once."""
 
 _HEADING_RULE = re.compile(r"^\s*([*=\-~^]{3,})\s*$")
 
@@ -181,7 +184,7 @@ def iter_pydoc_topics() -> Iterator[Document]:
         logger.warning("pydoc_data.topics is not available; default corpus has no topics")
         return
     for name in sorted(topics):
-        text = normalize_text(topics[name])
+        text = flatten_tables(normalize_text(topics[name]))
         if text:
             title = topic_heading(text) or name
             yield Document(f"pydoc:{name}", title, f"Python language reference: {name}", text)

@@ -244,6 +244,7 @@ def score_units(
 
 _CODE_HINTS = re.compile(r"^\s*(>>>|\.\.\.|\$ |#|[-=*~^]{3,})|::=|\b(?:def|class|import)\s+\w+.*:$")
 _HEADER_LINE = re.compile(r"^\s*\[[^\[\]\n]{1,80}\]\s+[^.!?]{1,120}\)\s*$")
+_INLINE_CODE = re.compile(r"\"[^\"\n]{1,80}\"|`[^`\n]{1,80}`")
 
 
 def is_prose(text: str) -> bool:
@@ -251,14 +252,17 @@ def is_prose(text: str) -> bool:
 
     A passage's header (``[id] title (source)``), a doctest line or a grammar rule would be
     quoted as if it answered something; prose with six words or more, mostly letters, does.
+    Inline code (`"s.append(x)"`, as the docs quote it) counts as one word, so a sentence
+    about code is still prose.
     """
     if _CODE_HINTS.search(text) or _HEADER_LINE.match(text):
         return False
-    words = tokens(text)
+    bare = _INLINE_CODE.sub("code", text)
+    words = tokens(bare)
     if len(words) < 6:
         return False
-    letters = sum(c.isalpha() or c.isspace() for c in text)
-    return letters / max(1, len(text)) >= 0.75
+    letters = sum(c.isalpha() or c.isspace() for c in bare)
+    return letters / max(1, len(bare)) >= 0.75
 
 
 def diverse_top(

@@ -8,7 +8,9 @@ from typing import Any
 from langchain_core.messages import HumanMessage
 
 from ensemble.corpus import CorpusIndex
-from ensemble.corpus.ranking import diversify, keywords_in, prior
+from ensemble.corpus.index import query_sequence
+from ensemble.corpus.ranking import diversify, keywords_in, prior, title_words
+from ensemble.corpus.tables import flatten_tables
 from ensemble.evaluation.metrics import is_well_formed_question
 from ensemble.models.extractive import diverse_top, is_prose
 from ensemble.models.offline import OFFLINE_MARKER, OfflineChatModel
@@ -183,3 +185,61 @@ def test_a_question_listing_several_things_is_split_into_one_question_each() -> 
         "How do csv dialects work?",
     ]
     assert plan_questions("What are lists and tuples?") == ["What is a list?", "What is a tuple?"]
+
+
+GRID = """Mutable sequences support:
+
++-------------------+------------------------------+-------+
+| Operation         | Result                       | Notes |
+|===================|==============================|=======|
+| "s.append(x)"     | appends *x* to the end of    |       |
+|                   | the sequence                 |       |
++-------------------+------------------------------+-------+
+| "s.remove(x)"     | remove the first item from   | (3)   |
+|                   | *s* equal to *x*             |       |
++-------------------+------------------------------+-------+
+
+Notes follow."""
+
+
+def test_a_grid_table_is_read_as_one_sentence_per_row() -> None:
+    flat = flatten_tables(GRID)
+    assert '"s.append(x)": appends *x* to the end of the sequence.' in flat.splitlines()
+    assert '"s.remove(x)": remove the first item from *s* equal to *x* (3).' in flat.splitlines()
+    assert "Operation" not in flat and "+---" not in flat  # header and rules are gone
+    assert flat.startswith("Mutable sequences support:") and flat.endswith("Notes follow.")
+    rows = [line for line in flat.splitlines() if line.startswith('"s.')]
+    assert all(is_prose(row) for row in rows)  # inline code does not make a row "code"
+
+
+def test_a_ragged_block_is_left_as_it_was() -> None:
+    traceback = "  + Exception Group Traceback\n  | ValueError: 1\n  +-+---- 1 ----\n"
+    assert flatten_tables(traceback) == traceback
+    wide = "+----+\n| too wide for its borders |\n+----+"
+    assert flatten_tables(wide) == wide
+
+
+def test_identifiers_in_titles_are_read_as_words() -> None:
+    assert {"Thread", "Pool", "Executor"} <= set(
+        title_words("concurrent.futures.ThreadPoolExecutor", ["pool", "threads"])
+    )
+    assert "token" in title_words("secrets.token_urlsafe", ["token"])
+    # a compound counts as the two words the query writes apart, and only then
+    assert {"copy", "file"} <= set(title_words("shutil.copyfile", ["copy", "file"]))
+    assert "file" not in title_words("shutil.copyfile", ["move", "file"])
+
+
+def test_a_repeated_word_still_forms_a_compound_with_its_neighbour(tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "abc.md").write_text("# abstractmethod\n\nA decorator marking a method abstract.\n")
+    (folder / "base.md").write_text(
+        "# Base classes\n\nAn abstract base class is a class; abstract, base and class again.\n"
+    )
+    index = CorpusIndex(tmp_path / "e.db", folder)
+    assert query_sequence("abstract base class with abstract methods")[-2:] == [
+        "abstract",
+        "methods",
+    ]
+    hits = index.search("How do I define an abstract base class with abstract methods?", k=2)
+    assert hits[0].id == "file:abc.md#1"
