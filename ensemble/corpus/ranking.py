@@ -61,6 +61,7 @@ KEYWORD_CONTEXT = frozenset(
 """Words after a keyword that show it is meant as the keyword ("the with statement")."""
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_KEYWORD_BEFORE = re.compile(r"(?=\b([A-Za-z_]+)[ \t]+([A-Za-z_]+)\b)")
 _QUOTED = re.compile(r"[`\"'“”‘’]([A-Za-z_]+)[`\"'“”‘’]")
 
 
@@ -79,8 +80,7 @@ def prior(doc_id: str) -> float:
 def keywords_in(text: str) -> list[str]:
     """Python keywords that `text` uses as keywords: quoted, or followed by "statement" etc."""
     found: list[str] = [w for w in _QUOTED.findall(text) if keyword.iskeyword(w)]
-    words = _WORD.findall(text)
-    for word, after in zip(words, words[1:], strict=False):
+    for word, after in _KEYWORD_BEFORE.findall(text):  # "the // and % operators": not "and"
         if keyword.iskeyword(word.lower()) and after.lower() in KEYWORD_CONTEXT:
             found.append(word.lower())
     return list(dict.fromkeys(found))

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from ensemble.corpus.ranking import keywords_in
+from ensemble.corpus.ranking import keywords_in, operator_words
 
 STOPWORDS = frozenset(
     """
@@ -100,6 +100,7 @@ def terms(text: str) -> list[str]:
     "loads" still matches them.
     """
     out: list[str] = [kw for kw in keywords_in(text)]  # "the with statement": "with" counts
+    out += [stem(w) for w in operator_words(text)]  # "//" is "floor division" in the docs
     for tok in tokens(text):
         if is_stopword(tok):
             continue

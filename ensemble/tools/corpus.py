@@ -20,6 +20,21 @@ class SearchArgs(BaseModel):
 
 
 _RULE = re.compile(r"[*=~^-]{4,}")
+_HEADING = re.compile(r"^[ \t]*(\S[^\n]*?)[ \t]*\n[ \t]*[*=~^-]{4,}[ \t]*$", re.MULTILINE)
+
+
+def plain_text(text: str, title: str) -> str:
+    """A passage as one line of prose: its headings end like sentences, the title's dropped.
+
+    Flattened as they are, "Numeric literals" over its rule would run into the next sentence
+    ("Numeric literals There are three types...") and be quoted that way.
+    """
+
+    def heading(match: re.Match[str]) -> str:
+        return "" if match.group(1) == title else f"{match.group(1).rstrip('.:')}."
+
+    text = _HEADING.sub(heading, text)
+    return " ".join(_RULE.sub(" ", text).split())  # any other rule is not text either
 
 
 def format_passages(passages: list[Passage]) -> str:
@@ -28,7 +43,7 @@ def format_passages(passages: list[Passage]) -> str:
         return "No passages found."
     blocks = []
     for p in passages:
-        text = " ".join(_RULE.sub(" ", p.text).split())  # heading underlines are not text
+        text = plain_text(p.text, p.title)
         if len(text) > PASSAGE_CHARS:
             text = text[:PASSAGE_CHARS].rsplit(" ", 1)[0] + " ..."
         blocks.append(f"[{p.id}] {p.title} ({p.source})\n{text}")

@@ -12,10 +12,11 @@ from ensemble.corpus.index import query_sequence
 from ensemble.corpus.ranking import diversify, keywords_in, prior, title_words
 from ensemble.corpus.tables import flatten_tables
 from ensemble.evaluation.metrics import is_well_formed_question
-from ensemble.models.extractive import diverse_top, is_prose
+from ensemble.models.extractive import diverse_top, is_prose, terms
 from ensemble.models.offline import OFFLINE_MARKER, OfflineChatModel
 from ensemble.models.questions import plan_questions, title_question, topic_of
 from ensemble.nodes.synthesizer import cited_only
+from ensemble.tools.corpus import plain_text
 
 
 def small_corpus(tmp_path: Path) -> CorpusIndex:
@@ -243,3 +244,14 @@ def test_a_repeated_word_still_forms_a_compound_with_its_neighbour(tmp_path: Pat
     ]
     hits = index.search("How do I define an abstract base class with abstract methods?", k=2)
     assert hits[0].id == "file:abc.md#1"
+
+
+def test_the_writer_reads_an_operator_symbol_as_its_name() -> None:
+    assert {"floor", "division", "modulo"} <= set(terms("How do the // and % operators behave?"))
+    assert keywords_in("the // and % operators") == []  # "and" is not the keyword here
+    assert keywords_in("the with statement and the 'yield' keyword") == ["yield", "with"]
+
+
+def test_a_heading_does_not_run_into_the_first_sentence() -> None:
+    text = "Numeric literals\n****************\n\nThere are three types.\n\nNotes\n-----\nA note."
+    assert plain_text(text, "Numeric literals") == "There are three types. Notes. A note."
