@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 
@@ -48,17 +50,22 @@ def source_list(sources: list[Source]) -> str:
     return "## Sources\n\n" + ("\n".join(lines) if lines else "No sources were cited.")
 
 
+_EMPTY_SECTION = re.compile(r"^#{2,4}[ \t]+[^\n]*(?:\n[ \t]*)*(?=\n#{1,4}[ \t]|\Z)", re.MULTILINE)
+"""A heading with nothing under it before the next heading: its text was all repeats."""
+
+
 def report_body(answer: str, numbered_notes: str, numbers: set[int]) -> str:
     """The writer's text without repeats or unknown citations; the notes follow if it cites none.
 
     A weak model may return nothing, cite a number no source has, or write prose without a
     single valid `[n]` although the notes cite sources: unknown numbers are dropped (as the
     researchers drop unknown passage ids) and the researchers' cited notes are appended, so
-    the report's evidence stays real.
+    the report's evidence stays real. A heading left with nothing under it goes too.
     """
     body = NUMBERED_CITATION.sub(
         lambda m: m.group(0) if int(m.group(1)) in numbers else "", drop_repeats(answer)
-    ).strip()
+    )
+    body = re.sub(r"\n{3,}", "\n\n", _EMPTY_SECTION.sub("", body)).strip()
     if not body:
         return "The writer returned no text; the notes follow.\n\n" + numbered_notes
     if numbers and not numbers_in(body):

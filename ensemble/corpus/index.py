@@ -42,8 +42,10 @@ STOPWORDS = frozenset(
     most my no nor not now of off on once only or other our ours out over own same she should so
     some such than that the their theirs them then there these they this those through to too
     under until up very was we were what when where which while who whom why will with would you
-    your yours""".split()
+    your yours
+    whether way ways thing things work works working use used using example examples""".split()
 )
+"""Function words, and verbs and nouns every how-to question uses ("how does X work")."""
 
 _TOKEN = re.compile(r"[^\W_]+")  # like FTS5's unicode61 tokenizer: underscores separate words
 

@@ -23,6 +23,8 @@ import re
 from collections.abc import Sequence
 from typing import TypeVar
 
+from ensemble.corpus.sources import pydoc_chapters
+
 T = TypeVar("T")
 
 TOPIC_PRIOR = 1.6
@@ -37,9 +39,6 @@ TITLE_BONUS = 0.8
 NAMED_BONUS = 1.5
 """Extra weight when the query names the document itself (`functools.wraps`, `with`)."""
 
-OPENING_BONUS = 1.3
-"""A document's first passage says what it is about: the overview a reader wants first."""
-
 REPEAT_DECAY = 0.8
 """Each further hit of the same family is weighted by this once more."""
 
@@ -51,8 +50,8 @@ LEGACY_PACKAGES = frozenset(
 )
 """Deprecated (PEP 594 and others), superseded or tool-internal: rarely what a reader wants."""
 
-DOCUMENTED_PRIVATE = "_pyio"
-"""The pure-Python `io`: where the io module's documentation lives as docstrings."""
+DOCUMENTED_PRIVATE = frozenset({"_pyio", "_pydecimal", "_pydatetime"})
+"""Pure-Python twins of C modules: where `io`'s, `decimal`'s (3.12+: `datetime`'s) docs live."""
 
 KEYWORD_CONTEXT = frozenset(
     "statement statements keyword keywords clause clauses expression expressions loop loops "
@@ -66,13 +65,19 @@ _QUOTED = re.compile(r"[`\"'“”‘’]([A-Za-z_]+)[`\"'“”‘’]")
 
 
 def prior(doc_id: str) -> float:
-    """How much a document weighs before any query: topics high, legacy corners low."""
+    """How much a document weighs before any query: topics high, legacy corners low.
+
+    A chapter repeating other topics whole weighs as a module does: its dedicated topic says the
+    same under a more telling title. `_pyio`, `_pydecimal`: pure-Python twins of documented
+    modules, where the documentation lives as docstrings; not private corners.
+    """
     if doc_id.startswith("pydoc:"):
-        return TOPIC_PRIOR
+        return 1.0 if doc_id[len("pydoc:") :] in pydoc_chapters() else TOPIC_PRIOR
     if doc_id.startswith("stdlib:"):
         parts = doc_id[len("stdlib:") :].split(".")
         private = [p for p in parts if p.startswith("_") and not p.startswith("__")]
-        if parts[0] in LEGACY_PACKAGES or (private and private != [DOCUMENTED_PRIVATE]):
+        documented = private == [parts[0]] and parts[0] in DOCUMENTED_PRIVATE
+        if parts[0] in LEGACY_PACKAGES or (private and not documented):
             return LEGACY_PRIOR
     return 1.0
 
@@ -140,8 +145,12 @@ def score(
     is_named = name in named or any("." in n and name.endswith("." + n) for n in named)
     parts = name.split(".")
     if not is_named and len(parts) >= 2:  # "start a thread with threading": threading.Thread
-        asked = stems(query_words)
-        is_named = bool(stems([parts[-1]]) & asked and stems([parts[0]]) & asked)
+        asked = stems(query_words)  # "wait" alone is not Barrier.wait; asyncio.runners.run is
+        is_named = all(  # asyncio.run: a submodule's name is where the code lives, not its name
+            stems([part]) & asked
+            for i, part in enumerate(doc_id.split(":", 1)[-1].split("."))
+            if i in (0, len(parts) - 1) or not part.islower()
+        )
     factor = prior(doc_id) * (1.0 + TITLE_BONUS * coverage) * (1.0 + NAMED_BONUS * is_named)
     return bm25 * factor
 
@@ -192,12 +201,15 @@ OPERATOR_WORDS = {
     "**": "power __pow__", "@": "matrix multiplication __matmul__", "<<": "shifting",
     ">>": "shifting", "&": "bitwise", "|": "bitwise", "^": "bitwise", "~": "unary invert",
     ":=": "assignment expressions",
+    **{f"{op}=": "augmented assignment" for op in "+ - * / // % ** @ & | ^ >> <<".split()},
 }  # fmt: skip
 """How the language reference names an operator a question writes as a symbol ("the // and %
 operators"), so the symbol, which no word index holds, still finds its section."""
 
 _OPERATOR = re.compile(
-    r"(?<![\w\S])(?:[`'\"]?)(==|!=|<=|>=|//|\*\*|:=|<<|>>|[-+*/%@&|^~])(?:[`'\"]?)(?![\w\S])"
+    r"(?<![\w\S])(?:[`'\"]?)"
+    r"((?:\*\*|//|<<|>>|[-+*/%@&|^])=|==|!=|<=|>=|//|\*\*|:=|<<|>>|[-+*/%@&|^~])"
+    r"(?:[`'\"]?)(?![\w\S])"
 )
 
 

@@ -8,6 +8,7 @@ docstrings come from `ast` over the source files.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import importlib
 import logging
@@ -174,6 +175,30 @@ def topic_heading(text: str) -> str:
         if first and _HEADING_RULE.match(second):
             return first
     return ""
+
+
+@functools.cache
+def pydoc_chapters() -> frozenset[str]:
+    """The pydoc topics that repeat two or more other topics whole (`compound`, `specialnames`).
+
+    "Compound statements" holds the `with`, `try` and `for` topics word for word; the dedicated
+    topic is the same text under a title that says what it is about, so it should rank first.
+    """
+    try:
+        topics: dict[str, str] = importlib.import_module("pydoc_data.topics").topics
+    except (ImportError, AttributeError):
+        return frozenset()
+    flat = {name: " ".join(text.split()) for name, text in topics.items()}
+    openings = {  # a topic's first paragraph after its heading, where it is long enough to tell
+        name: " ".join(text.strip().split("\n\n", 2)[-1].split())[:150]
+        for name, text in topics.items()
+        if len(flat[name]) > 200
+    }
+    return frozenset(
+        name
+        for name, text in flat.items()
+        if sum(other != name and opening in text for other, opening in openings.items()) >= 2
+    )
 
 
 def iter_pydoc_topics() -> Iterator[Document]:

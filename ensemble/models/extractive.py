@@ -44,9 +44,10 @@ GENERIC = frozenset(
 _TOKEN = re.compile(r"[A-Za-z0-9_]+(?:['’.\-/][A-Za-z0-9_]+)*(?:\+\+|#)?")
 _INLINE_GAP = re.compile(r"[ \t]+")
 _SENTENCE_END = re.compile(r"[.!?]+[\"'”’)\]]*\s+")
-_LEAD_MARKER = re.compile(r"^\s*(\[[^\[\]\n]{1,80}\])(?!\()")
-_TRAILING_MARKERS = re.compile(r"((?:\s*\[[^\[\]\n]{1,80}\](?!\())+)\s*$")
-_ANY_MARKER = re.compile(r"\[[^\[\]\n]{1,80}\](?!\()")
+_MARKER = r"\[(?:\d{1,3}|[^\[\]\s]{1,120}#\d+)\](?!\()"  # [3] or [stdlib:json#0]; not ['a']
+_LEAD_MARKER = re.compile(rf"^\s*({_MARKER})")
+_TRAILING_MARKERS = re.compile(rf"((?:\s*{_MARKER})+)\s*$")
+_ANY_MARKER = re.compile(_MARKER)
 
 
 class Unit(NamedTuple):
@@ -109,6 +110,18 @@ def terms(text: str) -> list[str]:
             if len(part) > 1 and not is_stopword(part):
                 out.append(stem(part))
     return out
+
+
+_LABEL = re.compile(r"^([ \t]*)[A-Z][a-z]+(?:[- ][a-z]+)?:[ \t]+(?=\S)", re.MULTILINE)
+
+
+def without_labels(request: str) -> str:
+    """A request without its line labels: "Sub-question: How ..." asks "How ...".
+
+    A label names the field, not the topic; left in, "question" would be searched for and
+    would make every passage that says "question" look relevant.
+    """
+    return _LABEL.sub(r"\1", request)
 
 
 def key_phrases(text: str) -> list[str]:
@@ -227,7 +240,9 @@ def score_units(
     unit_terms = [set(terms(u)) for u in units]
     n = len(unit_terms)
     df = Counter(t for ts in unit_terms for t in ts)
-    query_count = Counter(t for u in split_units(query) for t in set(terms(u.text)))
+    query_count = Counter(
+        t for u in split_units(query) for t in set(terms(u.text)) if t not in _GENERIC_STEMS
+    )
     hint_terms = set(terms(hint)) - set(query_count)
     scores: list[float] = []
     for i, ts in enumerate(unit_terms):
@@ -245,6 +260,8 @@ def score_units(
 
 _CODE_HINTS = re.compile(r"^\s*(>>>|\.\.\.|\$ |#|[-=*~^]{3,})|::=|\b(?:def|class|import)\s+\w+.*:$")
 _HEADER_LINE = re.compile(r"^\s*\[[^\[\]\n]{1,80}\]\s+[^.!?]{1,120}\)\s*$")
+MIN_PROSE_WORDS = 6
+MAX_PROSE_WORDS = 70
 _INLINE_CODE = re.compile(r"\"[^\"\n]{1,80}\"|`[^`\n]{1,80}`")
 
 
@@ -252,7 +269,8 @@ def is_prose(text: str) -> bool:
     """Tell whether a unit is a sentence a reader can use: not code, a rule, or a header line.
 
     A passage's header (``[id] title (source)``), a doctest line or a grammar rule would be
-    quoted as if it answered something; prose with six words or more, mostly letters, does.
+    quoted as if it answered something; prose of six to seventy words, mostly letters, does
+    (a longer "sentence" is text the splitter could not cut: a listing or a session log).
     Inline code (`"s.append(x)"`, as the docs quote it) counts as one word, so a sentence
     about code is still prose.
     """
@@ -260,7 +278,7 @@ def is_prose(text: str) -> bool:
         return False
     bare = _INLINE_CODE.sub("code", text)
     words = tokens(bare)
-    if len(words) < 6:
+    if not MIN_PROSE_WORDS <= len(words) <= MAX_PROSE_WORDS:
         return False
     letters = sum(c.isalpha() or c.isspace() for c in bare)
     return letters / max(1, len(bare)) >= 0.75
@@ -313,4 +331,7 @@ def _repeats(bag: set[str], picked: list[set[str]], threshold: float = 0.7) -> b
 
 def key_terms(text: str) -> set[str]:
     """The terms that carry a text's topic: `terms` without generic words ("work", "python")."""
-    return set(terms(text)) - {stem(g) for g in GENERIC}
+    return set(terms(text)) - _GENERIC_STEMS
+
+
+_GENERIC_STEMS = frozenset(stem(g) for g in GENERIC)

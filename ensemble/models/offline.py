@@ -31,6 +31,7 @@ from ensemble.models.extractive import (
     sentences,
     split_units,
     terms,
+    without_labels,
 )
 from ensemble.models.schema_fill import FillContext, SchemaFiller
 
@@ -259,7 +260,7 @@ def _read_prompt(messages: Sequence[BaseMessage]) -> FillContext:
     humans = [i for i, m in enumerate(messages) if m.type == "human"]
     spoken = [i for i in humans if message_text(messages[i]).strip()]
     at = (spoken or humans or [len(messages) - 1])[-1]
-    request = message_text(messages[at]) if messages else ""
+    request = without_labels(message_text(messages[at])) if messages else ""
     units: list[Unit] = []
     own: list[bool] = []
     for i, message in enumerate(messages):
@@ -357,16 +358,18 @@ def _sections(request: str) -> list[tuple[str, str]]:
 def _sectioned_answer(request: str, sections: list[tuple[str, str]]) -> list[str]:
     """One short paragraph per section under its heading: its units best answering it."""
     first = request.strip().splitlines()[0] if request.strip() else ""
-    question = first.split(":", 1)[-1] if first.lower().startswith("question") else first
+    question = first
     lines: list[str] = []
+    said: set[str] = set()  # a sentence already quoted under an earlier heading says nothing new
     for heading, body in sections:
-        units = [u for u in split_units(body) if _usable(u, heading)]
+        units = [u for u in split_units(body) if _usable(u, heading) and u.text not in said]
         texts = [u.text for u in units]
         scores = score_units(texts, f"{heading}\n{question}")
         if scores:  # a note's first finding is its researcher's best: keep it in the running
             scores[0] = max(scores[0], max(scores), 1.0)
         picked = diverse_top(texts, scores, limit=SECTION_UNITS, floor=SECTION_FLOOR)
         if picked:
+            said.update(units[i].text for i in picked)
             paragraph = " ".join(units[i].render() for i in picked)
             lines.extend([f"## {heading}", "", paragraph, ""])
     return lines

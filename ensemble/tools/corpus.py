@@ -21,20 +21,27 @@ class SearchArgs(BaseModel):
 
 _RULE = re.compile(r"[*=~^-]{4,}")
 _HEADING = re.compile(r"^[ \t]*(\S[^\n]*?)[ \t]*\n[ \t]*[*=~^-]{4,}[ \t]*$", re.MULTILINE)
+_FOOTNOTE_REF = re.compile(r"[ \t]*\[\d{1,3}\](?!\()")
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 
 
 def plain_text(text: str, title: str) -> str:
-    """A passage as one line of prose: its headings end like sentences, the title's dropped.
+    """A passage as a model reads it: one line per paragraph, no layout.
 
-    Flattened as they are, "Numeric literals" over its rule would run into the next sentence
-    ("Numeric literals There are three types...") and be quoted that way.
+    - A heading ends like a sentence ("Notes."), and the title's own heading goes, or it would
+      run into the next sentence ("Numeric literals There are three types...").
+    - Footnote references ("... with the object. [1]") go: the footnote is not shown, and a
+      quoted "[1]" would read as a citation of the report's first source.
+    - Paragraphs stay on lines of their own, so an example (`>>> mean(...)` and its output)
+      is not glued to the sentence after it.
     """
 
     def heading(match: re.Match[str]) -> str:
         return "" if match.group(1) == title else f"{match.group(1).rstrip('.:')}."
 
-    text = _HEADING.sub(heading, text)
-    return " ".join(_RULE.sub(" ", text).split())  # any other rule is not text either
+    text = _RULE.sub(" ", _FOOTNOTE_REF.sub("", _HEADING.sub(heading, text)))
+    paragraphs = (" ".join(p.split()) for p in _PARAGRAPH_BREAK.split(text))
+    return "\n".join(p for p in paragraphs if p)
 
 
 def format_passages(passages: list[Passage]) -> str:

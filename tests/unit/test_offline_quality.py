@@ -9,13 +9,14 @@ from langchain_core.messages import HumanMessage
 
 from ensemble.corpus import CorpusIndex
 from ensemble.corpus.index import query_sequence
-from ensemble.corpus.ranking import diversify, keywords_in, prior, title_words
+from ensemble.corpus.ranking import diversify, keywords_in, names_in, prior, score, title_words
+from ensemble.corpus.sources import pydoc_chapters
 from ensemble.corpus.tables import flatten_tables
 from ensemble.evaluation.metrics import is_well_formed_question
 from ensemble.models.extractive import diverse_top, is_prose, terms
 from ensemble.models.offline import OFFLINE_MARKER, OfflineChatModel
 from ensemble.models.questions import plan_questions, title_question, topic_of
-from ensemble.nodes.synthesizer import cited_only
+from ensemble.nodes.synthesizer import cited_only, report_body
 from ensemble.tools.corpus import plain_text
 
 
@@ -53,7 +54,13 @@ def test_python_keywords_used_as_keywords_are_searched() -> None:
 
 def test_the_prior_favours_the_language_reference_over_legacy_corners() -> None:
     assert prior("pydoc:with") > prior("stdlib:json") > prior("stdlib:lib2to3.fixer_base")
-    assert prior("stdlib:_pydecimal.Decimal") < prior("stdlib:decimal.Decimal")
+    assert prior("stdlib:_collections_abc.Sized") < prior("stdlib:collections.abc")
+    # the pure-Python twin is where decimal's documentation lives; its private parts are not
+    assert prior("stdlib:_pydecimal.Decimal") == prior("stdlib:json")
+    assert prior("stdlib:_pydecimal._dec_from_triple") < prior("stdlib:json")
+    # a chapter repeating other topics whole yields to the dedicated topic
+    assert "compound" in pydoc_chapters() and "with" not in pydoc_chapters()
+    assert prior("pydoc:compound") < prior("pydoc:with")
 
 
 def test_one_long_page_does_not_crowd_out_other_sources() -> None:
@@ -254,4 +261,41 @@ def test_the_writer_reads_an_operator_symbol_as_its_name() -> None:
 
 def test_a_heading_does_not_run_into_the_first_sentence() -> None:
     text = "Numeric literals\n****************\n\nThere are three types.\n\nNotes\n-----\nA note."
-    assert plain_text(text, "Numeric literals") == "There are three types. Notes. A note."
+    assert plain_text(text, "Numeric literals") == "There are three types.\nNotes. A note."
+    example = "Calculate the mean:\n\n>>> mean([1, 2])\n1.5\n\nCalculate the\nmedian."
+    assert plain_text(example, "statistics").splitlines() == [
+        "Calculate the mean:",
+        ">>> mean([1, 2]) 1.5",
+        "Calculate the median.",
+    ]
+
+
+def test_a_name_counts_as_asked_only_when_each_of_its_parts_is() -> None:
+    words = ["start", "thread", "wait", "finish", "threading"]
+    named = names_in("How do I start a thread and wait for it to finish?", words)
+    start = score(1.0, "stdlib:threading.Thread.start", "threading.Thread.start", words, named)
+    wait = score(1.0, "stdlib:threading.Barrier.wait", "threading.Barrier.wait", words, named)
+    assert start > wait  # "wait" alone does not name Barrier.wait
+    words = ["run", "coroutines", "asyncio"]
+    named = names_in("How do I run coroutines with asyncio?", words)
+    run = score(1.0, "stdlib:asyncio.runners.run", "asyncio.runners.run", words, named)
+    assert run > score(
+        1.0, "stdlib:asyncio.runners.Runner2", "asyncio.runners.Runner2", words, named
+    )
+
+
+def test_a_heading_left_empty_by_repeats_is_dropped() -> None:
+    body = report_body("## A\n\nText [1].\n\n## B\n\n## C\n\nMore [1].\n\n## D", "", {1})
+    assert body == "## A\n\nText [1].\n\n## C\n\nMore [1]."
+
+
+def test_a_section_does_not_quote_what_an_earlier_one_said() -> None:
+    shared = "The statistics module calculates averages, variance and standard deviation. [1]"
+    request = (
+        "Question: How do I compute a mean?\n\n## How do I compute a mean?\n"
+        f"{shared}\n\n## What does the statistics module provide?\n{shared}\n"
+        "It also offers median and mode for discrete data of any kind. [2]"
+    )
+    text = OfflineChatModel().invoke([HumanMessage(request)]).text
+    assert text.count(shared) == 1
+    assert "median and mode" in text
