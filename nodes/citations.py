@@ -8,8 +8,8 @@ from collections.abc import Iterable, Mapping
 PASSAGE_CITATION = re.compile(r"\[([^\[\]\s]+#\d+)\]")
 """A passage id in brackets, as researchers write it: `[stdlib:json#0]`."""
 
-NUMBERED_CITATION = re.compile(r"\[(\d+)\]")
-"""A numbered citation, as the report uses it: `[3]`."""
+NUMBERED_CITATION = re.compile(r"(?<![\w\[)])\[(\d+)\](?![\w(])")
+"""A numbered citation, as the report uses it: `[3]`; not the index of `lists[0]` or `[[3]]`."""
 
 _WORD = re.compile(r"\w{3,}")
 MIN_COVERAGE = 0.6

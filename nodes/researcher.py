@@ -14,6 +14,7 @@ from ensemble.concurrency import agent_gate
 from ensemble.context import Context
 from ensemble.corpus import CorpusIndex, Passage
 from ensemble.models import chat_model_for
+from ensemble.models.extractive import is_prose, sentences
 from ensemble.nodes.citations import attribute, drop_unknown, passage_ids_in
 from ensemble.nodes.llm import drop_repeats
 from ensemble.nodes.progress import emit
@@ -21,6 +22,7 @@ from ensemble.prompts import load_prompt
 from ensemble.resilience.guard import BudgetExceeded, ModelUnavailable
 from ensemble.state.research import Note, PassageRef, ResearchTask
 from ensemble.tools import SEARCH_TOOL_NAME, corpus_search_tool, format_passages
+from ensemble.tools.corpus import plain_text
 
 EXCERPT_CHARS = 240
 FALLBACK_PASSAGES = 2
@@ -121,7 +123,7 @@ def write_note(task: ResearchTask, answer: str, found: dict[str, Passage]) -> No
     fallback = not cited
     if fallback:
         best = list(found.values())[:FALLBACK_PASSAGES]
-        text = "\n".join(f"{_first_sentences(p.text)} [{p.id}]" for p in best)
+        text = "\n".join(f"{_opening_prose(p)} [{p.id}]" for p in best)
         cited = [p.id for p in best]
         if not best:
             text = "No passage of the corpus matched this sub-question."
@@ -150,6 +152,12 @@ async def _search(index: CorpusIndex, query: str, k: int) -> list[Passage]:
 def _merge(first: list[Passage], second: list[Passage]) -> list[Passage]:
     seen = {p.id for p in first}
     return first + [p for p in second if p.id not in seen]
+
+
+def _opening_prose(passage: Passage, limit: int = 300) -> str:
+    """The passage's first prose sentences, as a reader would quote it: no code, no tables."""
+    prose = [s for s in sentences(plain_text(passage.text, passage.title)) if is_prose(s)]
+    return _first_sentences(" ".join(prose) or passage.text, limit)
 
 
 def _first_sentences(text: str, limit: int = 300) -> str:

@@ -173,6 +173,11 @@ def query_sequence(query: str) -> list[str]:
     return words
 
 
+def _opening(passage_id: str, text: str) -> str:
+    """The summary sentence of a document's first passage; "" for any other passage."""
+    return ranking.summary(text) if passage_id.endswith("#1") else ""
+
+
 def fts_query(query: str) -> str:
     """Turn free text into a safe FTS5 expression: quoted tokens joined by OR ("" if none).
 
@@ -494,7 +499,7 @@ class CorpusIndex:
         scored = [
             (score, doc, Passage(pid, title, source, text, score))
             for pid, doc, title, source, text, rank in rows
-            for score in [ranking.score(-rank, doc, title, words, named)]
+            for score in [ranking.score(-rank, doc, title, words, named, _opening(pid, text))]
         ]
         return ranking.diversify(scored)[:limit]
 

@@ -36,6 +36,9 @@ LEGACY_PRIOR = 0.45
 TITLE_BONUS = 0.8
 """Extra weight, times the share of the query's stems found in the title."""
 
+SUMMARY_BONUS = 0.5
+"""Extra weight, times the share of the query's stems (not in the title) the summary has."""
+
 NAMED_BONUS = 1.5
 """Extra weight when the query names the document itself (`functools.wraps`, `with`)."""
 
@@ -104,7 +107,7 @@ def stems(words: Sequence[str]) -> set[str]:
     return out
 
 
-_CAMEL = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z0-9]+")
+_CAMEL = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+[0-9]*|[0-9]+")
 
 
 def title_words(title: str, query_words: Sequence[str]) -> list[str]:
@@ -130,17 +133,40 @@ def names_in(query: str, words: Sequence[str]) -> set[str]:
     return {w.lower() for w in words} | set(keywords_in(query)) | dotted
 
 
+_RULE_LINE = re.compile(r"^\s*[*=~^-]{3,}\s*$")
+_SUMMARY_END = re.compile(r"(?<=[.!?])\s|\n\s*\n")
+
+
+def summary(text: str) -> str:
+    """The first sentence of a document's opening passage (after its heading): what it does.
+
+    "Get an environment variable, return None if it doesn't exist." is os.getenv's; a reader
+    who asks how to read one is asking for it, whatever else the docs around it say.
+    """
+    lines = text.strip().splitlines()
+    if len(lines) > 1 and _RULE_LINE.match(lines[1]):
+        lines = lines[2:]
+    body = "\n".join(lines).strip()
+    return body[: m.start()] if (m := _SUMMARY_END.search(body)) else body[:300]
+
+
 def score(
     bm25: float,
     doc_id: str,
     title: str,
     query_words: Sequence[str],
     named: set[str],
+    opening: str = "",
 ) -> float:
-    """The final score of a hit: bm25 (positive, higher is better) times prior and bonuses."""
+    """The final score of a hit: bm25 (positive, higher is better) times prior and bonuses.
+
+    `opening` is the summary sentence when the hit is its document's first passage.
+    """
     wanted = stems(query_words)
     in_title = stems(title_words(title, query_words))
     coverage = len(wanted & in_title) / len(wanted) if wanted else 0.0
+    in_summary = stems(_WORD.findall(opening)) - in_title
+    summarised = len(wanted & in_summary) / len(wanted) if wanted else 0.0
     name = doc_id.split(":", 1)[-1].lower()
     is_named = name in named or any("." in n and name.endswith("." + n) for n in named)
     parts = name.split(".")
@@ -152,6 +178,7 @@ def score(
             if i in (0, len(parts) - 1) or not part.islower()
         )
     factor = prior(doc_id) * (1.0 + TITLE_BONUS * coverage) * (1.0 + NAMED_BONUS * is_named)
+    factor *= 1.0 + SUMMARY_BONUS * summarised
     return bm25 * factor
 
 

@@ -153,8 +153,8 @@ def chunk_text(
 
 CORPUS_REVISION = 3
 """Bumped when the default corpus is read differently (2: pydoc topics titled by heading;
-3: grid tables read as one line per row), so a database built by an older Ensemble re-indexes
-it once."""
+3: grid tables in topics and docstrings read as one line per row), so a database built by an
+older Ensemble re-indexes it once."""
 
 _HEADING_RULE = re.compile(r"^\s*([*=\-~^]{3,})\s*$")
 
@@ -209,7 +209,7 @@ def iter_pydoc_topics() -> Iterator[Document]:
         logger.warning("pydoc_data.topics is not available; default corpus has no topics")
         return
     for name in sorted(topics):
-        text = flatten_tables(normalize_text(topics[name]))
+        text = normalize_text(flatten_tables(topics[name]))
         if text:
             title = topic_heading(text) or name
             yield Document(f"pydoc:{name}", title, f"Python language reference: {name}", text)
@@ -246,7 +246,7 @@ def _module_docstrings(module: str, tree: ast.Module, min_chars: int) -> Iterato
         if not doc or len(doc) <= min_chars or qualname in seen:
             return
         seen.add(qualname)
-        text = normalize_text(doc)
+        text = normalize_text(flatten_tables(doc))
         if text:
             yield Document(f"stdlib:{qualname}", qualname, module, text)
 

@@ -23,8 +23,9 @@ BOUNDARIES = "#./:"
 SOURCES_HEADING = re.compile(r"^## Sources[ \t]*$", re.MULTILINE)
 """The heading of the report's source list (the synthesizer writes it; notes follow it)."""
 
-NUMBERED_MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
-"""`[3]`, or a group `[1, 3]` as some models write it (each number counts as one marker)."""
+NUMBERED_MARKER = re.compile(r"(?<![\w\[)])\[(\d+(?:\s*,\s*\d+)*)\](?![\w(])")
+"""`[3]`, or a group `[1, 3]` as some models write it (each number counts as one marker); not
+the index of `lists[0]` or a nested list `[[3]]`."""
 
 PASSAGE_MARKER = re.compile(r"\[([^\[\]\s,]+#\d+)\]")
 """A raw passage id in brackets, `[stdlib:json#1]`, left in the text instead of a number."""

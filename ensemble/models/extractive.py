@@ -209,6 +209,14 @@ def near_duplicate(a: str, b: str, threshold: float = 0.8) -> bool:
     return len(ta & tb) / len(ta | tb) >= threshold
 
 
+def introduces(text: str) -> bool:
+    """Tell whether a unit only introduces what follows ("... by default:").
+
+    Alone it says nothing, and what it introduces (a list, a table, an example) is not in it.
+    """
+    return _TRAILING_MARKERS.sub("", text).rstrip().endswith(":")
+
+
 def is_question(text: str) -> bool:
     """Tell whether a unit is a question (a question never answers anything)."""
     return text.rstrip().rstrip("*_`\"')]").endswith("?")

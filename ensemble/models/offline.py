@@ -24,6 +24,7 @@ from pydantic import Field
 from ensemble.models.extractive import (
     Unit,
     diverse_top,
+    introduces,
     is_prose,
     is_question,
     near_duplicate,
@@ -294,6 +295,7 @@ def _usable(unit: Unit, request: str) -> bool:
     return (
         is_prose(unit.text)
         and not is_question(unit.text)
+        and not introduces(unit.text)
         and not near_duplicate(unit.text, request)
         and OFFLINE_MARKER not in unit.text  # its own earlier answers' marker is not content
     )

@@ -7,16 +7,19 @@ from typing import Any
 
 from langchain_core.messages import HumanMessage
 
-from ensemble.corpus import CorpusIndex
+from ensemble.corpus import CorpusIndex, Passage
 from ensemble.corpus.index import query_sequence
 from ensemble.corpus.ranking import diversify, keywords_in, names_in, prior, score, title_words
 from ensemble.corpus.sources import pydoc_chapters
 from ensemble.corpus.tables import flatten_tables
 from ensemble.evaluation.metrics import is_well_formed_question
-from ensemble.models.extractive import diverse_top, is_prose, terms
+from ensemble.models.extractive import diverse_top, introduces, is_prose, terms
 from ensemble.models.offline import OFFLINE_MARKER, OfflineChatModel
 from ensemble.models.questions import plan_questions, title_question, topic_of
+from ensemble.nodes.citations import numbers_in
+from ensemble.nodes.researcher import write_note
 from ensemble.nodes.synthesizer import cited_only, report_body
+from ensemble.state.research import ResearchTask
 from ensemble.tools.corpus import plain_text
 
 
@@ -299,3 +302,27 @@ def test_a_section_does_not_quote_what_an_earlier_one_said() -> None:
     text = OfflineChatModel().invoke([HumanMessage(request)]).text
     assert text.count(shared) == 1
     assert "median and mode" in text
+
+
+def test_an_index_in_quoted_code_is_not_a_citation() -> None:
+    text = "Append to it: lists[0].append(3) gives [[3]] [1][2]. See also [4](https://x)."
+    assert numbers_in(text) == [1, 2]
+
+
+def test_a_sentence_introducing_what_is_not_quoted_is_not_quoted() -> None:
+    assert introduces("Performs the following translations in decoding by default: [3]")
+    assert not introduces("Decode a JSON document and return a Python object. [3]")
+
+
+def test_a_fallback_note_quotes_prose_not_code() -> None:
+    passage = Passage(
+        "pydoc:typesseq#6",
+        "Sequence Types",
+        "pydoc",
+        ">>> lists = [[]] * 3\n>>> lists\n[[], [], []]\n\n"
+        "What has happened is that the list holds three references to one empty list.",
+    )
+    task: ResearchTask = {"task_id": "t", "subquestion": "Why?", "round": 0, "corpus": None}
+    note = write_note(task, "", {passage.id: passage})
+    assert note["fallback"]
+    assert note["summary"].startswith("What has happened") and ">>>" not in note["summary"]
