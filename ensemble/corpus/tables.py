@@ -16,7 +16,7 @@ _HEADER_RULE = re.compile(r"^\s*[|+](?:=+[|+])+\s*$")
 
 
 def flatten_tables(text: str) -> str:
-    """Return `text` with every well-formed grid table replaced by one paragraph per row.
+    """Return `text` with every well-formed grid table replaced by one line per row.
 
     A block that does not parse as a grid table (ragged borders, cells spanning columns in a
     way the column rule cannot follow) is left exactly as it was.
@@ -34,10 +34,7 @@ def flatten_tables(text: str) -> str:
             end += 1
         block = lines[i:end]
         rows = _rows(block)
-        if rows is None:
-            out.extend(block)
-        else:  # a paragraph per row: a reader flattening paragraphs keeps rows apart
-            out.extend(_sentence(row) for row in rows)
+        out.extend(block if rows is None else [_sentence(row) for row in rows])
         i = end
     return "\n".join(out)
 

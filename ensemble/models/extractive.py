@@ -289,7 +289,10 @@ def is_prose(text: str) -> bool:
     if not MIN_PROSE_WORDS <= len(words) <= MAX_PROSE_WORDS:
         return False
     letters = sum(c.isalpha() or c.isspace() for c in bare)
-    return letters / max(1, len(bare)) >= 0.75
+    if letters / max(1, len(bare)) < 0.75:
+        return False
+    parts = sentences(bare.replace(". ", ".\n"))  # "object: dict. array: list." is a table
+    return len(parts) < 3 or len(words) / len(parts) >= 4
 
 
 def diverse_top(
