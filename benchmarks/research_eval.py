@@ -7,8 +7,8 @@ question in its own thread of a temporary database. Per question and in total: h
 answer cites an expected source), precision (share of the cited sources that are expected),
 citation validity (share of the body's citation markers that point at a retrieved source),
 well-formed sub-questions, and the model calls, tokens and seconds from the audit trail.
-Writes `benchmarks/results/research_eval.md`.
-Run: `python -m benchmarks.research_eval [--model SPEC] [--limit N]`.
+Writes `benchmarks/results/research_eval.md` (another set: `research_eval_<set name>.md`).
+Run: `python -m benchmarks.research_eval [--questions FILE] [--model SPEC] [--limit N]`.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ RESULTS = Path(__file__).resolve().parent / "results" / "research_eval.md"
 NUMERIC = {"PRECISION", "CITED", "VALID", "CALLS", "TOKENS", "SECONDS"}
 
 
-async def run(model: str | None, limit: int | None) -> dict[str, Any]:
-    questions = load_questions(shipped_path()).questions
+async def run(model: str | None, limit: int | None, path: Path) -> dict[str, Any]:
+    questions = load_questions(path).questions
     if limit is not None:
         questions = questions[:limit]
     settings = eval_settings(model)
@@ -48,7 +48,7 @@ def _progress(total: int) -> Any:
     return line
 
 
-def markdown(summary: dict[str, Any], flags: list[str]) -> str:
+def markdown(summary: dict[str, Any], flags: list[str], path: Path) -> str:
     """The results file: how it was made, the per-question table, the totals."""
     align = ["---:" if h in NUMERIC else "---" for h in HEADERS]
     table = [f"| {' | '.join(HEADERS)} |", f"|{'|'.join(align)}|"]
@@ -56,9 +56,9 @@ def markdown(summary: dict[str, Any], flags: list[str]) -> str:
     command = " ".join(["python -m benchmarks.research_eval", *flags])
     return "\n".join(
         [
-            "# Research assistant on the shipped question set",
+            f"# Research assistant on `{path.name}`",
             "",
-            f"`{command}`: {summary['questions']} questions of `{shipped_path().name}`, model "
+            f"`{command}`: {summary['questions']} questions of `{path.name}`, model "
             f"`{summary['model']}`, model cache off, each question in its own thread; Python "
             f"{platform.python_version()}, corpus `{python_corpus_key()}`.",
             "",
@@ -80,17 +80,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--model", help="model spec for every role (default: as `ensemble run`)")
     parser.add_argument("--limit", type=int, help="only the first N questions")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="the markdown file to write")
+    parser.add_argument(
+        "--questions", type=Path, default=shipped_path(), help="question set (default: shipped)"
+    )
+    parser.add_argument("--out", type=Path, help="the markdown file to write")
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be at least 1")
     try:
-        summary = asyncio.run(run(args.model, args.limit))
+        summary = asyncio.run(run(args.model, args.limit, args.questions))
     finally:
         stop_local_servers()
-    flags = [f"--model {args.model}"] if args.model else []
+    flags = [f"--questions {args.questions}"] if args.questions != shipped_path() else []
+    flags += [f"--model {args.model}"] if args.model else []
     flags += [f"--limit {args.limit}"] if args.limit else []
-    text = markdown(summary, flags)
+    text = markdown(summary, flags, args.questions)
+    if args.out is None:  # python_docs_heldout.yaml -> research_eval_heldout.md
+        suffix = args.questions.stem.removeprefix(shipped_path().stem).lstrip("_")
+        args.out = RESULTS.with_stem(f"{RESULTS.stem}_{suffix}") if suffix else RESULTS
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
     print(text)

@@ -145,15 +145,25 @@ def test_a_missing_file_is_named(tmp_path: Path) -> None:
         load_questions(tmp_path / "missing.yaml")
 
 
-def test_the_shipped_set_is_large_and_well_formed() -> None:
-    loaded = load_questions(shipped_path())
-    assert len(loaded.questions) >= 32
+SETS = sorted(shipped_path().parent.glob("*.yaml"))
+"""The shipped set, the held-out set and the blind set: the last two check the tuning."""
+
+
+@pytest.mark.parametrize("path", SETS, ids=[p.stem for p in SETS])
+def test_each_shipped_set_is_large_and_well_formed(path: Path) -> None:
+    loaded = load_questions(path)
+    assert len(loaded.questions) >= 30
     assert all(q.corpus is None for q in loaded.questions)  # all for the default corpus
     assert all(1 <= len(q.expect) <= 6 for q in loaded.questions)
     assert len({q.question for q in loaded.questions}) == len(loaded.questions)
 
 
-def test_every_expected_entry_of_the_shipped_set_matches_a_default_corpus_passage(
+def test_the_sets_ask_different_questions() -> None:
+    questions = [q.question for path in SETS for q in load_questions(path).questions]
+    assert len(SETS) == 3 and len(set(questions)) == len(questions)
+
+
+def test_every_expected_entry_of_the_shipped_sets_matches_a_default_corpus_passage(
     default_corpus_db: Path,
 ) -> None:
     key = CorpusIndex(default_corpus_db).key
@@ -165,10 +175,10 @@ def test_every_expected_entry_of_the_shipped_set_matches_a_default_corpus_passag
             )
         ]
     assert ids
-    loaded = load_questions(shipped_path())
     missing = [
-        f"{q.id}: {entry}"
-        for q in loaded.questions
+        f"{path.stem} {q.id}: {entry}"
+        for path in SETS
+        for q in load_questions(path).questions
         for entry in q.expect
         if not any(matches(pid, entry) for pid in ids)
     ]
