@@ -178,12 +178,15 @@ def score_answer(
     output: Mapping[str, Any],
     expect: Sequence[str],
     retrieved: Collection[str] | None = None,
+    asked: str = "",
 ) -> Score:
     """Score a research run's output (`report`, `sources`, `plan`) against `expect`.
 
     A numbered marker is valid when its number is in the source list and, when `retrieved` is
     given, that source's passage was retrieved in the run; a bracketed passage id is valid
     when it is one of the listed or retrieved passages. The valid markers make up `cited`.
+    A sub-question that is `asked`, the user's question as asked, counts as well-formed: the
+    planner did not write it ("... and what are their defaults?" ends on "are", and asks).
     """
     body = report_body(str(output.get("report") or ""))
     numbered = {
@@ -211,15 +214,20 @@ def score_answer(
         else:
             unknown.append(f"[{pid}]")
     plan = tuple(_subquestion_texts(output.get("plan")))
+    asked = _normal(asked)
     return Score(
         cited=tuple(cited),
         expected_cited=tuple(pid for pid in cited if is_expected(pid, expect)),
         markers=markers,
         valid_markers=valid,
         subquestions=plan,
-        well_formed=sum(is_well_formed_question(q) for q in plan),
+        well_formed=sum(_normal(q) == asked or is_well_formed_question(q) for q in plan),
         unknown=tuple(unknown),
     )
+
+
+def _normal(text: str) -> str:
+    return " ".join(text.split()).casefold()
 
 
 def _subquestion_texts(plan: Any) -> Iterable[str]:

@@ -230,7 +230,7 @@ async def _run_one(
     values: Mapping[str, Any] = snapshot.values if isinstance(snapshot.values, dict) else {}
     output = run.output if run.status == "done" and run.output else {"plan": values.get("plan")}
     retrieved = set(values.get("passages") or {})
-    score = score_answer(output, question.expect, retrieved)
+    score = score_answer(output, question.expect, retrieved, asked=question.question)
     spent = await asyncio.to_thread(_spent, workspace.current().db_path, thread_id)
     error = run.error
     if run.status == "interrupted":

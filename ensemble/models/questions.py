@@ -22,6 +22,10 @@ TITLES_CONSIDERED = 3
 SNIPPET_SHARED = 2
 """Only the best few titles the prompt lists may become questions: further down, off topic."""
 
+RELATED_TOPIC_WORDS = 5
+"""Longest topic a section is asked about ("How do string literals relate to f-strings?");
+beyond it the question reads as a template ("How does X relate to the difference between...")."""
+
 _ASKING = re.compile(
     r"^\s*(?:(?:how|what|why|when|where|which|who)\s+)?"
     r"(?:(?:does|do|did|is|are|was|were|can|could|should|would|will|to)\b)?\s*"
@@ -142,8 +146,8 @@ def title_question(title: str, topic: str) -> str:
         return f"How does the {name[4:]} work?"
     heading = name if re.search(r'["`_.()]|[A-Z]{2}', name[1:]) else name.lower()
     heading = _ARTICLE.sub("", heading)
-    if not topic:
-        return ""  # a section next to a task question: its relation is not worth asking
+    if not topic or len(topic.split()) > RELATED_TOPIC_WORDS:
+        return ""  # next to a task, or to a long clause, its relation is not worth asking
     if _content_terms(topic) <= _content_terms(heading):
         return f"What does the documentation say about {heading}?"
     verb = "do" if _plural(heading) else "does"

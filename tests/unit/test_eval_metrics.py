@@ -139,6 +139,13 @@ def test_the_plan_is_scored_for_well_formed_subquestions() -> None:
     assert score.well_formed == 1 and score.well_formed_share == 0.5
 
 
+def test_the_question_as_asked_counts_as_well_formed_in_a_plan() -> None:
+    asked = "How can I find out which parameters a function takes and what their defaults are?"
+    plan = [{"id": "a", "question": asked, "rationale": ""}]
+    assert score_answer({"report": "", "plan": plan}, ["x"]).well_formed == 0  # ends on "are"
+    assert score_answer({"report": "", "plan": plan}, ["x"], asked=f" {asked} ").well_formed == 1
+
+
 @pytest.mark.parametrize(
     "text",
     [
