@@ -72,6 +72,9 @@ def test_offline_research_on_default_corpus_cites_real_passages(db_with_default_
         assert passage.title == source["title"]
         assert f"`{source['passage_id']}`" in report
     assert any("json" in s["passage_id"] for s in sources)
+    # the README shows this very report as what `make demo` prints: keep it true
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert f"```markdown\n{report.strip()}\n```" in readme
 
 
 def test_sigkill_during_research_then_resume_reruns_only_unfinished(db_with_default_corpus):
