@@ -266,9 +266,12 @@ def score_units(
     return scores
 
 
-_CODE_HINTS = re.compile(r"^\s*(>>>|\.\.\.|\$ |#|[-=*~^]{3,})|::=|\b(?:def|class|import)\s+\w+.*:$")
+_CODE_HINTS = re.compile(
+    r"^\s*(>>>|\.\.\.|\$ |#|[-=*~^]{3,})|::=|\b(?:def|class|import)\s+\w+.*:$"
+    r"|(?:^|\s)\w+ = [\w.]+\("  # "x = copy.copy(y)": an assignment from a call is code
+)
 _HEADER_LINE = re.compile(r"^\s*\[[^\[\]\n]{1,80}\]\s+[^.!?]{1,120}\)\s*$")
-MIN_PROSE_WORDS = 6
+MIN_PROSE_WORDS = 4
 MAX_PROSE_WORDS = 70
 _INLINE_CODE = re.compile(r"\"[^\"\n]{1,80}\"|`[^`\n]{1,80}`")
 
@@ -276,18 +279,19 @@ _INLINE_CODE = re.compile(r"\"[^\"\n]{1,80}\"|`[^`\n]{1,80}`")
 def is_prose(text: str) -> bool:
     """Tell whether a unit is a sentence a reader can use: not code, a rule, or a header line.
 
-    A passage's header (``[id] title (source)``), a doctest line or a grammar rule would be
-    quoted as if it answered something; prose of six to seventy words, mostly letters, does
-    (a longer "sentence" is text the splitter could not cut: a listing or a session log).
-    Inline code (`"s.append(x)"`, as the docs quote it) counts as one word, so a sentence
-    about code is still prose.
+    A passage's header (``[id] title (source)``), a doctest line, an assignment or a grammar
+    rule would be quoted as if it answered something; prose of six to seventy words (four if
+    it ends with a period), mostly letters, does. A longer "sentence" is text the splitter
+    could not cut: a listing or a session log. Inline code (`"s.append(x)"`, as the docs quote
+    it) counts as one word, so a sentence about code is still prose.
     """
     if _CODE_HINTS.search(text) or _HEADER_LINE.match(text):
         return False
     bare = _INLINE_CODE.sub("code", text)
     words = tokens(bare)
-    if not MIN_PROSE_WORDS <= len(words) <= MAX_PROSE_WORDS:
-        return False
+    short = len(words) < 6 and not _TRAILING_MARKERS.sub("", bare).rstrip().endswith(".")
+    if short or not MIN_PROSE_WORDS <= len(words) <= MAX_PROSE_WORDS:
+        return False  # "Start the thread's activity." is a sentence; "Simple JSON decoder" not
     letters = sum(c.isalpha() or c.isspace() for c in bare)
     if letters / max(1, len(bare)) < 0.75:
         return False

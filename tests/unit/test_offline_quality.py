@@ -326,3 +326,9 @@ def test_a_fallback_note_quotes_prose_not_code() -> None:
     note = write_note(task, "", {passage.id: passage})
     assert note["fallback"]
     assert note["summary"].startswith("What has happened") and ">>>" not in note["summary"]
+
+
+def test_a_short_sentence_is_prose_but_a_short_label_or_an_assignment_is_not() -> None:
+    assert is_prose("Start the thread's activity. [1]")
+    assert not is_prose("Simple JSON <https://json.org> decoder [3]")
+    assert not is_prose("x = copy.copy(y) # make a shallow copy of y, and of nothing else")
