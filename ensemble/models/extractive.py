@@ -272,6 +272,7 @@ _CODE_HINTS = re.compile(
 )
 _HEADER_LINE = re.compile(r"^\s*\[[^\[\]\n]{1,80}\]\s+[^.!?]{1,120}\)\s*$")
 MIN_PROSE_WORDS = 4
+_LINK = re.compile(r"<[^<>\s]+>|https?://\S+")  # a link is not words of the sentence
 MAX_PROSE_WORDS = 70
 _INLINE_CODE = re.compile(r"\"[^\"\n]{1,80}\"|`[^`\n]{1,80}`")
 
@@ -287,9 +288,9 @@ def is_prose(text: str) -> bool:
     """
     if _CODE_HINTS.search(text) or _HEADER_LINE.match(text):
         return False
-    bare = _INLINE_CODE.sub("code", text)
+    bare = _INLINE_CODE.sub("code", _LINK.sub("", _TRAILING_MARKERS.sub("", text)))
     words = tokens(bare)
-    short = len(words) < 6 and not _TRAILING_MARKERS.sub("", bare).rstrip().endswith(".")
+    short = len(words) < 6 and not bare.rstrip().endswith(".")
     if short or not MIN_PROSE_WORDS <= len(words) <= MAX_PROSE_WORDS:
         return False  # "Start the thread's activity." is a sentence; "Simple JSON decoder" not
     letters = sum(c.isalpha() or c.isspace() for c in bare)
