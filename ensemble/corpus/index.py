@@ -35,17 +35,19 @@ CANDIDATES_PER_HIT = 8
 MIN_CANDIDATES = 60
 """bm25 picks this many candidates per wanted hit, which `ranking` then re-orders."""
 
-STOPWORDS = frozenset(
-    """a about above after again all also am an and any are as at be because been before being
+STOPWORDS = (
+    frozenset(
+        """a about above after again all also am an and any are as at be because been before being
     below between both but by can could did do does doing down during each few for from further
     had has have having he her here hers him his how i if in into is it its itself just me more
     most my no nor not now of off on once only or other our ours out over own same she should so
     some such than that the their theirs them then there these they this those through to too
     under until up very was we were what when where which while who whom why will with would you
-    your yours
-    whether way ways thing things work works working use used using example examples""".split()
+    your yours whether""".split()
+    )
+    | ranking.HOW_TO_WORDS
 )
-"""Function words, and verbs and nouns every how-to question uses ("how does X work")."""
+"""Function words, and the words every how-to question uses ("how does X work")."""
 
 _TOKEN = re.compile(r"[^\W_]+")  # like FTS5's unicode61 tokenizer: underscores separate words
 

@@ -23,7 +23,7 @@ import re
 from collections.abc import Sequence
 from typing import TypeVar
 
-from ensemble.corpus.sources import pydoc_chapters
+from ensemble.corpus.sources import HEADING_RULE, pydoc_chapters
 
 T = TypeVar("T")
 
@@ -55,6 +55,11 @@ LEGACY_PACKAGES = frozenset(
 
 DOCUMENTED_PRIVATE = frozenset({"_pyio", "_pydecimal", "_pydatetime"})
 """Pure-Python twins of C modules: where `io`'s, `decimal`'s (3.12+: `datetime`'s) docs live."""
+
+HOW_TO_WORDS = frozenset(
+    "way ways thing things work works working use used using example examples".split()
+)
+"""Words every how-to question uses ("how does X work", "an example of using Y"): no topic."""
 
 KEYWORD_CONTEXT = frozenset(
     "statement statements keyword keywords clause clauses expression expressions loop loops "
@@ -117,7 +122,7 @@ def title_words(title: str, query_words: Sequence[str]) -> list[str]:
     `copyfile` is "copy file" when the query writes those two words apart ("copy a file").
     """
     words: list[str] = []
-    joined = {c: pair for c, pair in _compound_pairs(query_words)}
+    joined = dict(_compound_pairs(query_words))
     for word in _WORD.findall(title.replace(".", " ")):
         words.append(word)
         for part in filter(None, word.split("_")):
@@ -133,7 +138,6 @@ def names_in(query: str, words: Sequence[str]) -> set[str]:
     return {w.lower() for w in words} | set(keywords_in(query)) | dotted
 
 
-_RULE_LINE = re.compile(r"^\s*[*=~^-]{3,}\s*$")
 _SUMMARY_END = re.compile(r"(?<=[.!?])\s|\n\s*\n")
 
 
@@ -144,7 +148,7 @@ def summary(text: str) -> str:
     who asks how to read one is asking for it, whatever else the docs around it say.
     """
     lines = text.strip().splitlines()
-    if len(lines) > 1 and _RULE_LINE.match(lines[1]):
+    if len(lines) > 1 and HEADING_RULE.match(lines[1]):
         lines = lines[2:]
     body = "\n".join(lines).strip()
     return body[: m.start()] if (m := _SUMMARY_END.search(body)) else body[:300]
@@ -171,9 +175,10 @@ def score(
     is_named = name in named or any("." in n and name.endswith("." + n) for n in named)
     parts = name.split(".")
     if not is_named and len(parts) >= 2:  # "start a thread with threading": threading.Thread
-        asked = stems(query_words)  # "wait" alone is not Barrier.wait; asyncio.runners.run is
-        is_named = all(  # asyncio.run: a submodule's name is where the code lives, not its name
-            stems([part]) & asked
+        # Every class part must be asked ("wait" alone is not Barrier.wait); a submodule's name
+        # is where the code lives, not what it is called (asyncio.runners.run is asyncio.run).
+        is_named = all(
+            stems([part]) & wanted
             for i, part in enumerate(doc_id.split(":", 1)[-1].split("."))
             if i in (0, len(parts) - 1) or not part.islower()
         )

@@ -156,7 +156,7 @@ CORPUS_REVISION = 3
 3: grid tables in topics and docstrings read as one line per row), so a database built by an
 older Ensemble re-indexes it once."""
 
-_HEADING_RULE = re.compile(r"^\s*([*=\-~^]{3,})\s*$")
+HEADING_RULE = re.compile(r"^\s*([*=\-~^]{3,})\s*$")
 
 
 def python_corpus_key() -> str:
@@ -172,7 +172,7 @@ def topic_heading(text: str) -> str:
     """
     lines = [line.strip() for line in text.splitlines()[:4]]
     for first, second in zip(lines, lines[1:], strict=False):
-        if first and _HEADING_RULE.match(second):
+        if first and HEADING_RULE.match(second):
             return first
     return ""
 

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from ensemble.corpus.ranking import keywords_in, operator_words
+from ensemble.corpus.ranking import HOW_TO_WORDS, keywords_in, operator_words
 
 STOPWORDS = frozenset(
     """
@@ -35,10 +35,7 @@ STOPWORDS = frozenset(
 """English function words plus a few instruction verbs ("explain", "describe") that
 carry no topic; they split key phrases and are ignored when scoring."""
 
-GENERIC = frozenset(
-    "python work works working use used using way ways thing things example examples "
-    "statement statements".split()
-)
+GENERIC = HOW_TO_WORDS | {"python", "statement", "statements"}
 """Words that say nothing about the topic of a question about Python's documentation."""
 
 _TOKEN = re.compile(r"[A-Za-z0-9_]+(?:['’.\-/][A-Za-z0-9_]+)*(?:\+\+|#)?")

@@ -359,8 +359,7 @@ def _sections(request: str) -> list[tuple[str, str]]:
 
 def _sectioned_answer(request: str, sections: list[tuple[str, str]]) -> list[str]:
     """One short paragraph per section under its heading: its units best answering it."""
-    first = request.strip().splitlines()[0] if request.strip() else ""
-    question = first
+    question = request.strip().splitlines()[0] if request.strip() else ""
     lines: list[str] = []
     said: set[str] = set()  # a sentence already quoted under an earlier heading says nothing new
     for heading, body in sections:
