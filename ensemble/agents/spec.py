@@ -77,19 +77,25 @@ class AgentSpec(BaseModel):
     @field_validator("model")
     @classmethod
     def _model_has_a_known_form(cls, value: str | None) -> str | None:
-        # Only the form is checked: building the model may need a key the run provides later.
-        if value is None:
-            return None
-        value = value.strip()
-        name = value.partition("?")[0]
-        kind, colon, rest = name.partition(":")
-        plain = bool(kind) and not colon and not any(c.isspace() for c in value)
-        prefixed = kind in ("openai", "local") and bool(rest.strip())
-        if not (plain or prefixed):
-            from ensemble.models import SPEC_FORMS  # here: the model layer is heavy to import
+        return None if value is None else model_spec_form(value)
 
-            raise ValueError(f"model {value!r} is not a model spec; expected {SPEC_FORMS}")
-        return value
+
+def model_spec_form(value: str) -> str:
+    """Check only the form of a model spec (building it may need a key a run provides later).
+
+    Raises:
+        ValueError: Not a spec of any known form.
+    """
+    value = value.strip()
+    name = value.partition("?")[0]
+    kind, colon, rest = name.partition(":")
+    plain = bool(kind) and not colon and not any(c.isspace() for c in value)
+    prefixed = kind in ("openai", "local") and bool(rest.strip())
+    if not (plain or prefixed):
+        from ensemble.models import SPEC_FORMS  # here: the model layer is heavy to import
+
+        raise ValueError(f"model {value!r} is not a model spec; expected {SPEC_FORMS}")
+    return value
 
 
 def _no_repeats(items: tuple[str, ...], what: str) -> None:

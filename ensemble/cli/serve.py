@@ -21,10 +21,9 @@ import signal
 import socket
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from ensemble import settings
 from ensemble.errors import EnsembleError
@@ -32,6 +31,17 @@ from ensemble.models import validate_spec
 from ensemble.models.local import warm_server
 from ensemble.server.config import langgraph_config
 from ensemble.server.keys import KEYS_FILE_ENV, load_keys
+from ensemble.server.policy import (
+    ALWAYS_OPEN,
+    DEFAULT_RUN_SECONDS,
+    OPENABLE,
+    POLICY_ENV,
+    PolicyError,
+    ServerPolicy,
+    check_host,
+    check_origin,
+    parse_budget,
+)
 from ensemble.workspace import SERVED_FLAG
 
 HOST = "127.0.0.1"
@@ -40,6 +50,9 @@ HOST = "127.0.0.1"
 DEFAULT_PORT = 2024
 DEFAULT_JOBS = 4
 """Runs executed at once; the dev server's own default (1) makes every client wait in line."""
+
+MAX_BODY_BYTES = 2 * 1024 * 1024
+"""Largest request body the server reads (LangGraph's own default is 300 MB)."""
 
 STOP_GRACE_SECONDS = 10.0
 """How long a stopping server may take to finish before it is killed."""
@@ -118,12 +131,63 @@ def add_serve_parser(
         default=[],
         metavar="ORIGIN",
         help="a web origin whose pages may call the API, e.g. https://smith.langchain.com "
-        "(repeatable; default: none)",
+        "(repeatable; default: none, every other origin is refused)",
     )
     serve.add_argument(
         "--host",
         default=HOST,
         help=f"address to listen on (default {HOST}; another address needs --keys)",
+    )
+    serve.add_argument(
+        "--allow-host",
+        dest="allow_hosts",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name clients may use in their Host header besides the loopback names "
+        "(repeatable; default: none, so a DNS-rebinding page is refused)",
+    )
+    serve.add_argument(
+        "--open-route",
+        dest="open_routes",
+        action="append",
+        default=[],
+        choices=OPENABLE,
+        help="with --keys, a read-only route that answers without a key (repeatable; "
+        "default: only /ok)",
+    )
+    serve.add_argument(
+        "--allow-model",
+        dest="allow_models",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="a model spec clients may choose besides the server's default (repeatable; "
+        "model options such as ?latency= are never a client's)",
+    )
+    serve.add_argument(
+        "--max-runs-per-user",
+        type=int,
+        default=None,
+        metavar="N",
+        help="runs at once on one user's threads; more are refused with 429 "
+        "(default: --jobs without keys, half of --jobs with keys)",
+    )
+    serve.add_argument(
+        "--run-seconds",
+        type=float,
+        default=DEFAULT_RUN_SECONDS,
+        metavar="SECONDS",
+        help=f"wall-clock limit of one run; the server stops it after that "
+        f"(default {DEFAULT_RUN_SECONDS:g})",
+    )
+    serve.add_argument(
+        "--max-budget",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="the most one thread may spend (calls, tokens, seconds, cost); applies to every "
+        "thread, and a client may ask for less but never more (repeatable)",
     )
     return serve
 
@@ -141,12 +205,12 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     model = getattr(args, "model", None)
     model = validate_spec(model) if model else None
     _check_jobs(args.jobs)
-    access = server_access(args)
+    access = server_access(args, port=args.port, model=model)
     _check_port(args.port, access.host)
     _check_server_installed()
     workdir = db.parent / SERVER_DIR
     workdir.mkdir(parents=True, exist_ok=True)
-    config = server_config(workdir, allow_origins=access.allow_origins)
+    config = server_config(workdir, allow_origins=access.policy.origins)
 
     url = server_url(args.port, access.host)
     print(f"Ensemble server: {url}", flush=True)
@@ -178,31 +242,36 @@ class ServerAccess:
     host: str = HOST
     keys_file: Path | None = None
     corpus_roots: tuple[Path, ...] = ()
-    allow_origins: tuple[str, ...] = ()
     output_roots: tuple[Path, ...] = ()
+    policy: ServerPolicy = field(default_factory=ServerPolicy)
+    """Hosts, origins, open routes, client models and limits (`ensemble.server.policy`)."""
 
     def describe(self) -> list[str]:
         """The lines `ensemble serve` prints at start, so the operator sees what is open."""
+        open_routes = ", ".join(self.policy.open_paths)
         users = (
-            f"API keys from {self.keys_file}"
+            f"API keys from {self.keys_file} (every route needs one except {open_routes})"
             if self.keys_file
             else "UNAUTHENTICATED: anyone on this machine can use it (listening on loopback only)"
         )
         roots = ", ".join(map(str, self.corpus_roots)) or "none (only Python's documentation)"
-        origins = ", ".join(self.allow_origins) or "none (browsers on other sites are refused)"
+        origins = ", ".join(self.policy.origins) or "none (pages of every other origin are refused)"
         return [
             f"Access:          {users}",
             f"Corpus roots:    {roots}",
-            f"Web origins:     {origins}",
+            f"Web origins:     {origins}; private-network access is never granted",
+            *self.policy.describe(),
         ]
 
 
-def server_access(args: argparse.Namespace) -> ServerAccess:
+def server_access(
+    args: argparse.Namespace, *, port: int = 0, model: str | None = None
+) -> ServerAccess:
     """Check the serve flags (and their environment fallbacks) and return what they allow.
 
     Raises:
-        ServeError: A missing keys file or corpus root, a bad origin, or a non-loopback address
-            without keys.
+        ServeError: A missing keys file or corpus root, a bad origin, host, limit or budget, or
+            a non-loopback address without keys.
     """
     keys = args.keys or (Path(p) if (p := os.environ.get(KEYS_FILE_ENV, "").strip()) else None)
     if keys is not None:
@@ -220,17 +289,46 @@ def server_access(args: argparse.Namespace) -> ServerAccess:
     for root in outputs:
         if not root.is_dir():
             raise ServeError(f"--output-root {root} is not a folder")
-    for origin in args.allow_origins:
-        parsed = urlsplit(origin)
-        if origin == "*" or parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise ServeError(
-                f"--allow-origin takes an origin like https://app.example, got {origin!r}"
-            )
     host = args.host
     if not _is_loopback(host) and keys is None:
         raise ServeError(f"--host {host} would expose an unauthenticated server; add --keys FILE")
-    origins = tuple(o.rstrip("/") for o in args.allow_origins)
-    return ServerAccess(host, keys, roots, origins, outputs)
+    jobs = getattr(args, "jobs", DEFAULT_JOBS)
+    per_user = getattr(args, "max_runs_per_user", None)
+    if per_user is None:
+        per_user = jobs if keys is None else max(1, jobs // 2)
+    if per_user < 1:
+        raise ServeError(f"--max-runs-per-user must be at least 1, got {per_user}")
+    run_seconds = getattr(args, "run_seconds", DEFAULT_RUN_SECONDS)
+    if not run_seconds > 0:
+        raise ServeError(f"--run-seconds must be positive, got {run_seconds:g}")
+    try:
+        hosts = [check_host(h) for h in getattr(args, "allow_hosts", [])]
+        if not _is_loopback(host) and host not in ("0.0.0.0", "::"):
+            hosts.append(check_host(host))
+        policy = ServerPolicy(
+            port=port,
+            hosts=tuple(dict.fromkeys(hosts)),
+            origins=tuple(dict.fromkeys(check_origin(o) for o in args.allow_origins)),
+            open_paths=(*ALWAYS_OPEN, *getattr(args, "open_routes", [])),
+            models=tuple(_check_model_form(m) for m in getattr(args, "allow_models", [])),
+            default_model=model or settings.default_model_spec(),
+            max_runs_per_user=per_user,
+            run_seconds=run_seconds,
+            budget_ceiling=parse_budget(getattr(args, "max_budget", [])),
+        )
+    except PolicyError as error:
+        raise ServeError(str(error)) from None
+    return ServerAccess(host, keys, roots, outputs, policy)
+
+
+def _check_model_form(spec: str) -> str:
+    """An `--allow-model` spec of a known form; its key may come later, with the run."""
+    from ensemble.agents.spec import model_spec_form
+
+    try:
+        return model_spec_form(spec)
+    except ValueError as error:
+        raise ServeError(f"--allow-model: {error}") from None
 
 
 def _is_loopback(host: str) -> bool:
@@ -296,6 +394,10 @@ def server_env(
     env = dict(os.environ if base is None else base)
     env.update(OFFLINE_ENV)
     env.pop("CORS_ALLOW_ORIGINS", None)  # only --allow-origin opens the API to web pages
+    env.pop("CORS_CONFIG", None)
+    env[POLICY_ENV] = access.policy.to_env()
+    env["BG_JOB_TIMEOUT_SECS"] = f"{access.policy.run_seconds:g}"  # LangGraph stops the run
+    env["HTTP_MAX_REQUEST_BODY_BYTES"] = str(MAX_BODY_BYTES)
     env["ENSEMBLE_DB"] = str(Path(db).resolve())
     env[SERVED_FLAG] = "1"
     env["ENSEMBLE_CORPUS_ROOTS"] = os.pathsep.join(map(str, access.corpus_roots))

@@ -15,7 +15,10 @@ from typing import Any
 from langgraph_sdk import Auth
 
 from ensemble import workspace
-from ensemble.server.keys import configured_keys
+from ensemble.run_settings import SETTINGS_KEY
+from ensemble.server.keys import configured_keys, presented_key
+from ensemble.server.limits import admit_run
+from ensemble.server.policy import ServerPolicy
 from ensemble.server.requests import (
     apply_settings,
     check_command,
@@ -25,10 +28,13 @@ from ensemble.server.requests import (
     scenario_of_assistant,
 )
 
+SERVER_METADATA = frozenset({"owner", SETTINGS_KEY, "graph_id"})
+"""Thread metadata only the server writes."""
 LOCAL_USER = "local"
 """The one user of a server without keys."""
 REVIEWER = "reviewer"
 
+POLICY = ServerPolicy.from_env()
 _keys = configured_keys()  # a bad keys file stops the server at start, with the reason
 workspace.configure(workspace.from_environment(served=True))  # clients choose no folders
 
@@ -40,21 +46,16 @@ async def authenticate(headers: dict[bytes, bytes]) -> Auth.types.MinimalUserDic
     """Map the presented API key to its user; without configured keys, the local user."""
     if _keys is None:
         return {"identity": LOCAL_USER, "permissions": [REVIEWER], "is_authenticated": True}
-    presented = _presented_key(headers)
+    presented = presented_key(
+        headers.get(b"x-api-key", b"").decode("latin-1"),
+        headers.get(b"authorization", b"").decode("latin-1"),
+    )
     if not presented:
         raise refuse(401, "an API key is required: send it as X-Api-Key")
     who = _keys.lookup(presented)
     if who is None:
         raise refuse(401, "unknown API key")
     return {"identity": who.user, "permissions": sorted(who.roles), "is_authenticated": True}
-
-
-def _presented_key(headers: dict[bytes, bytes]) -> str:
-    key = headers.get(b"x-api-key", b"")
-    if not key:
-        scheme, _, token = headers.get(b"authorization", b"").partition(b" ")
-        key = token if scheme.lower() == b"bearer" else b""
-    return key.decode("latin-1").strip()
 
 
 def _owner_filter(ctx: Auth.types.AuthContext) -> dict[str, str] | None:
@@ -89,8 +90,9 @@ async def on_thread_search(ctx: Auth.types.AuthContext, value: Any) -> dict[str,
 @auth.on.threads.update
 async def on_thread_update(ctx: Auth.types.AuthContext, value: Any) -> dict[str, str] | None:
     """Only the owner changes a thread (metadata, state, cancelling its runs); never its owner."""
-    if "owner" in (value.get("metadata") or {}):
-        raise refuse(403, "metadata.owner is set by the server")
+    written = SERVER_METADATA & set(value.get("metadata") or {})
+    if written:
+        raise refuse(403, f"metadata.{sorted(written)[0]} is set by the server")
     return _owner_filter(ctx)
 
 
@@ -114,8 +116,9 @@ async def on_run_create(ctx: Auth.types.AuthContext, value: Any) -> dict[str, st
     check_command(kwargs)
     scenario = scenario_of_assistant(value.get("assistant_id"))
     if scenario is not None:
-        await check_input(scenario, kwargs)
-    await apply_settings(value, kwargs)
+        await check_input(scenario, kwargs, POLICY)
+    await apply_settings(value, kwargs, POLICY)
+    await admit_run(ctx.user.identity, value.get("thread_id"), POLICY.max_runs_per_user)
     metadata = value.get("metadata")
     if isinstance(metadata, dict):
         metadata["owner"] = ctx.user.identity  # a thread this run creates is the caller's

@@ -24,7 +24,8 @@ CORS = {
     "allow_headers": ["*"],
     "expose_headers": ["x-pagination-total", "x-pagination-next", "content-location"],
 }
-"""No `allow_origins`: no web origin may call the API unless the operator names it."""
+"""CORS beyond the origins: `allow_origins` is always written, empty unless the operator names
+origins (left out, langgraph-api would allow every origin)."""
 
 CLOSED_ROUTES = ("disable_store", "disable_mcp", "disable_a2a", "disable_webhooks", "disable_ui")
 """Routes Ensemble does not use, so they are not mounted: less surface, fewer surprises."""
@@ -44,9 +45,7 @@ def langgraph_config(
         name: where(_graph_file(scenario.build.__module__)) + ":graph"
         for name, scenario in sorted(SCENARIOS.items())
     }
-    cors: dict[str, Any] = dict(CORS)
-    if allow_origins:
-        cors["allow_origins"] = list(allow_origins)
+    cors: dict[str, Any] = dict(CORS, allow_origins=list(allow_origins))
     return {
         "python_version": f"{sys.version_info.major}.{sys.version_info.minor}"
         if checkout is None
@@ -55,7 +54,11 @@ def langgraph_config(
         "graphs": graphs,
         "checkpointer": {"path": where("ensemble/persistence.py") + ":server_checkpointer"},
         "auth": {"path": where("ensemble/server/auth.py") + ":auth", "disable_studio_auth": True},
-        "http": {"cors": cors, **dict.fromkeys(CLOSED_ROUTES, True)},
+        "http": {
+            "app": where("ensemble/server/app.py") + ":app",
+            "cors": cors,
+            **dict.fromkeys(CLOSED_ROUTES, True),
+        },
     }
 
 

@@ -115,6 +115,14 @@ def _entry(source: Path, n: int, item: object) -> _Entry:
     return _Entry(raw, ApiUser(user, frozenset(roles)))
 
 
+def presented_key(x_api_key: str, authorization: str) -> str:
+    """The key a request presents: `X-Api-Key`, else an `Authorization: Bearer` token."""
+    if x_api_key.strip():
+        return x_api_key.strip()
+    scheme, _, token = authorization.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
 def configured_keys() -> ApiKeys | None:
     """The keys named by `ENSEMBLE_API_KEYS_FILE`, or None when the server is unauthenticated."""
     path = os.environ.get(KEYS_FILE_ENV, "").strip()

@@ -21,6 +21,7 @@ from ensemble.graphs.registry import SCENARIOS
 from ensemble.graphs.scenario import Scenario
 from ensemble.persistence import open_checkpointer
 from ensemble.run_settings import RunSettings, resolve, saved_in
+from ensemble.server.policy import ServerPolicy
 
 NAMESPACE_GRAPH = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
 """LangGraph's namespace for the assistant ids of graphs named in langgraph.json."""
@@ -65,17 +66,23 @@ def check_command(kwargs: Mapping[str, Any]) -> None:
         raise refuse(422, "webhook: this server makes no outgoing requests")
 
 
-async def check_input(scenario: Scenario, kwargs: MutableMapping[str, Any]) -> None:
+async def check_input(
+    scenario: Scenario, kwargs: MutableMapping[str, Any], policy: ServerPolicy
+) -> None:
     """Validate a run's input with the scenario's own schema; store the normalised input.
 
-    The corpus check touches the filesystem, so it runs in a worker thread (the server's event
-    loop must not block).
+    Agent definitions in the input name models too: they are held to the operator's list. The
+    corpus check touches the filesystem, so it runs in a worker thread (the server's event loop
+    must not block).
     """
     raw = kwargs.get("input")
     if raw is None:
         return
     try:
         valid = scenario.validate_input(raw).model_dump()
+        for n, agent in enumerate(valid.get("agents") or []):
+            if isinstance(agent, Mapping) and agent.get("model") is not None:
+                check_model_choice(f"input.agents[{n}].model", agent["model"], policy)
         await asyncio.to_thread(check_folders, scenario, valid)
     except EnsembleError as error:
         raise refuse(422, str(error)) from None
@@ -93,12 +100,13 @@ def check_folders(scenario: Scenario, values: Mapping[str, Any]) -> None:
 
 
 async def apply_settings(
-    value: MutableMapping[str, Any], kwargs: MutableMapping[str, Any]
+    value: MutableMapping[str, Any], kwargs: MutableMapping[str, Any], policy: ServerPolicy
 ) -> RunSettings:
     """Give the run the thread's saved settings plus what the client set explicitly.
 
-    The result becomes the run's context, and its run metadata, so the checkpoints it writes
-    carry the settings for the next resume or fork.
+    The client's settings are held to the operator's policy first (models it offers, the
+    budget ceiling); the result becomes the run's context, and its run metadata, so the
+    checkpoints it writes carry the settings for the next resume or fork.
     """
     client = kwargs.get("context") or {}
     config = kwargs.get("config") or {}
@@ -106,16 +114,77 @@ async def apply_settings(
     thread_id = value.get("thread_id")
     if not isinstance(client, Mapping):
         raise refuse(422, "context must be an object")
+    check_client_settings(client, policy)
     saved = await asyncio.to_thread(_saved, thread_id, checkpoint_id) if thread_id else None
     try:  # model specs are checked by building them: imports, files (a worker thread)
         settings = await asyncio.to_thread(resolve, saved, client, how="client")
     except EnsembleError as error:
         raise refuse(422, str(error)) from None
+    ceiling = dict(policy.budget_ceiling)
+    settings.context.budget = {  # the ceiling applies to what a thread saved earlier too
+        name: min(float(settings.context.budget.get(name, limit)), limit)  # type: ignore[misc]
+        for name, limit in ceiling.items()
+    } | {k: v for k, v in settings.context.budget.items() if k not in ceiling}
     kwargs["context"] = asdict(settings.context)
     metadata = value.get("metadata")
     if isinstance(metadata, MutableMapping):
         metadata.update(settings.metadata())
     return settings
+
+
+def check_client_settings(client: Mapping[str, Any], policy: ServerPolicy) -> None:
+    """Refuse what only the operator chooses, with a 422 naming the field.
+
+    That is: models the server does not offer, model options (`?latency=`), prices, and
+    budgets above the ceiling.
+    """
+    specs: list[tuple[str, Any]] = [("context.model", client.get("model"))]
+    for name in ("role_models", "fallbacks"):
+        chosen = client.get(name)
+        if isinstance(chosen, Mapping):
+            for role, spec in chosen.items():
+                listed = spec if isinstance(spec, list) else [spec]
+                specs += [(f"context.{name}.{role}", s) for s in listed]
+    for where, spec in specs:
+        check_model_choice(where, spec, policy)
+    if client.get("prices"):
+        raise refuse(422, "context.prices: prices are the operator's to set, not a client's")
+    budget = client.get("budget")
+    if isinstance(budget, Mapping):
+        for name, asked in budget.items():
+            limit = policy.budget_ceiling.get(str(name))
+            if limit is not None and _number(asked) > limit:
+                raise refuse(
+                    422,
+                    f"context.budget.{name}: {asked} is above this server's ceiling of "
+                    f"{limit:g} (set by the operator with --max-budget)",
+                )
+
+
+def check_model_choice(where: str, spec: Any, policy: ServerPolicy) -> None:
+    """Refuse a client's model spec that the operator does not offer, or that sets options."""
+    if not isinstance(spec, str):
+        return  # not a spec at all: the schema's own validation names it
+    offered = policy.client_models()
+    if spec.strip() not in offered and "?" in spec:
+        raise refuse(
+            422,
+            f"{where}: model options such as {spec[spec.index('?') :]!r} are the "
+            "operator's to set, not a client's",
+        )
+    if spec.strip() not in offered:
+        raise refuse(
+            422,
+            f"{where}: {spec!r} is not offered by this server (offered: "
+            f"{', '.join(sorted(offered))}; the operator adds models with --allow-model)",
+        )
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("-inf")  # not a number: the context's own validation says so
 
 
 def _saved(thread_id: Any, checkpoint_id: str | None) -> Any:

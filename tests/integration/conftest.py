@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from ensemble.cli import serve
+from ensemble.server.policy import ServerPolicy
 from tests.corpus import write_corpus
 
 STARTUP_TIMEOUT = 120.0
@@ -82,6 +83,16 @@ def _signal_group(process: subprocess.Popen, sig: int) -> None:
         pass
 
 
+SLOW_MODEL = "offline?latency=2"
+"""A model the dev server's operator offers its clients, for runs that must take a while."""
+
+
+def served_access(workdir: Path) -> serve.ServerAccess:
+    """Corpora under `workdir`; the offline model, and a slow one, offered to clients."""
+    policy = ServerPolicy(default_model="offline", models=(SLOW_MODEL,))
+    return serve.ServerAccess(corpus_roots=(workdir,), policy=policy)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One dev server for the module: temp database, temp working directory, offline model."""
@@ -96,7 +107,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         process = subprocess.Popen(
             command,
             cwd=workdir,
-            env=serve.server_env(db, "offline", access=serve.ServerAccess(corpus_roots=(workdir,))),
+            env=serve.server_env(db, "offline", access=served_access(workdir)),
             stdout=sink,
             stderr=subprocess.STDOUT,
             start_new_session=True,

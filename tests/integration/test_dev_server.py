@@ -23,12 +23,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ensemble.cli import serve
 from ensemble.graphs.registry import SCENARIOS
-from tests.integration.conftest import Server, free_port, http_ok, stop, tail
+from tests.integration.conftest import SLOW_MODEL, Server, free_port, http_ok, stop, tail
 
 pytestmark = pytest.mark.integration
 
 ASSISTANT = "research"
-SLOW_MODEL = "offline?latency=2"
 
 
 def research_input(server: Server, **extra: Any) -> dict[str, Any]:

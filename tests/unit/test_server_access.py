@@ -15,6 +15,7 @@ from ensemble.cli.serve import ServeError, server_access, server_config, server_
 from ensemble.graphs.registry import SCENARIOS
 from ensemble.server.config import langgraph_config
 from ensemble.server.keys import KeysError, load_keys
+from ensemble.server.policy import ServerPolicy
 from ensemble.server.requests import (
     NAMESPACE_GRAPH,
     apply_settings,
@@ -25,6 +26,7 @@ from ensemble.server.requests import (
 )
 
 KEY = "a-key-of-sufficient-length"
+POLICY = ServerPolicy(default_model="offline")
 
 
 def write_keys(path: Path, keys: list) -> Path:
@@ -113,7 +115,7 @@ async def test_input_is_validated_and_normalised(monkeypatch, tmp_path):
     monkeypatch.setenv("ENSEMBLE_SERVED", "1")
     research = SCENARIOS["research"]
     kwargs = {"input": {"question": "  How?  "}}
-    await check_input(research, kwargs)
+    await check_input(research, kwargs, POLICY)
     assert kwargs["input"]["question"] == "How?" and kwargs["input"]["max_revisions"] == 2
     for bad, field in [
         ({"question": ""}, "question"),
@@ -122,19 +124,19 @@ async def test_input_is_validated_and_normalised(monkeypatch, tmp_path):
         ({"question": "q", "db_path": "/tmp/x"}, "db_path"),
     ]:
         with pytest.raises(Auth.exceptions.HTTPException, match=field) as caught:
-            await check_input(research, {"input": bad})
+            await check_input(research, {"input": bad}, POLICY)
         assert caught.value.status_code == 422
 
 
 async def test_settings_are_checked_and_recorded_in_run_metadata():
     value = {"thread_id": None, "metadata": {}}
     kwargs = {"context": {"search_k": 2}}
-    await apply_settings(value, kwargs)
+    await apply_settings(value, kwargs, POLICY)
     assert kwargs["context"]["search_k"] == 2 and kwargs["context"]["model"] == "offline"
     assert json.loads(value["metadata"]["ensemble_settings"])["origin"]["search_k"] == "client"
     for context, field in [({"db_path": "/tmp/evil.db"}, "db_path"), ({"model": "nope"}, "nope")]:
         with pytest.raises(Auth.exceptions.HTTPException, match=field):
-            await apply_settings({"metadata": {}}, {"context": context})
+            await apply_settings({"metadata": {}}, {"context": context}, POLICY)
 
 
 def serve_args(**overrides) -> argparse.Namespace:
@@ -157,7 +159,9 @@ def test_serve_flags_are_checked(tmp_path):
             keys=keys, host="0.0.0.0", corpus_roots=[tmp_path], allow_origins=["https://a.b/"]
         )
     )
-    assert access.allow_origins == ("https://a.b",) and access.corpus_roots == (tmp_path.resolve(),)
+    assert access.policy.origins == ("https://a.b",) and access.corpus_roots == (
+        tmp_path.resolve(),
+    )
 
 
 def test_server_environment_and_config_carry_the_operator_choices(tmp_path, monkeypatch):
@@ -169,7 +173,8 @@ def test_server_environment_and_config_carry_the_operator_choices(tmp_path, monk
     assert env["ENSEMBLE_CORPUS_ROOTS"] == str(tmp_path.resolve())
     assert "CORS_ALLOW_ORIGINS" not in env
     plain = json.loads(server_config(tmp_path).read_text())
-    assert "allow_origins" not in plain["http"]["cors"]
+    assert plain["http"]["cors"]["allow_origins"] == []  # left out, LangGraph would allow all
+    assert json.loads(env["ENSEMBLE_SERVER_POLICY"])["max_runs_per_user"] == 2
     assert plain["auth"]["disable_studio_auth"] is True
     assert Path(plain["auth"]["path"].split(":")[0]).is_file()
     opened = json.loads(server_config(tmp_path, allow_origins=["https://a.b"]).read_text())
