@@ -1,14 +1,23 @@
-"""The Starlette app `ensemble serve` mounts through langgraph.json `http.app`.
+"""The app `ensemble serve` mounts through langgraph.json `http.app`.
 
 It adds no routes: its middleware, the request gate, wraps every route the LangGraph server
-mounts (custom middleware runs outside LangGraph's own CORS and auth layers).
+mounts (custom middleware runs outside LangGraph's own CORS and auth layers). It is a FastAPI
+app because LangGraph merges a custom app's OpenAPI paths into its own: a FastAPI app with no
+routes of its own contributes none, so `/openapi.json` keeps LangGraph's full description
+(a plain Starlette app would replace it with one that has no path parameters).
 """
 
 from __future__ import annotations
 
-from starlette.applications import Starlette
+from fastapi import FastAPI
 from starlette.middleware import Middleware
 
 from ensemble.server.gate import Gate
 
-app = Starlette(middleware=[Middleware(Gate)])
+app = FastAPI(
+    title="Ensemble",
+    docs_url=None,
+    redoc_url=None,
+    openapi_url=None,
+    middleware=[Middleware(Gate)],
+)

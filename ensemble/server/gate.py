@@ -4,6 +4,8 @@ LangGraph's server checks keys and ownership only on its protected routes and an
 origin unless told otherwise, so this ASGI middleware, the outermost layer, checks what no
 route may skip:
 
+- only the routes Ensemble serves exist (LangGraph dev also mounts `/internal/truncate`, which
+  wipes every thread, and `/deploy`, which runs its CLI);
 - the `Host` header names this server (a DNS-rebinding page names its own host);
 - an `Origin` header is the server's own or one the operator named, else 403 (preflights
   included), and private-network access is never granted;
@@ -36,6 +38,11 @@ Send = Callable[[Message], Awaitable[None]]
 
 MAX_CHECKED_BODY = 2 * 1024 * 1024
 """Largest body the gate reads to check it (thread creation, state writes)."""
+SERVED_ROUTES = re.compile(
+    r"^/(ok|info|metrics|docs|openapi\.json)?$|^/(assistants|threads|runs)(/|$)"
+)
+"""The routes Ensemble serves; LangGraph dev's others (`/internal/truncate` wipes every thread,
+`/deploy` runs the CLI, `/profile`) are not found."""
 THREAD_PATH = re.compile(r"^/threads/([0-9a-fA-F-]{32,36})(/.*)?$")
 PRIVATE_NETWORK_HEADER = b"access-control-allow-private-network"
 REVIEWER = "reviewer"
@@ -73,6 +80,9 @@ class Gate:
             await _answer(send, 403, f"web origin {origin!r} may not call this server")
             return
         path = scope.get("path", "")
+        if not SERVED_ROUTES.match(path):
+            await _answer(send, 404, "Not Found")
+            return
         user = None
         if self.keys is not None and path not in self.policy.open_paths:
             if scope.get("method") == "OPTIONS" and origin is not None:

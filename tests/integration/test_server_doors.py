@@ -205,6 +205,28 @@ def test_the_banner_says_what_is_open(request, fixture: str, expected: list[str]
     assert "private-network access is never granted" in banner
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/internal/truncate"),
+        ("GET", "/internal/debug/thread/00000000-0000-0000-0000-000000000000"),
+        ("POST", "/deploy"),
+        ("GET", "/deploy"),
+        ("GET", "/profile"),
+        ("POST", "/ui/research"),
+        ("GET", "/store/items"),
+    ],
+)
+def test_routes_ensemble_does_not_serve_are_not_found(
+    any_server: Served, method: str, path: str
+) -> None:
+    """LangGraph dev mounts more: `/internal/truncate` would wipe every user's threads."""
+    thread = raw(any_server, "POST", "/threads", "alice", json={}).json()
+    response = raw(any_server, method, path, "alice", json={})
+    assert response.status_code == 404, response.text
+    assert raw(any_server, "GET", f"/threads/{thread['thread_id']}", "alice").status_code == 200
+
+
 # -- keys on every route -----------------------------------------------------------------------
 
 
