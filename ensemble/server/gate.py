@@ -115,6 +115,8 @@ class Gate:
             return receive
         thread_id, rest = match.group(1), match.group(2) or ""
         thread = await self._owned(thread_id, user, strict=False) if user is not None else None
+        if method == "DELETE" and not rest and thread is None and await _lookup(thread_id) is None:
+            raise Refused(404, f"Thread {thread_id} not found")  # LangGraph dev answers 500
         if method == "POST" and rest in ("/state", "/state/bulk"):
             if rest == "/state/bulk":
                 raise Refused(403, "state/bulk: a client may not write a thread's state in bulk")

@@ -120,11 +120,10 @@ async def apply_settings(
         settings = await asyncio.to_thread(resolve, saved, client, how="client")
     except EnsembleError as error:
         raise refuse(422, str(error)) from None
-    ceiling = dict(policy.budget_ceiling)
-    settings.context.budget = {  # the ceiling applies to what a thread saved earlier too
-        name: min(float(settings.context.budget.get(name, limit)), limit)  # type: ignore[misc]
-        for name, limit in ceiling.items()
-    } | {k: v for k, v in settings.context.budget.items() if k not in ceiling}
+    budget: dict[str, float] = {str(k): v for k, v in settings.context.budget.items()}
+    for name, limit in policy.budget_ceiling.items():  # also caps what a thread saved earlier
+        budget[name] = min(budget.get(name, limit), limit)
+    settings.context.budget = budget  # type: ignore[assignment]  # names checked by the policy
     kwargs["context"] = asdict(settings.context)
     metadata = value.get("metadata")
     if isinstance(metadata, MutableMapping):

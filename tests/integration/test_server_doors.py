@@ -227,6 +227,11 @@ def test_routes_ensemble_does_not_serve_are_not_found(
     assert raw(any_server, "GET", f"/threads/{thread['thread_id']}", "alice").status_code == 200
 
 
+def test_deleting_a_thread_that_does_not_exist_is_not_found(any_server: Served) -> None:
+    response = raw(any_server, "DELETE", "/threads/00000000-0000-4000-8000-000000000000", "alice")
+    assert response.status_code == 404, response.text  # LangGraph dev alone answers 500
+
+
 # -- keys on every route -----------------------------------------------------------------------
 
 
@@ -411,6 +416,24 @@ async def test_no_state_write_passes_a_human_gate(
     assert bulk.status_code == 403
     state = await alice.threads.get_state(w.thread_id)
     assert state["next"] == [w.gate] and state["interrupts"], state["next"]
+
+
+async def test_on_the_plain_server_too_a_state_write_never_passes_a_gate(plain: Served) -> None:
+    """Without keys the one local user is the reviewer, yet a gate is still answered only by
+    resuming it: a state write cannot choose the next node or land on a waiting checkpoint."""
+    local = client(plain)
+    thread_id = (await local.threads.create())["thread_id"]
+    run_input = {"question": QUESTION, "review_plan": True, "max_revisions": 0}
+    await local.runs.wait(thread_id, "research", input=run_input)
+    text = await expect_status(
+        422, local.threads.update_state(thread_id, {"question": "x"}, as_node="review_plan")
+    )
+    assert "as_node" in text
+    await expect_status(409, local.threads.update_state(thread_id, {"question": "x"}))
+    await expect_status(422, local.runs.wait(thread_id, "research", command={"goto": "finalize"}))
+    assert (await local.threads.get_state(thread_id))["next"] == ["review_plan"]
+    out = await local.runs.wait(thread_id, "research", command={"resume": {"action": "approve"}})
+    assert out["report"]
 
 
 async def test_the_reviewers_answer_still_goes_on(keyed: Served) -> None:
