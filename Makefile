@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 QUESTION ?= How does Python's json module decode JSON documents?
 
-.PHONY: demo test test-fast lint install clean
+.PHONY: demo test test-fast lint install sandbox clean
 
 # The dev tools: enough for the demo and the offline tests.
 $(BIN)/.installed-dev: pyproject.toml
@@ -21,10 +21,23 @@ $(BIN)/.installed-local: $(BIN)/.installed-dev
 
 install: $(BIN)/.installed-local
 
-demo: $(BIN)/.installed-dev  ## run the research scenario offline, no API key needed
+# The solver runs Python in a bubblewrap sandbox (Debian's `bubblewrap`). Installed here when this
+# user may (root, or passwordless sudo); otherwise the line says how, and solver tasks that run
+# Python are refused with the same advice (`ensemble doctor` tells what works).
+sandbox:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; \
+	  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null && command -v apt-get >/dev/null; then \
+	    sudo apt-get update -qq && sudo apt-get install -y -qq bubblewrap >/dev/null; \
+	  else \
+	    echo "make: the solver's sandbox needs bubblewrap: run 'sudo apt-get install bubblewrap'"; \
+	  fi; }
+
+demo: $(BIN)/.installed-dev sandbox  ## run the research scenario offline, no API key needed
 	$(BIN)/ensemble run research "$(QUESTION)" --yes
 
-test: $(BIN)/.installed-local  ## everything: unit, CLI, notebooks, dev server, local model
+test: $(BIN)/.installed-local sandbox  ## everything: unit, CLI, notebooks, dev server, local model
 	$(BIN)/pytest
 
 test-fast: $(BIN)/.installed-dev  ## unit tests only

@@ -19,6 +19,7 @@ from ensemble import settings
 from ensemble.corpus import CorpusIndex, open_corpus
 from ensemble.corpus.access import inside_roots, resolve_corpus
 from ensemble.publishing import PublishError
+from ensemble.publishing.publisher import refuse_symlinks
 
 SERVED_FLAG = "ENSEMBLE_SERVED"
 """Set to 1 in the server's environment: its runs come from clients, who choose no folders."""
@@ -72,11 +73,12 @@ class Workspace:
             return folder
         if self.output_roots is None:
             folder = Path(name).expanduser()
+            refuse_symlinks(folder)  # never written through a link, at any depth
             if folder.exists() and not folder.is_dir():
                 raise PublishError(f"output_dir {folder} is not a folder")
             if create:
                 folder.mkdir(parents=True, exist_ok=True)
-            return folder.resolve()
+            return folder.absolute()
         roots = list(self.output_roots)
         if not roots:
             raise PublishError(

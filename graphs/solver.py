@@ -33,6 +33,7 @@ from ensemble.nodes.solver_worker import solver_worker
 from ensemble.nodes.team import team_of
 from ensemble.state.solver import SolverInput, SolverOutput, SolverState, WorkOrder
 from ensemble.tasks import validate_workflow
+from ensemble.tools.sandbox import sandbox_available
 
 NAME = "solver"
 
@@ -103,7 +104,15 @@ def check_input(valid: BaseModel) -> None:
     assert isinstance(valid, SolverInput)
     team = team_of(SolverState(agents=valid.agents, replace_team=valid.replace_team))
     if valid.workflow:
-        validate_workflow(valid.workflow, team.capabilities(), "workflow")
+        workflow = validate_workflow(valid.workflow, team.capabilities(), "workflow")
+        coded = [t.id for t in workflow.tasks if t.tool == "python"]
+        if coded and not sandbox_available():
+            raise InvalidInputError(
+                f"task {coded[0]!r} runs Python, which needs the solver's sandbox "
+                "(bubblewrap), and it does not work here: install it with "
+                "`apt-get install bubblewrap` (`make demo` and `make test` do), then "
+                "`ensemble doctor` says whether it works"
+            )
 
 
 def check_answer(answer: Any, values: Mapping[str, Any]) -> Any:

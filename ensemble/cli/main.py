@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import re
 import sqlite3
 import sys
 from collections.abc import AsyncIterator
@@ -19,6 +21,7 @@ from ensemble import audit, settings, workspace
 from ensemble.cli import prompt
 from ensemble.cli.agents import add_agents_parser, cmd_agents
 from ensemble.cli.audit import add_audit_parsers, cmd_audit, cmd_stats
+from ensemble.cli.doctor import add_doctor_parser, cmd_doctor
 from ensemble.cli.eval import add_eval_parser, cmd_eval
 from ensemble.cli.flags import add_input_flags, describe, describe_schema, flag_name, given_inputs
 from ensemble.cli.render import Progress, print_json, table
@@ -146,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ensemble", description="Multi-agent orchestration on LangGraph."
     )
+    parser.add_argument("--version", action="version", version=f"ensemble {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common, running = _common(), _running()
 
@@ -164,7 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
         "resume", parents=[common, running], help="continue a paused or crashed thread"
     )
     resume.add_argument("thread")
-    resume.add_argument("--answer", help="JSON answer to the pending question")
+    resume.add_argument(
+        "--answer",
+        help="answer to the pending question: a word (approve, reject, retry, ...) or JSON "
+        'such as \'{"action": "edit", "subquestions": [...]}\'',
+    )
 
     sub.add_parser("threads", parents=[common], help="list threads")
 
@@ -189,22 +197,39 @@ def build_parser() -> argparse.ArgumentParser:
     add_agents_parser(sub, [])
     add_audit_parsers(sub, [common])
     add_eval_parser(sub, [])
+    add_doctor_parser(sub, [])
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ensemble")
+    except PackageNotFoundError:  # pragma: no cover - a checkout on sys.path, not installed
+        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `ensemble` console script."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # `ensemble threads | head`: the reader has all it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes at exit
+        return 141  # 128 + SIGPIPE, as a program killed by the closed pipe would report
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command != "serve":  # the server configures its own process
             _use_database(args)
         return asyncio.run(COMMANDS[args.command](args))
     except EnsembleError as error:
-        print(f"ensemble: error: {error}", file=sys.stderr)
-        return EXIT_ERROR
+        return _refuse(args, str(error))
     except sqlite3.Error as error:
-        print(f"ensemble: error: {DatabaseError(str(error))}", file=sys.stderr)
-        return EXIT_ERROR
+        return _refuse(args, str(DatabaseError(str(error))))
     except KeyboardInterrupt:
         print(
             "ensemble: stopped; the thread can be resumed with `ensemble resume`", file=sys.stderr
@@ -213,6 +238,14 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         audit.flush()  # the audit trail of this command is on disk before the process ends
         stop_local_servers()  # the llama server of `--model local`, if this process started one
+
+
+def _refuse(args: argparse.Namespace, message: str) -> int:
+    """A refused command: one line on stderr, and with `--json` one object on stdout."""
+    print(f"ensemble: error: {message}", file=sys.stderr)
+    if getattr(args, "json", False):
+        print_json({"status": "refused", "error": message})
+    return EXIT_ERROR
 
 
 def _budget_answer(raw: str | None) -> Any:
@@ -224,6 +257,21 @@ def _budget_answer(raw: str | None) -> Any:
         validate_context({"budget": answer["budget"]})
         return answer["budget"]
     return None
+
+
+BARE_WORD = re.compile(r"[a-z][a-z_]*")
+
+
+def _parse_answer(raw: str, *, halted: bool) -> Any:
+    """`--answer`: JSON, or a bare word as the terminal prompt takes it (`approve`, `retry`).
+
+    A bare word is the action of a review (`{"action": "approve"}`), or the word itself for a
+    paused run (`retry`, `stop`).
+    """
+    if BARE_WORD.fullmatch(raw.strip()) and raw.strip() not in ("true", "false", "null"):
+        word = raw.strip()
+        return word if halted else {"action": word}
+    return parse_json_value(raw, "--answer")
 
 
 def _check_answer(answer: Any, scenario: Scenario, values: Any, *, halted: bool) -> None:
@@ -402,7 +450,7 @@ async def cmd_resume(args: argparse.Namespace) -> int:
         if args.answer is not None:
             if not snapshot.interrupts:
                 raise InvalidInputError(f"thread {args.thread!r} is not waiting for an answer")
-            answer = parse_json_value(args.answer, "--answer")
+            answer = _parse_answer(args.answer, halted=halted)
             _check_answer(answer, scenario, values, halted=halted)
         elif halted:
             answer = "retry"  # a paused run resumed without an answer: try again
@@ -652,6 +700,7 @@ COMMANDS = {
     "audit": cmd_audit,
     "stats": cmd_stats,
     "eval": cmd_eval,
+    "doctor": cmd_doctor,
 }
 
 

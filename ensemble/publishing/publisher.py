@@ -99,8 +99,7 @@ def resolve_out_dir(out_dir: Path) -> Path:
     if not text or "\x00" in text:
         raise PublishError("the output folder is not a valid path")
     path = Path(text)
-    if path.is_symlink():
-        raise PublishError(f"output folder {path} is a symlink; give the real folder")
+    refuse_symlinks(path)
     try:
         root = path.resolve(strict=True)
         mode = root.stat().st_mode
@@ -109,6 +108,26 @@ def resolve_out_dir(out_dir: Path) -> Path:
     if not stat.S_ISDIR(mode):
         raise PublishError(f"output path is not a folder: {path}")
     return root
+
+
+def refuse_symlinks(path: Path) -> None:
+    """Refuse a folder path with a symlink in any part the user wrote.
+
+    Nothing is written through a link, at any depth; a relative path is checked from the
+    working folder down.
+
+    Raises:
+        PublishError: Naming the part that is a symlink.
+    """
+    parts = path.expanduser()
+    base = Path(parts.anchor) if parts.is_absolute() else Path.cwd()
+    current = base
+    for part in parts.parts[1:] if parts.is_absolute() else parts.parts:
+        current = current / part
+        if current.is_symlink():
+            raise PublishError(
+                f"output folder {path}: {current} is a symlink; give the real folder"
+            )
 
 
 def _reserve(piece: Piece, key: str, root: Path, journal: PublishJournal) -> Entry:

