@@ -15,7 +15,7 @@ from typing_extensions import TypedDict
 
 from ensemble.state.reducers import merge_dicts
 
-Outcome = Literal["", "solved", "partial", "aborted"]
+Outcome = Literal["", "solved", "partial", "unanswered", "aborted"]
 MAX_PROBLEM_CHARS = 4000
 
 

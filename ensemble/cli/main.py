@@ -174,7 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
         'such as \'{"action": "edit", "subquestions": [...]}\'',
     )
 
-    sub.add_parser("threads", parents=[common], help="list threads")
+    threads = sub.add_parser("threads", parents=[common], help="list threads")
+    threads.add_argument("--scenario", help="only threads of this scenario")
+    threads.add_argument(
+        "--status",
+        choices=("done", "interrupted", "failed"),
+        help="only threads with this status (interrupted: waiting for an answer)",
+    )
 
     history = sub.add_parser("history", parents=[common], help="list a thread's checkpoints")
     history.add_argument("thread")
@@ -515,16 +521,23 @@ async def cmd_threads(args: argparse.Namespace) -> int:
                         "thread_id": summary.thread_id,
                         "scenario": scenario.name,
                         "status": result_of(snapshot, scenario, summary.thread_id).status,
+                        "outcome": values.get("outcome") or "",
                         "checkpoints": summary.checkpoints,
                         "updated": snapshot.created_at,
                         scenario.primary_field: values.get(scenario.primary_field),
                         "input": values.get(scenario.primary_field),
                     }
                 )
+    rows = [
+        r
+        for r in rows
+        if (not args.scenario or r["scenario"] == args.scenario)
+        and (not args.status or r.get("status") == args.status)
+    ]
     if args.json:
         print_json({"threads": rows})
     elif not rows:
-        print(f"No threads in {db}.")
+        print(f"No threads in {db}" + (" match." if args.scenario or args.status else "."))
     else:
         print(
             table(
@@ -533,13 +546,14 @@ async def cmd_threads(args: argparse.Namespace) -> int:
                         r["thread_id"],
                         r["scenario"],
                         r.get("status"),
+                        r.get("outcome") or "-",
                         r.get("checkpoints"),
                         r.get("updated"),
                         str(r.get("input") or "")[:60],
                     ]
                     for r in rows
                 ],
-                ["THREAD", "SCENARIO", "STATUS", "STEPS", "UPDATED", "INPUT"],
+                ["THREAD", "SCENARIO", "STATUS", "OUTCOME", "STEPS", "UPDATED", "INPUT"],
             )
         )
     return 0

@@ -243,6 +243,6 @@ def test_missing_key_for_the_threads_model_fails_in_one_line_and_writes_nothing(
         lines = failed.stderr.splitlines()
         assert len(lines) == 1, (argv, failed.stderr)
         assert lines[0].startswith("ensemble: error: ") and "OPENAI_API_KEY" in lines[0]
-        assert failed.stdout == ""
+        assert json.loads(failed.stdout) == {"status": "refused", "error": lines[0][17:]}
         assert row_counts(db) == rows, argv
     assert len(server.requests) == requests

@@ -78,12 +78,19 @@ def write_yaml(path: Path, data: Any) -> Path:
 
 
 def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
-    """The single `ensemble: error: ...` line of a refused command (exit 2, nothing on stdout)."""
+    """The single `ensemble: error: ...` line of a refused command (exit 2).
+
+    With `--json`, stdout holds one object saying the same; without, nothing.
+    """
     assert done.returncode == 2, f"{done.args}\nstdout: {done.stdout}\nstderr: {done.stderr}"
     lines = done.stderr.splitlines()
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("ensemble: error: "), done.stderr
-    assert done.stdout == ""
+    if "--json" in done.args:
+        refused = {"status": "refused", "error": lines[0].removeprefix("ensemble: error: ")}
+        assert json.loads(done.stdout) == refused
+    else:
+        assert done.stdout == ""
     return lines[0]
 
 
@@ -132,13 +139,16 @@ def test_the_shipped_example_runs_offline(db_with_default_corpus: Path) -> None:
         assert f"**{task_id}**" in output["answer"]  # the trace of who did what
 
 
-def test_a_problem_in_words_is_planned_and_solved_offline(db_with_default_corpus: Path) -> None:
+def test_a_problem_in_words_offline_says_it_was_not_worked_out(
+    db_with_default_corpus: Path,
+) -> None:
+    """The offline model can only quote: its result repeats the problem, so it is not `solved`."""
     out = json_of(ensemble("run", "solver", PROBLEM, "--db", str(db_with_default_corpus), "--json"))
     assert out["status"] == "done", out
     output = out["output"]
     assert output["problem"] == PROBLEM
-    assert output["outcome"] == "solved"
-    assert output["answer"].strip()
+    assert output["outcome"] == "unanswered"
+    assert "did not work this out" in output["answer"]
     assert output["dag"]
     for entry in output["dag"]:
         assert entry["status"] == "done" and entry["agents"] and entry["attempts"], entry

@@ -107,3 +107,28 @@ def test_a_solver_task_that_runs_python_is_refused_without_a_sandbox(capsys, tmp
     assert "bubblewrap" in err and "ensemble doctor" in err and len(err.strip().splitlines()) == 1
     code, listed, _ = cli(capsys, "threads", "--db", str(db), "--json")
     assert not db.exists() or listed["threads"] == []
+
+
+def test_an_answer_that_repeats_the_problem_is_not_solved():
+    from ensemble.nodes.aggregator import restates_the_problem
+    from ensemble.state.solver import SolverState
+
+    state = SolverState(problem="How many bytes does the euro sign take in UTF-8?")
+    rows = [{"status": "done", "value": "How many bytes does the euro sign take in UTF-8?"}]
+    assert restates_the_problem(state, rows)
+    rows = [{"status": "done", "value": "Three bytes: E2 82 AC."}]
+    assert not restates_the_problem(state, rows)
+    assert not restates_the_problem(SolverState(problem=""), rows)
+
+
+def test_threads_shows_the_outcome_and_filters(capsys, tmp_path, corpus_dir):
+    db = tmp_path / "cli.db"
+    run_research(capsys, db, corpus_dir)
+    run_research(capsys, db, corpus_dir, "--review-plan")
+    code, listed, _ = cli(capsys, "threads", "--db", str(db), "--json")
+    assert {r["status"] for r in listed["threads"]} == {"done", "interrupted"}
+    assert all("outcome" in r for r in listed["threads"])
+    _, waiting, _ = cli(capsys, "threads", "--db", str(db), "--status", "interrupted", "--json")
+    assert [r["status"] for r in waiting["threads"]] == ["interrupted"]
+    _, none, _ = cli(capsys, "threads", "--db", str(db), "--scenario", "solver", "--json")
+    assert none["threads"] == []
