@@ -19,6 +19,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from ensemble.context import SETTINGS_FIELDS, Context, validate_context
+from ensemble.errors import InvalidInputError
 from ensemble.models import validate_spec
 
 SETTINGS_KEY = "ensemble_settings"
@@ -91,6 +92,12 @@ def resolve(
         values[name] = value
         origin[name] = how
     context = validate_context(values)
+    if "cost" in context.budget and not context.prices:
+        raise InvalidInputError(
+            "budget.cost needs prices per million tokens for the models the run uses "
+            '(--prices FILE with {"openai:gpt-4o": {"input": 2.5, "output": 10}}); '
+            "without them a cost budget would never fire"
+        )
     chains = [spec for chain in context.fallbacks.values() for spec in chain]
     for spec in {context.model, *context.role_models.values(), *chains}:
         validate_spec(spec)

@@ -100,6 +100,13 @@ def _running() -> argparse.ArgumentParser:
         "(calls, tokens, seconds, cost)",
     )
     running.add_argument(
+        "--prices",
+        type=Path,
+        metavar="FILE",
+        help="prices per million tokens by model, for a cost budget and `ensemble stats`: "
+        'YAML or JSON such as {"openai:gpt-4o": {"input": 2.5, "output": 10}}',
+    )
+    running.add_argument(
         "--no-cache",
         dest="cache",
         action="store_false",
@@ -306,6 +313,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "model_retries": args.model_retries,
         "cache": args.cache,
         "budget": parse_json_value(args.budget, "--budget") if args.budget else None,
+        "prices": _read_prices(args.prices) if args.prices else None,
     }
     if args.fallbacks:
         chains: dict[str, list[str]] = {}
@@ -329,6 +337,20 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
             problem = str(error).split(": ", 2)[-1]
             raise InvalidInputError(f"--{name.replace('_', '-')}: {problem}") from None
     return given
+
+
+def _read_prices(path: Path) -> Any:
+    """The `--prices` file: a YAML or JSON mapping of model spec to input/output prices."""
+    import yaml
+
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise InvalidInputError(f"--prices: cannot read {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise InvalidInputError(f"--prices: {where}: not valid YAML or JSON") from None
 
 
 def _answerer(args: argparse.Namespace, given: Any = None) -> Answerer:

@@ -186,7 +186,7 @@ def add_serve_parser(
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="the most one thread may spend (calls, tokens, seconds, cost); applies to every "
+        help="the most one thread may spend (calls, tokens, seconds); applies to every "
         "thread, and a client may ask for less but never more (repeatable)",
     )
     return serve

@@ -25,7 +25,8 @@ ALWAYS_OPEN = ("/ok",)
 """Routes that answer without a key: the health check only, unless the operator opens more."""
 DEFAULT_RUN_SECONDS = 3600.0
 """A run stops after this long unless the operator says otherwise (`--run-seconds`)."""
-BUDGET_NAMES = ("calls", "tokens", "seconds", "cost")
+BUDGET_NAMES = ("calls", "tokens", "seconds")
+"""A server's ceilings; `cost` needs prices, which a served run does not have."""
 
 
 class PolicyError(EnsembleError):

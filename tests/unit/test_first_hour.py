@@ -132,3 +132,18 @@ def test_threads_shows_the_outcome_and_filters(capsys, tmp_path, corpus_dir):
     assert [r["status"] for r in waiting["threads"]] == ["interrupted"]
     _, none, _ = cli(capsys, "threads", "--db", str(db), "--scenario", "solver", "--json")
     assert none["threads"] == []
+
+
+def test_a_cost_budget_needs_prices(capsys, tmp_path, corpus_dir):
+    db = tmp_path / "cli.db"
+    code, _, err = run_research(capsys, db, corpus_dir, "--budget", '{"cost": 1}')
+    assert code == 2 and "budget.cost needs prices" in err and len(err.strip().splitlines()) == 1
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("offline: {input: 1.0, output: 2.0}\n", encoding="utf-8")
+    code, done, err = run_research(
+        capsys, db, corpus_dir, "--budget", '{"cost": 1}', "--prices", str(prices)
+    )
+    assert code == 0, err
+    assert done["status"] == "done"
+    code, stats, _ = cli(capsys, "stats", done["thread_id"], "--db", str(db), "--json")
+    assert code == 0 and sum(row["cost"] for row in stats["stats"]) > 0

@@ -59,6 +59,7 @@ def test_the_policy_survives_the_trip_through_the_environment() -> None:
         (check_open_path, "/threads"),
         (parse_budget, ["calls"]),
         (parse_budget, ["money=5"]),
+        (parse_budget, ["cost=5"]),  # a server has no prices: it could never fire
         (parse_budget, ["calls=-1"]),
         (parse_budget, ["calls=lots"]),
     ],
@@ -71,7 +72,7 @@ def test_malformed_operator_values_are_refused(check, value) -> None:
 def test_good_operator_values_are_kept() -> None:
     assert check_origin("https://a.b/") == "https://a.b"
     assert check_host("API.example.org:8443") == "api.example.org:8443"
-    assert parse_budget(["calls=200", "cost=1.5"]) == {"calls": 200.0, "cost": 1.5}
+    assert parse_budget(["calls=200", "tokens=1.5e5"]) == {"calls": 200.0, "tokens": 150000.0}
 
 
 def _app(keys: ApiKeys | None, policy: ServerPolicy) -> TestClient:
