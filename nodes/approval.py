@@ -1,7 +1,7 @@
 """Human approval: the draft, the editor's notes, the sources and the word count, then a decision.
 
 `approve` publishes this exact text; `request_changes` sends the notes back to the writers for
-exactly one more writing round; `edit` publishes the person's text verbatim (still sanitised);
+exactly one more writing round; `edit` publishes the person's text (sanitised as every piece);
 `reject` publishes nothing. Anything else is refused and the run stays paused.
 """
 
@@ -21,6 +21,7 @@ from ensemble.audit import audit
 from ensemble.errors import InvalidInputError, describe_validation_error
 from ensemble.nodes.progress import emit
 from ensemble.publishing.approvals import sign
+from ensemble.publishing.piece import count_words
 from ensemble.state.content import Approval, ContentState, draft_key
 
 
@@ -145,7 +146,7 @@ async def approval(state: ContentState) -> dict:
             "approval_feedback": "",
             "title": title,
             "piece": text,
-            "word_count": len(text.split()),
+            "word_count": count_words(text),
             "approval": await _approval("edit", title, text),
         }
     approved = await _approval("approve", state.title, state.piece)

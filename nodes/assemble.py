@@ -6,6 +6,7 @@ import re
 
 from ensemble.nodes.citations import NUMBERED_CITATION
 from ensemble.nodes.progress import emit
+from ensemble.publishing.piece import count_words
 from ensemble.state.content import ContentState, Draft
 from ensemble.state.research import Source
 
@@ -47,6 +48,6 @@ def assemble_piece(state: ContentState) -> tuple[str, str, list[Source]]:
 async def assemble(state: ContentState) -> dict:
     """Assemble the piece and count its words; the approval step shows exactly this text."""
     title, body, sources = assemble_piece(state)
-    words = len(body.split())
+    words = count_words(body)
     emit("assemble", "finished", title=title, words=words, sources=len(sources))
     return {"title": title, "piece": body, "sources": sources, "word_count": words}

@@ -80,6 +80,13 @@ def research_team(research: CompiledStateGraph[Any, Any, Any, Any]) -> Node:
     return research_team
 
 
+UNCHANGED = (
+    '_Not revised: the writer could not act on the notes ("{notes}"), so the text above is '
+    "the previous draft. Edit it yourself (`edit`), or reject it._"
+)
+"""Said in a draft that came back unchanged after a person's notes, instead of saying nothing."""
+
+
 def writing_team(team: CompiledStateGraph[Any, Any, Any, Any]) -> Node:
     """The node that runs the writing team on one researched item."""
 
@@ -104,12 +111,18 @@ def writing_team(team: CompiledStateGraph[Any, Any, Any, Any]) -> Node:
                 context=runtime.context,
             )
         review = out.get("review") or {}
+        text, outcome = out.get("text", ""), str(out.get("outcome") or "")
+        if revising and previous and text.strip() == previous["text"].strip():
+            notes = "; ".join(task["human_notes"][-1:])
+            text = f"{text.rstrip()}\n\n{UNCHANGED.format(notes=notes)}\n"
+            outcome = "unchanged: the writer could not act on the notes"
+            emit("writing_team", "unchanged", item=item["id"], notes=notes)
         draft: Draft = {
             "item_id": item["id"],
             "title": out.get("title") or item["title"],
-            "text": out.get("text", ""),
+            "text": text,
             "editor_notes": list(review.get("requests", [])),
-            "editor_outcome": str(out.get("outcome") or ("one round" if revising else "")),
+            "editor_outcome": outcome or ("one round" if revising else ""),
             "revisions": int(out.get("revision", 0)),
             "round": task["round"],
         }

@@ -14,6 +14,14 @@ FORMATS = ("blog", "brief", "newsletter")
 _WORD = re.compile(r"\w+(?:['’-]\w+)*")
 
 
+def count_words(text: str) -> int:
+    """Words in a text; Markdown punctuation (`#`, `*`, `-`) does not count.
+
+    The one count everywhere a piece's length is shown: approval, front matter, HTML page.
+    """
+    return len(_WORD.findall(text))
+
+
 @dataclass(frozen=True)
 class Piece:
     """An approved draft, ready to publish.
@@ -52,7 +60,7 @@ class Piece:
     @property
     def word_count(self) -> int:
         """Words in the body; Markdown punctuation (`#`, `*`, `-`) does not count."""
-        return len(_WORD.findall(self.body))
+        return count_words(self.body)
 
     def draft_key(self) -> str:
         """Identify the exact approved text, so a replay finds its earlier publication.

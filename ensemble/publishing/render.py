@@ -8,6 +8,7 @@ Markdown renderer that does not pass raw HTML and then through an allow-list san
 from __future__ import annotations
 
 import html
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -76,6 +77,53 @@ def front_matter(piece: Piece, published_at: str) -> dict[str, Any]:
     }
 
 
+_FENCE = re.compile(r"^\s{0,3}(```|~~~)")
+_CODE_SPAN = re.compile(r"(`+)(?:.+?)\1")
+_IDENTIFIER = re.compile(r"(?<![\w`*])_{1,2}[A-Za-z]\w*?_{1,2}(?![\w`])(?:\(\))?")
+"""`__enter__()`, `_private_`: Markdown would read their underscores as emphasis."""
+_STARRED = re.compile(r"(?<=[(,] )\*{1,2}[A-Za-z_]\w*|(?<=\()\*{1,2}[A-Za-z_]\w*")
+"""`*args`, `**kwargs` in a signature: Markdown would read the stars as emphasis."""
+_UNSAFE_LINK = re.compile(r"\]\(\s*(?:javascript|vbscript|data|file):[^)]*\)", re.IGNORECASE)
+"""A Markdown link target that would run or read something: it points nowhere instead."""
+_TAG = re.compile(r"<(?=[A-Za-z/!?])")
+"""The start of raw HTML (`<script>`, `<img onerror=...>`): shown as text, never as markup."""
+
+
+def code_as_code(markdown: str) -> str:
+    """Make a body safe and exact as Markdown: code reads as code, raw HTML as text.
+
+    Outside code blocks and code spans, identifiers whose underscores or stars Markdown would
+    take for emphasis become code spans, the `<` that starts a tag becomes `&lt;` and a link to
+    `javascript:` (or `data:`, `file:`) points nowhere, so any Markdown renderer (one that
+    passes raw HTML included) shows what the sources wrote and runs none of it.
+    """
+    lines, fenced = [], False
+    for line in markdown.splitlines(keepends=True):
+        if _FENCE.match(line):
+            fenced = not fenced
+        elif not fenced and not line.startswith(("    ", "\t")):
+            line = _inline_code(line)
+        lines.append(line)
+    return "".join(lines)
+
+
+def _inline_code(line: str) -> str:
+    out, last = [], 0
+    for span in _CODE_SPAN.finditer(line):
+        out.append(_prose(line[last : span.start()]))
+        out.append(span.group(0))
+        last = span.end()
+    out.append(_prose(line[last:]))
+    return "".join(out)
+
+
+def _prose(text: str) -> str:
+    text = _IDENTIFIER.sub(lambda m: f"`{m.group(0)}`", text)
+    text = _STARRED.sub(lambda m: f"`{m.group(0)}`", text)
+    text = _UNSAFE_LINK.sub("](#)", text)
+    return _TAG.sub("&lt;", text)
+
+
 def render_markdown(piece: Piece, published_at: str) -> str:
     """Return the Markdown file: `---`-fenced YAML front matter, then the body."""
     meta = yaml.dump(
@@ -86,7 +134,8 @@ def render_markdown(piece: Piece, published_at: str) -> str:
         default_flow_style=False,
         width=2**31 - 1,  # never fold a value onto a second line
     )
-    body = piece.body if piece.body.endswith("\n") else piece.body + "\n"
+    body = code_as_code(piece.body)
+    body = body if body.endswith("\n") else body + "\n"
     return f"---\n{meta}---\n\n{body}"
 
 
@@ -104,8 +153,8 @@ def sanitize_html(fragment: str) -> str:
 
 
 def render_body(markdown: str) -> str:
-    """Render Markdown (raw HTML shown as text, not passed through) and sanitise the result."""
-    return sanitize_html(_markdown.render(markdown))
+    """Render Markdown (code as code, raw HTML shown as text) and sanitise the result."""
+    return sanitize_html(_markdown.render(code_as_code(markdown)))
 
 
 def render_html(piece: Piece, published_at: str) -> str:

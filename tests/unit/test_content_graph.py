@@ -18,6 +18,7 @@ from ensemble.context import Context
 from ensemble.errors import EnsembleError
 from ensemble.graphs.registry import SCENARIOS
 from ensemble.nodes.outliner import choose_title
+from ensemble.publishing.piece import count_words
 from ensemble.state.content import draft_key
 from ensemble.workspace import Workspace
 from tests.fakes import (
@@ -144,13 +145,16 @@ async def test_brief_to_approval_to_published_files(graph, team, corpus_dir, tmp
     assert state.next == ("approval",)
     request = state.interrupts[0].value
     assert request["kind"] == "content_approval" and request["title"] == "Honey, made by bees"
-    assert request["word_count"] == len(request["draft"].split()) and request["sources"]
+    assert request["word_count"] == count_words(request["draft"]) and request["sources"]
     assert published_files(tmp_path) == []  # nothing leaves the building before approval
 
     out = await graph.ainvoke(Command(resume={"action": "approve"}), config(), context=context)
     assert out["outcome"] == "published"
     assert published_files(tmp_path) == ["honey-made-by-bees.html", "honey-made-by-bees.md"]
     markdown = (tmp_path / "published" / "honey-made-by-bees.md").read_text()
+    page = (tmp_path / "published" / "honey-made-by-bees.html").read_text()
+    words = request["word_count"]  # the approval, the front matter and the page say the same
+    assert f"\nwords: {words}\n" in markdown and f"{words} words" in page
     assert markdown.startswith("---\n") and "title: Honey, made by bees" in markdown
     assert out["piece"].strip() in markdown
     cited = {int(n) for n in re.findall(r"\[(\d+)\]", out["piece"])}
@@ -199,6 +203,23 @@ async def test_request_changes_is_exactly_one_more_writing_round(graph, team, co
     assert not (workspace.current().default_output).exists()
 
 
+async def test_a_draft_the_writer_could_not_revise_says_so(graph, team, corpus_dir):
+    """The scripted writer ignores notes: the person is told, not shown the same draft again."""
+    make, _, _ = team
+    context = make()
+    first = await graph.ainvoke(brief(corpus_dir), config(), context=context)
+    before = first["__interrupt__"][0].value["draft"]
+    note = "Mention the waggle dance."
+    await graph.ainvoke(
+        Command(resume={"action": "request_changes", "notes": note}), config(), context=context
+    )
+    request = (await graph.aget_state(config())).interrupts[0].value
+    assert request["draft"] != before
+    assert "Not revised" in request["draft"] and note in request["draft"]
+    (notes,) = request["editor_notes"].values()
+    assert notes["outcome"].startswith("unchanged")
+
+
 async def test_edit_publishes_the_persons_text_verbatim_and_sanitised(
     graph, team, corpus_dir, tmp_path
 ):
@@ -213,7 +234,9 @@ async def test_edit_publishes_the_persons_text_verbatim_and_sanitised(
     )
     assert out["outcome"] == "published" and out["piece"] == text + "\n"
     folder = tmp_path / "published"
-    assert text in (folder / "my-honey.md").read_text()
+    markdown = (folder / "my-honey.md").read_text()
+    assert "Honey is *sweet*. &lt;script>alert(1)&lt;/script> [x](#)" in markdown
+    assert "<script" not in markdown and "javascript:" not in markdown
     html = (folder / "my-honey.html").read_text()
     assert "<em>sweet</em>" in html
     assert active_html(html) == []  # at most inert text

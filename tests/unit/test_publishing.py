@@ -693,3 +693,28 @@ def test_journal_shares_the_checkpoint_database(tmp_path: Path) -> None:
     finally:
         conn.close()
     assert {"checkpoints", "publish_journal"} <= tables
+
+
+def test_code_reads_as_code_and_raw_html_as_text_in_both_files():
+    from ensemble.publishing.render import render_html, render_markdown
+
+    body = (
+        "## Context managers\n\nA class defines __enter__() and ``__exit__()``; call "
+        "f(*args, **kwargs) on _private_ names. <script>alert(1)</script> "
+        '<img src=x onerror="alert(2)">\n\n```\n__init__ <b>\n```\n'
+    )
+    piece = Piece(
+        title="Managers", body=body, topic="t", audience="a", format="blog", tone="clear",
+        sources=(), thread_id="t1", approved_by="rita",
+    )  # fmt: skip
+    page = render_html(piece, "2026-01-01")
+    for code in ("__enter__()", "__exit__()", "*args", "**kwargs", "_private_"):
+        assert f"<code>{code}</code>" in page, code
+    assert "<strong>enter" not in page and "<em>" not in page
+    assert "<script" not in page and "<img" not in page
+    assert "<pre><code>__init__ &lt;b&gt;" in page
+    markdown = render_markdown(piece, "2026-01-01")
+    assert "`__enter__()`" in markdown and "``__exit__()``" in markdown
+    assert "<script" not in markdown and "<img" not in markdown
+    assert "&lt;script>" in markdown and "__init__ <b>" in markdown  # a code block stays as is
+    assert f"words: {piece.word_count}" in markdown and f"{piece.word_count} words" in page
