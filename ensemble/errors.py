@@ -35,3 +35,17 @@ def describe_validation_error(error: ValidationError) -> str:
             message = message[len("Value error, ") :]
         parts.append(f"{where}: {message}")
     return "; ".join(parts)
+
+
+def describe_parse_error(error: Exception, label: str) -> str:
+    """One line for a YAML or JSON file that does not parse: `file:line: bad YAML: problem`."""
+    line, problem, kind = "", str(error), "JSON"
+    if hasattr(error, "lineno") and hasattr(error, "msg"):  # json.JSONDecodeError
+        line, problem = f":{error.lineno}", str(error.msg)
+    else:
+        kind = "YAML"
+        mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+        if mark is not None:
+            line = f":{mark.line + 1}"
+        problem = str(getattr(error, "problem", None) or getattr(error, "context", None) or error)
+    return f"{label}{line}: bad {kind}: {' '.join(problem.split()) or 'unreadable'}"

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from ensemble.agents import load_agents
 from ensemble.context import Context
-from ensemble.errors import InvalidInputError
+from ensemble.errors import InvalidInputError, describe_parse_error
 from ensemble.graphs.compiling import add_agent, compile_graph
 from ensemble.graphs.research import build_research
 from ensemble.graphs.scenario import Scenario
@@ -86,9 +86,7 @@ def read_workflow(path: Path) -> dict[str, Any]:
     except OSError as error:
         raise InvalidInputError(f"cannot read {path}: {error.strerror}") from None
     except (json.JSONDecodeError, yaml.YAMLError) as error:
-        raise InvalidInputError(
-            f"{path} is not valid {path.suffix[1:] or 'YAML'}: {error}"
-        ) from None
+        raise InvalidInputError(describe_parse_error(error, str(path))) from None
     if not isinstance(data, dict):
         raise InvalidInputError(f"{path}: a workflow is an object with a `tasks` list")
     return data

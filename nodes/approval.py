@@ -13,12 +13,12 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from langgraph.config import get_config
-from langgraph.types import interrupt
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from ensemble import workspace
 from ensemble.audit import audit
 from ensemble.errors import InvalidInputError, describe_validation_error
+from ensemble.nodes.asking import ask_person
 from ensemble.nodes.progress import emit
 from ensemble.publishing.approvals import sign
 from ensemble.publishing.piece import count_words
@@ -121,8 +121,9 @@ async def approval(state: ContentState) -> dict:
     `interrupt()` comes first: on resume the node re-runs from its first line. Nothing in the
     draft or its sources can answer for the person: only the resume value decides.
     """
-    emit("approval", "waiting", title=state.title, words=state.word_count)
-    answer = interrupt(approval_request(state))
+    answer = ask_person(
+        "approval", approval_request(state), title=state.title, words=state.word_count
+    )
     try:
         parsed = parse_answer(answer)
     except InvalidInputError as error:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from langgraph.types import interrupt
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from ensemble.audit import audit
 from ensemble.errors import InvalidInputError, describe_validation_error
+from ensemble.nodes.asking import ask_person
 from ensemble.nodes.planner import plan_from_texts
 from ensemble.nodes.progress import emit
 from ensemble.state.research import ResearchState
@@ -84,8 +84,9 @@ async def review_plan(state: ResearchState) -> dict:
 
     `interrupt()` comes first: on resume the node re-runs from its first line.
     """
-    emit("plan_review", "waiting", plan=[s["question"] for s in state.plan])
-    answer = interrupt(plan_review_request(state))
+    answer = ask_person(
+        "plan_review", plan_review_request(state), plan=[s["question"] for s in state.plan]
+    )
     try:
         parsed = parse_plan_answer(answer, state.max_researchers)
     except InvalidInputError as error:

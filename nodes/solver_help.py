@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from langgraph.types import interrupt
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from ensemble.audit import audit
 from ensemble.errors import InvalidInputError, describe_validation_error
+from ensemble.nodes.asking import ask_person
 from ensemble.nodes.progress import emit
 from ensemble.state.solver import SolverState, TaskResult
 
@@ -60,15 +60,13 @@ def parse_help_answer(answer: Any) -> Retry | Skip | Abort:
 async def solver_help(state: SolverState) -> dict:
     """Pause with the question; a refused answer asks again. `interrupt()` comes first."""
     request = state.help or {"task": "", "reason": "", "detail": {}}
-    emit("help", "waiting", task=request["task"], reason=request["reason"])
-    answer = interrupt(
-        {
-            "kind": "solver_help",
-            **request,
-            "answer_format": ANSWER_HELP,
-            "error": state.help_feedback or None,
-        }
-    )
+    question = {
+        "kind": "solver_help",
+        **request,
+        "answer_format": ANSWER_HELP,
+        "error": state.help_feedback or None,
+    }
+    answer = ask_person("help", question, task=request["task"], reason=request["reason"])
     try:
         parsed = parse_help_answer(answer)
     except InvalidInputError as error:

@@ -19,6 +19,7 @@ from langgraph.runtime import Runtime
 from ensemble.concurrency import agent_gate
 from ensemble.context import Context
 from ensemble.nodes.progress import emit
+from ensemble.publishing.piece import count_words
 from ensemble.resilience.guard import BudgetExceeded, ModelUnavailable
 from ensemble.state.content import Digest, Draft, ItemTask
 
@@ -116,7 +117,6 @@ def writing_team(team: CompiledStateGraph[Any, Any, Any, Any]) -> Node:
             notes = "; ".join(task["human_notes"][-1:])
             text = f"{text.rstrip()}\n\n{UNCHANGED.format(notes=notes)}\n"
             outcome = "unchanged: the writer could not act on the notes"
-            emit("writing_team", "unchanged", item=item["id"], notes=notes)
         draft: Draft = {
             "item_id": item["id"],
             "title": out.get("title") or item["title"],
@@ -126,7 +126,13 @@ def writing_team(team: CompiledStateGraph[Any, Any, Any, Any]) -> Node:
             "revisions": int(out.get("revision", 0)),
             "round": task["round"],
         }
-        emit("writing_team", "finished", item=item["id"], words=len(draft["text"].split()))
+        emit(
+            "writing_team",
+            "finished",
+            item=item["id"],
+            words=count_words(draft["text"]),
+            **({"unchanged": True} if outcome.startswith("unchanged") else {}),
+        )
         return {"drafts": {item["id"]: draft}}
 
     return writing_team

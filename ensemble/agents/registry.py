@@ -22,7 +22,7 @@ import yaml
 from pydantic import ValidationError
 
 from ensemble.agents.spec import AgentDefinitionError, AgentSpec
-from ensemble.errors import NotFoundError
+from ensemble.errors import NotFoundError, describe_parse_error
 
 AGENT_FILE_SUFFIXES = (".yaml", ".yml", ".json")
 """What a folder given to `load_agents` contributes; other files there are ignored."""
@@ -238,13 +238,8 @@ def _load_yaml(text: str, label: str) -> tuple[Any, _Layout]:
         root = loader.get_single_node()
         layout = _layout(root)
         return (loader.construct_document(root) if root is not None else None), layout
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = error.problem or error.context or "unreadable"
-        raise AgentDefinitionError(f"{label}{line}: bad YAML: {_one_line(problem)}") from None
     except yaml.YAMLError as error:
-        raise AgentDefinitionError(f"{label}: bad YAML: {_one_line(str(error))}") from None
+        raise AgentDefinitionError(describe_parse_error(error, label)) from None
     finally:
         loader.dispose()
 
@@ -312,7 +307,3 @@ def _describe(error: ValidationError) -> str:
         else:
             parts.append(f"{where}: {message}")
     return "; ".join(parts)
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())

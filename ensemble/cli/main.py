@@ -39,7 +39,7 @@ from ensemble.cli.runs import (
 )
 from ensemble.cli.serve import add_serve_parser, cmd_serve
 from ensemble.context import validate_context
-from ensemble.errors import DatabaseError, EnsembleError, InvalidInputError
+from ensemble.errors import DatabaseError, EnsembleError, InvalidInputError, describe_parse_error
 from ensemble.graphs.registry import SCENARIOS, get_scenario, parse_json_value
 from ensemble.graphs.scenario import Scenario
 from ensemble.models import stop_local_servers
@@ -348,9 +348,7 @@ def _read_prices(path: Path) -> Any:
     except OSError as error:
         raise InvalidInputError(f"--prices: cannot read {path}: {error.strerror}") from None
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise InvalidInputError(f"--prices: {where}: not valid YAML or JSON") from None
+        raise InvalidInputError(f"--prices: {describe_parse_error(error, str(path))}") from None
 
 
 def _answerer(args: argparse.Namespace, given: Any = None) -> Answerer:
@@ -441,10 +439,15 @@ async def cmd_run(args: argparse.Namespace) -> int:
         thread_id = args.thread or new_thread_id()
         if await saver.aget_tuple(thread_config(thread_id)) is not None:
             raise InvalidInputError(f"thread {thread_id!r} already exists; use resume or fork")
-        for corpus in corpora:
-            progress.line(f"[corpus] preparing {corpus.key} (indexed once, then reused)")
+        for corpus in corpora:  # progress lines only for work that happens
+            if not await asyncio.to_thread(corpus.built):
+                progress.line(f"[corpus] indexing {corpus.key} once; later runs reuse it")
             stats = await asyncio.to_thread(corpus.ensure)
-            progress.line(f"[corpus] {stats.passages} passages ready")
+            if stats.indexed_now:
+                progress.line(
+                    f"[corpus] {stats.indexed_now} documents indexed, {stats.passages} passages "
+                    f"ready ({stats.seconds:.1f} s)"
+                )
         progress.line(f"[run] thread {thread_id}")
         result = await drive(
             graph,
@@ -648,8 +651,11 @@ async def cmd_show(args: argparse.Namespace) -> int:
         f"status      {result.status}"
         + (f"  next: {', '.join(result.next)}" if result.next else "")
     )
-    for name, value, origin in rows:
+    chosen = [(n, v, o) for n, v, o in rows if o != "default" or n == "model"]
+    for name, value, origin in chosen:  # the rest are defaults: `--json` shows every one
         print(f"setting     {name} = {json.dumps(value)}  ({_ORIGINS.get(origin, origin)})")
+    if len(rows) > len(chosen):
+        print(f"            ({len(rows) - len(chosen)} more settings at their defaults; --json)")
     if result.interrupt:
         print(prompt.describe(result.interrupt["value"]))
     for key in scenario.output_keys:

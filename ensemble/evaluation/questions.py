@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from ensemble.errors import InvalidInputError
+from ensemble.errors import InvalidInputError, describe_parse_error
 
 MAX_QUESTION_CHARS = 4000
 """The research scenario's own limit on a question."""
@@ -130,13 +130,8 @@ def _yaml(text: str, label: str) -> tuple[list[Entry], str]:
         if root is None:
             return [], ""
         data = loader.construct_document(root)
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = " ".join(str(error.problem or error.context or "unreadable").split())
-        raise QuestionFileError(f"{label}{line}: bad YAML: {problem}") from None
     except yaml.YAMLError as error:
-        raise QuestionFileError(f"{label}: bad YAML: {' '.join(str(error).split())}") from None
+        raise QuestionFileError(describe_parse_error(error, label)) from None
     finally:
         loader.dispose()
     description = ""

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ensemble.errors import EnsembleError
+from ensemble.errors import EnsembleError, describe_parse_error
 from ensemble.voting import VotePolicy
 
 MAX_TASKS = 50
@@ -146,8 +146,7 @@ def load_workflow(path: Path, capabilities: set[str] | None = None) -> Workflow:
     try:
         data = json.loads(text) if suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as error:
-        first = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise WorkflowError(f"{path}: not valid {suffix[1:].upper()}: {first}") from None
+        raise WorkflowError(describe_parse_error(error, str(path))) from None
     return validate_workflow(data, capabilities, source=str(path))
 
 

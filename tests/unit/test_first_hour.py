@@ -147,3 +147,26 @@ def test_a_cost_budget_needs_prices(capsys, tmp_path, corpus_dir):
     assert done["status"] == "done"
     code, stats, _ = cli(capsys, "stats", done["thread_id"], "--db", str(db), "--json")
     assert code == 0 and sum(row["cost"] for row in stats["stats"]) > 0
+
+
+def test_progress_lines_only_for_work_that_happens(capsys, tmp_path, corpus_dir):
+    db = tmp_path / "cli.db"
+    _, paused, err = run_research(capsys, db, corpus_dir, "--review-plan")
+    assert "[corpus] indexing" in err and "documents indexed" in err
+    assert err.count("[plan_review] waiting") == 1
+    code, _, err = cli(
+        capsys, "resume", paused["thread_id"], "--db", str(db), "--answer", "approve", "--json"
+    )
+    assert code == 0 and "[plan_review] waiting" not in err  # answered: nobody waits
+    _, _, err = run_research(capsys, db, corpus_dir)
+    assert "[corpus]" not in err  # indexed already, nothing changed
+
+
+def test_a_malformed_workflow_file_is_one_line_with_file_and_line(capsys, tmp_path):
+    bad = tmp_path / "tasks.yaml"
+    bad.write_text("title: x\ntasks:\n  - id: a\n   description: [unclosed\n", encoding="utf-8")
+    db = tmp_path / "s.db"
+    code, _, err = cli(capsys, "run", "solver", "--tasks", str(bad), "--db", str(db))
+    assert code == 2
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"ensemble: error: {bad}:") and "bad YAML" in line

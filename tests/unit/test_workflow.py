@@ -84,8 +84,13 @@ def test_unreadable_files_are_one_line_errors(tmp_path: Path):
         load_workflow(tmp_path / "missing.yaml")
     broken = tmp_path / "broken.json"
     broken.write_text("{tasks: ")
-    with pytest.raises(WorkflowError, match="not valid JSON") as error:
+    with pytest.raises(WorkflowError, match=r"broken.json:1: bad JSON: ") as error:
         load_workflow(broken)
+    assert "\n" not in str(error.value)
+    yaml_file = tmp_path / "broken.yaml"
+    yaml_file.write_text("title: x\ntasks:\n  - id: a\n   description: [unclosed\n")
+    with pytest.raises(WorkflowError, match=r"broken.yaml:\d: bad YAML: ") as error:
+        load_workflow(yaml_file)
     assert "\n" not in str(error.value)
     assert issubclass(WorkflowError, EnsembleError)
 
