@@ -243,10 +243,10 @@ def _main(argv: list[str] | None) -> int:
         return _refuse(args, str(error))
     except sqlite3.Error as error:
         return _refuse(args, str(DatabaseError(str(error))))
-    except KeyboardInterrupt:
-        print(
-            "ensemble: stopped; the thread can be resumed with `ensemble resume`", file=sys.stderr
-        )
+    except KeyboardInterrupt as stop:
+        thread = getattr(stop, "thread_id", None)
+        how = f"ensemble resume {thread}" if thread else "ensemble resume THREAD"
+        print(f"\nensemble: stopped; go on with: {how}", file=sys.stderr)
         return 130
     finally:
         audit.flush()  # the audit trail of this command is on disk before the process ends

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from ensemble.cli.render import approval_text, plan_text
@@ -81,10 +85,28 @@ def _lines(done: Any) -> list[str]:
     return lines
 
 
+@contextmanager
+def _interruptible() -> Iterator[None]:
+    """One Ctrl-C stops a blocked read at once.
+
+    asyncio's runner only cancels its task on the first Ctrl-C, and a read blocked in `readline`
+    would wait for a second; Python's own handler raises `KeyboardInterrupt` in the read.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _input(prompt: str) -> str:
     """Like `input`, but the prompt goes to stderr so stdout stays clean for `--json`."""
     print(prompt, end="", file=sys.stderr, flush=True)
-    line = sys.stdin.readline()
+    with _interruptible():
+        line = sys.stdin.readline()
     if not line:
         raise EOFError
     return line.rstrip("\n")

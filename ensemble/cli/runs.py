@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import uuid
 from collections.abc import Callable
@@ -142,6 +143,34 @@ async def drive(
     context = run_settings.context
     extra: dict[str, Any] = {"metadata": {"scenario": scenario.name, **run_settings.metadata()}}
     run_config: RunnableConfig = {**config, **extra}  # type: ignore[typeddict-item]
+    try:
+        return await _drive(
+            graph, scenario, run_config, extra, first_input, context, progress, answerer
+        )
+    except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C: say which thread to resume
+        raise RunStopped(thread_id) from None
+
+
+class RunStopped(KeyboardInterrupt):
+    """The person stopped a run (Ctrl-C); the thread can be resumed."""
+
+    def __init__(self, thread_id: str) -> None:
+        """Keep the thread's id for the message that says how to go on."""
+        super().__init__(thread_id)
+        self.thread_id = thread_id
+
+
+async def _drive(
+    graph: CompiledStateGraph[Any, Any, Any, Any],
+    scenario: Scenario,
+    run_config: RunnableConfig,
+    extra: dict[str, Any],
+    first_input: Any,
+    context: Any,
+    progress: Progress,
+    answerer: Answerer,
+) -> RunResult:
+    thread_id = run_config["configurable"]["thread_id"]
     payload = first_input
     asked: dict[str, str] = {}
     while True:

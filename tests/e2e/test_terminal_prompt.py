@@ -6,6 +6,7 @@ import json
 import os
 import pty
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -106,3 +107,31 @@ def test_person_asks_for_changes_then_approves_the_draft_at_the_terminal(corpus_
     result = json.loads(out)
     assert result["status"] == "done" and result["output"]["outcome"] == "published"
     assert all(Path(f).is_file() for f in result["output"]["published"]["files"])
+
+
+def test_one_ctrl_c_at_the_prompt_stops_and_says_how_to_resume(corpus_dir, tmp_path):
+    """A terminal's Ctrl-C is a SIGINT to the process: one is enough, and the thread is named."""
+    db = tmp_path / "tty.db"
+    leader, follower = pty.openpty()
+    argv = ["run", "research", "How do bees make honey?", "--review-plan"]
+    argv += ["--corpus", str(corpus_dir), "--db", str(db)]
+    proc = subprocess.Popen(
+        [ENSEMBLE, *argv], stdin=follower, stdout=subprocess.PIPE, stderr=follower, text=True
+    )
+    os.close(follower)
+    try:
+        shown = read_until(leader, "[a]pprove, [e]dit or [c]ancel the plan?")
+        thread = shown.split("[run] thread ", 1)[1].split()[0]
+        proc.send_signal(signal.SIGINT)
+        said = read_until(leader, f"ensemble resume {thread}", timeout=15)  # read as it exits
+        assert proc.wait(timeout=15) == 130
+        assert "Traceback" not in said
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(leader)
+    resumed = subprocess.run(
+        [ENSEMBLE, "resume", thread, "--db", str(db), "--answer", "approve", "--json"],
+        capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120,
+    )  # fmt: skip
+    assert resumed.returncode == 0 and json.loads(resumed.stdout)["status"] == "done"
