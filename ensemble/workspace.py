@@ -21,8 +21,7 @@ from ensemble.corpus.access import inside_roots, resolve_corpus
 from ensemble.publishing import PublishError
 from ensemble.publishing.publisher import refuse_symlinks
 
-SERVED_FLAG = "ENSEMBLE_SERVED"
-"""Set to 1 in the server's environment: its runs come from clients, who choose no folders."""
+SERVED_FLAG = settings.SERVED_FLAG
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ensemble.agents import LOAD, AgentSpec, load_agents
 from ensemble.cli.render import print_json, table
 from ensemble.errors import InvalidInputError
-from ensemble.resilience import BOARD
+
+if TYPE_CHECKING:
+    from ensemble.agents import AgentSpec
 
 HEADERS = [
     "NAME",
@@ -67,6 +68,8 @@ async def cmd_agents(args: argparse.Namespace) -> int:
     replace = bool(getattr(args, "replace", False))
     if replace and not files:
         raise InvalidInputError("--replace leaves no agents; add --agents FILE_OR_DIR")
+    from ensemble.agents import load_agents
+
     rows = [agent_row(spec) for spec in load_agents(files, replace=replace)]
     if getattr(args, "json", False):
         print_json({"agents": rows})
@@ -79,6 +82,9 @@ async def cmd_agents(args: argparse.Namespace) -> int:
 
 def agent_row(spec: AgentSpec) -> dict[str, Any]:
     """One agent as JSON: its spec plus `load` (calls in flight) and `health` (breaker state)."""
+    from ensemble.agents import LOAD
+    from ensemble.resilience import BOARD
+
     breaker = BOARD.get(breaker_key(spec.name))  # never used: no breaker, so closed
     return spec.model_dump(mode="json") | {
         "load": LOAD.current(spec.name),

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from ensemble import settings
-from ensemble.audit import KINDS, events, stats, totals
 from ensemble.cli.render import print_json, table
 from ensemble.errors import DatabaseError, InvalidInputError
 
@@ -38,9 +37,9 @@ def add_audit_parsers(
         dest="kinds",
         action="extend",
         nargs="+",
-        choices=sorted(KINDS),
         metavar="KIND",
-        help=f"only these kinds (repeatable): {', '.join(sorted(KINDS))}",
+        help="only these kinds (repeatable): model_call, cache_hit, tool_call, ... "
+        "(a wrong one is refused with the list)",
     )
     stats_parser = subparsers.add_parser(
         "stats",
@@ -58,11 +57,18 @@ def add_audit_parsers(
 
 async def cmd_audit(args: argparse.Namespace) -> int:
     """`ensemble audit THREAD`: the thread's events as a table or (`--json`) `{"events": [...]}`."""
+    from ensemble.audit import KINDS, events
+
     limit = getattr(args, "limit", None)
     if limit is not None and limit < 1:
         raise InvalidInputError("--limit must be at least 1")
-    db = _existing_db(args)
     kinds = set(getattr(args, "kinds", None) or []) or None
+    unknown = sorted((kinds or set()) - KINDS)
+    if unknown:
+        raise InvalidInputError(
+            f"--kind {unknown[0]}: not a kind; kinds: {', '.join(sorted(KINDS))}"
+        )
+    db = _existing_db(args)
     rows = await asyncio.to_thread(events, db, args.thread, limit=limit, kinds=kinds)
     if getattr(args, "json", False):
         print_json({"thread_id": args.thread, "events": rows})
@@ -75,6 +81,8 @@ async def cmd_audit(args: argparse.Namespace) -> int:
 
 async def cmd_stats(args: argparse.Namespace) -> int:
     """`ensemble stats THREAD`: per agent and kind, then the total (`--json`: both as JSON)."""
+    from ensemble.audit import stats, totals
+
     db = _existing_db(args)
     rows = await asyncio.to_thread(stats, db, args.thread)
     total = await asyncio.to_thread(totals, db, args.thread)

@@ -8,19 +8,16 @@ import sys
 from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ensemble import workspace
 from ensemble.cli.render import table
 from ensemble.errors import InvalidInputError
-from ensemble.evaluation.questions import load_questions, shipped_path
-from ensemble.evaluation.runner import (
-    SCENARIO,
-    QuestionResult,
-    eval_settings,
-    evaluate,
-    temporary_workspace,
-)
+
+if TYPE_CHECKING:
+    from ensemble.evaluation.runner import QuestionResult
+
+EVALUATED = ("research",)
+"""The scenarios `ensemble eval` scores (the harness imports LangGraph: only when it runs)."""
 
 EXIT_BELOW_GOAL = 1
 
@@ -41,13 +38,13 @@ def add_eval_parser(
         "sources that are expected), citation validity, well-formed sub-questions, model "
         "calls, tokens and seconds. Prints a table, a totals line and, last, one JSON line.",
     )
-    parser.add_argument("scenario", choices=[SCENARIO], help="the scenario to evaluate")
+    parser.add_argument("scenario", choices=EVALUATED, help="the scenario to evaluate")
     parser.add_argument(
         "--questions",
         type=Path,
         metavar="FILE",
         help="question set, .yaml/.yml or .jsonl: entries {id, question, expect: [ids or id "
-        f"prefixes], corpus?}} (default: the shipped {shipped_path().name})",
+        "prefixes], corpus?} (default: the shipped set of questions on Python's docs)",
     )
     parser.add_argument(
         "--model",
@@ -76,6 +73,10 @@ def add_eval_parser(
 
 async def cmd_eval(args: argparse.Namespace) -> int:
     """`ensemble eval research --questions FILE`: check everything, run, print, compare goals."""
+    from ensemble import workspace
+    from ensemble.evaluation.questions import load_questions, shipped_path
+    from ensemble.evaluation.runner import eval_settings, evaluate, temporary_workspace
+
     _check_args(args)
     questions = load_questions(args.questions or shipped_path()).questions
     if args.limit is not None:

@@ -1,60 +1,33 @@
-"""`ensemble`: run scenarios, answer their questions, resume, inspect and fork threads."""
+"""`ensemble`: run scenarios, answer their questions, resume, inspect and fork threads.
+
+This module is the grammar and the dispatch only: it imports nothing heavy, so `ensemble --help`
+starts fast; each command's module (and LangGraph) is imported when that command runs.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import importlib
 import os
-import re
 import sqlite3
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-from langgraph.graph.state import CompiledStateGraph
+from ensemble import settings
+from ensemble.cli.agents import add_agents_parser
+from ensemble.cli.audit import add_audit_parsers
+from ensemble.cli.doctor import add_doctor_parser
+from ensemble.cli.eval import add_eval_parser
+from ensemble.cli.render import print_json
+from ensemble.cli.serve import add_serve_parser
+from ensemble.errors import DatabaseError, EnsembleError
 
-from ensemble import audit, settings, workspace
-from ensemble.cli import prompt
-from ensemble.cli.agents import add_agents_parser, cmd_agents
-from ensemble.cli.audit import add_audit_parsers, cmd_audit, cmd_stats
-from ensemble.cli.doctor import add_doctor_parser, cmd_doctor
-from ensemble.cli.eval import add_eval_parser, cmd_eval
-from ensemble.cli.flags import add_input_flags, describe, describe_schema, flag_name, given_inputs
-from ensemble.cli.render import Progress, print_json, table
-from ensemble.cli.runs import (
-    Answerer,
-    RunResult,
-    drive,
-    new_thread_id,
-    require_checkpoint,
-    result_of,
-    resume_command,
-    scenario_of,
-    stdin_is_interactive,
-    thread_config,
-)
-from ensemble.cli.serve import add_serve_parser, cmd_serve
-from ensemble.context import validate_context
-from ensemble.errors import DatabaseError, EnsembleError, InvalidInputError, describe_parse_error
-from ensemble.graphs.registry import SCENARIOS, get_scenario, parse_json_value
-from ensemble.graphs.scenario import Scenario
-from ensemble.models import stop_local_servers
-from ensemble.persistence import ensure_writable, list_threads, open_async_checkpointer
-from ensemble.resilience.pause import is_halt, read_answer
-from ensemble.run_settings import for_thread
-from ensemble.run_settings import load as load_settings
-from ensemble.run_settings import resolve as resolve_settings
-from ensemble.workspace import Workspace
-
-EXIT_FAILED = 1
 EXIT_ERROR = 2
 
 
-def _common() -> argparse.ArgumentParser:
+def common_flags() -> argparse.ArgumentParser:
+    """`--db` and `--json`: the flags of every command that reads a database."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--db", help=f"SQLite database (default: $ENSEMBLE_DB or {settings.DEFAULT_DB})"
@@ -63,7 +36,8 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
-def _running() -> argparse.ArgumentParser:
+def running_flags() -> argparse.ArgumentParser:
+    """The flags of every command that runs a graph: run settings, answers, output."""
     running = argparse.ArgumentParser(add_help=False)
     running.add_argument(
         "--model",
@@ -128,29 +102,6 @@ def _running() -> argparse.ArgumentParser:
     return running
 
 
-def scenario_parser(scenario: Scenario) -> argparse.ArgumentParser:
-    """`ensemble run SCENARIO ...`: the common flags plus one flag per input field."""
-    primary = scenario.input_schema.model_fields[scenario.primary_field]
-    parser = argparse.ArgumentParser(
-        prog=f"ensemble run {scenario.name}",
-        parents=[_common(), _running()],
-        description=scenario.description,
-    )
-    parser.add_argument(
-        "text", nargs="?", metavar=scenario.primary_field.upper(), help=describe(primary)
-    )
-    parser.add_argument("--thread", help="thread id to create (default: a new one)")
-    parser.add_argument("--input", dest="input_json", help="the whole input as a JSON object")
-    from_files = frozenset(field_name for field_name, _ in scenario.file_inputs.values())
-    add_input_flags(parser, scenario.input_schema, scenario.primary_field, from_files)
-    for flag, (field_name, _) in scenario.file_inputs.items():
-        parser.add_argument(
-            f"--{flag}", dest=f"file__{field_name}", type=Path, metavar="PATH",
-            help=f"read `{field_name}` from this file (YAML or JSON)",
-        )  # fmt: skip
-    return parser
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command-line grammar (each scenario's run flags come from its input schema)."""
     parser = argparse.ArgumentParser(
@@ -158,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"ensemble {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    common, running = _common(), _running()
+    common, running = common_flags(), running_flags()
 
     run = sub.add_parser(
         "run",
@@ -166,7 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="ensemble run SCENARIO [INPUT] [--FIELD VALUE ...]; "
         "`ensemble run SCENARIO --help` lists a scenario's inputs.",
     )
-    run.add_argument("scenario", help=f"one of: {', '.join(sorted(SCENARIOS))}")
+    run.add_argument(
+        "scenario", help="a scenario: research, content, solver, ... (`ensemble scenarios`)"
+    )
     run.add_argument(
         "args", nargs=argparse.REMAINDER, help="the scenario's input and flags", metavar="..."
     )
@@ -236,9 +189,9 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command != "serve":  # the server configures its own process
-            _use_database(args)
-        return asyncio.run(COMMANDS[args.command](args))
+        if args.command not in ("serve", "doctor"):  # the server configures its own process
+            use_database(args)
+        return asyncio.run(_command(args.command)(args))
     except EnsembleError as error:
         return _refuse(args, str(error))
     except sqlite3.Error as error:
@@ -249,8 +202,7 @@ def _main(argv: list[str] | None) -> int:
         print(f"\nensemble: stopped; go on with: {how}", file=sys.stderr)
         return 130
     finally:
-        audit.flush()  # the audit trail of this command is on disk before the process ends
-        stop_local_servers()  # the llama server of `--model local`, if this process started one
+        _finish_process()
 
 
 def _refuse(args: argparse.Namespace, message: str) -> int:
@@ -261,489 +213,47 @@ def _refuse(args: argparse.Namespace, message: str) -> int:
     return EXIT_ERROR
 
 
-def _budget_answer(raw: str | None) -> Any:
-    """The budget of an answer of the form `{"budget": {...}}`, else None."""
-    if raw is None:
-        return None
-    answer = parse_json_value(raw, "--answer")
-    if isinstance(answer, dict) and set(answer) == {"budget"}:
-        validate_context({"budget": answer["budget"]})
-        return answer["budget"]
-    return None
-
-
-BARE_WORD = re.compile(r"[a-z][a-z_]*")
-
-
-def _parse_answer(raw: str, *, halted: bool) -> Any:
-    """`--answer`: JSON, or a bare word as the terminal prompt takes it (`approve`, `retry`).
-
-    A bare word is the action of a review (`{"action": "approve"}`), or the word itself for a
-    paused run (`retry`, `stop`).
-    """
-    if BARE_WORD.fullmatch(raw.strip()) and raw.strip() not in ("true", "false", "null"):
-        word = raw.strip()
-        return word if halted else {"action": word}
-    return parse_json_value(raw, "--answer")
-
-
-def _check_answer(answer: Any, scenario: Scenario, values: Any, *, halted: bool) -> None:
-    """Refuse a wrong answer before resuming: a pause's answers, else the scenario's own."""
-    if not halted:
-        scenario.check_answer(answer, values)
-        return
-    try:
-        read_answer(answer)
-    except ValueError as error:
-        raise InvalidInputError(str(error)) from error
-
-
-def _use_database(args: argparse.Namespace) -> None:
-    """The CLI's user is the operator: the database they name, any folder they name."""
-    workspace.configure(Workspace(db_path=settings.db_path(getattr(args, "db", None))))
-
-
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The run settings given explicitly on the command line (the rest follow the thread)."""
-    given: dict[str, Any] = {
-        "model": args.model,
-        "max_concurrency": args.max_concurrency,
-        "search_k": args.search_k,
-        "model_timeout": args.model_timeout,
-        "model_retries": args.model_retries,
-        "cache": args.cache,
-        "budget": parse_json_value(args.budget, "--budget") if args.budget else None,
-        "prices": _read_prices(args.prices) if args.prices else None,
-    }
-    if args.fallbacks:
-        chains: dict[str, list[str]] = {}
-        for item in args.fallbacks:
-            role, sep, spec = item.partition("=")
-            if not sep or any(c in role for c in ":?"):  # a plain spec, e.g. offline?latency=1
-                role, spec = "*", item
-            chains.setdefault(role.strip() or "*", []).append(spec.strip())
-        given["fallbacks"] = chains
-    if args.role_models:
-        pairs = [item.partition("=") for item in args.role_models]
-        bad = [role for role, sep, spec in pairs if not sep or not role.strip() or not spec]
-        if bad:
-            raise InvalidInputError("--role-model takes ROLE=SPEC, e.g. reviewer=offline")
-        given["role_models"] = {role.strip(): spec.strip() for role, _, spec in pairs}
-    given = {k: v for k, v in given.items() if v is not None}
-    for name, value in given.items():  # name the flag in the error, not the setting
-        try:
-            validate_context({name: value})
-        except InvalidInputError as error:
-            problem = str(error).split(": ", 2)[-1]
-            raise InvalidInputError(f"--{name.replace('_', '-')}: {problem}") from None
-    return given
-
-
-def _read_prices(path: Path) -> Any:
-    """The `--prices` file: a YAML or JSON mapping of model spec to input/output prices."""
-    import yaml
-
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise InvalidInputError(f"--prices: cannot read {path}: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        raise InvalidInputError(f"--prices: {describe_parse_error(error, str(path))}") from None
-
-
-def _answerer(args: argparse.Namespace, given: Any = None) -> Answerer:
-    interactive = not args.yes and stdin_is_interactive()
-    pending = [given] if given is not None else []
-
-    def answer(value: Any, scenario: Any, values: dict[str, Any]) -> Any:
-        if pending:
-            return pending.pop()
-        if args.yes:
-            return scenario.approve_answer
-        if interactive:
-            return prompt.ask(value, scenario, values)
-        return None
-
-    return answer
-
-
-def _finish(result: RunResult, args: argparse.Namespace) -> int:
-    report = get_scenario(result.scenario).describe_result(result.output or {})
-    if args.out and report:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(report, encoding="utf-8")
-    if args.json:
-        print_json(result.as_dict())
-    elif result.status == "done":
-        print(report if report else json.dumps(result.output, indent=2, default=str))
-    question = result.interrupt["value"] if result.interrupt else None
-    if result.status == "interrupted" and is_halt(question):
-        print(f"Paused: {question.get('reason')}", file=sys.stderr)  # type: ignore[union-attr]
-        print(
-            f"Go on with: ensemble resume {result.thread_id} --answer '\"retry\"' "
-            f"(or '{{\"budget\": {{...}}}}' to raise the budget, '\"stop\"' to end here)",
-            file=sys.stderr,
-        )
-    elif result.status == "interrupted":
-        answer = json.dumps(get_scenario(result.scenario).approve_answer)
-        print(
-            f"Paused for a human answer. Resume with: ensemble resume {result.thread_id} "
-            f"--answer '{answer}'",
-            file=sys.stderr,
-        )
-    elif result.status == "failed":
-        print(f"Run failed: {result.error}", file=sys.stderr)
-        print(f"Resume with: ensemble resume {result.thread_id}", file=sys.stderr)
-        return EXIT_FAILED
-    return 0
-
-
-def _run_input(scenario: Scenario, args: argparse.Namespace) -> dict[str, Any]:
-    data: dict[str, Any] = {}
-    if args.input_json:
-        data = parse_json_value(args.input_json, "--input")
-        if not isinstance(data, dict):
-            raise InvalidInputError("--input must be a JSON object")
-    if args.text is not None:
-        data[scenario.primary_field] = args.text
-    data.update(given_inputs(args))
-    for field_name, load in scenario.file_inputs.values():
-        path = getattr(args, f"file__{field_name}", None)
-        if path is not None:
-            data[field_name] = load(path)
-    required = scenario.input_schema.model_fields[scenario.primary_field].is_required()
-    if required and scenario.primary_field not in data:
-        raise InvalidInputError(
-            f'missing the {scenario.primary_field}: ensemble run {scenario.name} "..."'
-        )
-    return scenario.validate_input(data).model_dump()
-
-
-async def cmd_run(args: argparse.Namespace) -> int:
-    """`ensemble run SCENARIO TEXT`: validate everything, then start a new thread."""
-    scenario = get_scenario(args.scenario)
-    args = scenario_parser(scenario).parse_args(args.args, namespace=args)
-    _use_database(args)  # `--db` of `run` is known only now
-    data = _run_input(scenario, args)
-    db = settings.db_path(args.db)
-    run_settings = resolve_settings(None, _overrides(args), how="run")
-    current = workspace.current()
-    for field, kind in scenario.folders.items():  # refuse a bad folder before anything is stored
-        if kind == "output":
-            current.output_dir(data.get(field))
-    corpora = [current.corpus(data.get(f)) for f, k in scenario.folders.items() if k == "corpus"]
-    progress = Progress(quiet=args.quiet)
-    async with open_async_checkpointer(db) as saver:
-        await ensure_writable(saver, db)
-        graph = scenario.compile(saver)
-        thread_id = args.thread or new_thread_id()
-        if await saver.aget_tuple(thread_config(thread_id)) is not None:
-            raise InvalidInputError(f"thread {thread_id!r} already exists; use resume or fork")
-        for corpus in corpora:  # progress lines only for work that happens
-            if not await asyncio.to_thread(corpus.built):
-                progress.line(f"[corpus] indexing {corpus.key} once; later runs reuse it")
-            stats = await asyncio.to_thread(corpus.ensure)
-            if stats.indexed_now:
-                progress.line(
-                    f"[corpus] {stats.indexed_now} documents indexed, {stats.passages} passages "
-                    f"ready ({stats.seconds:.1f} s)"
-                )
-        progress.line(f"[run] thread {thread_id}")
-        result = await drive(
-            graph,
-            scenario,
-            thread_config(thread_id),
-            data,
-            run_settings,
-            progress,
-            _answerer(args),
-        )
-    return _finish(result, args)
-
-
-async def cmd_resume(args: argparse.Namespace) -> int:
-    """`ensemble resume THREAD`: answer a pending question or finish a crashed run."""
-    db = settings.db_path(args.db)
-    progress = Progress(quiet=args.quiet)
-    async with thread_graph(db, args.thread, write=True) as (scenario, graph, saver):
-        config = thread_config(args.thread)
-        snapshot = await require_checkpoint(graph, config)
-        overrides = _overrides(args)
-        halted = bool(snapshot.interrupts) and all(is_halt(i.value) for i in snapshot.interrupts)
-        budget = _budget_answer(args.answer) if halted or not snapshot.interrupts else None
-        if budget is not None:  # `--answer '{"budget": {...}}'` raises the run's budget
-            overrides["budget"] = budget
-            if not snapshot.interrupts:  # a run stopped by the budget: no question to answer
-                args.answer = None
-        run_settings = await for_thread(saver, config, overrides, how="resume")
-        values = snapshot.values if isinstance(snapshot.values, dict) else {}
-        answer = None
-        if args.answer is not None:
-            if not snapshot.interrupts:
-                raise InvalidInputError(f"thread {args.thread!r} is not waiting for an answer")
-            answer = _parse_answer(args.answer, halted=halted)
-            _check_answer(answer, scenario, values, halted=halted)
-        elif halted:
-            answer = "retry"  # a paused run resumed without an answer: try again
-        if snapshot.interrupts:
-            first = _answerer(args, answer)(snapshot.interrupts[0].value, scenario, values)
-            if first is None:
-                return _finish(result_of(snapshot, scenario, args.thread), args)
-            payload: Any = resume_command(snapshot, first)
-        elif snapshot.next:
-            progress.line(f"[run] continuing thread {args.thread} at {', '.join(snapshot.next)}")
-            payload = None
-        else:
-            progress.line(f"[run] thread {args.thread} has already finished")
-            return _finish(result_of(snapshot, scenario, args.thread), args)
-        result = await drive(
-            graph, scenario, config, payload, run_settings, progress, _answerer(args)
-        )
-    return _finish(result, args)
-
-
-async def cmd_fork(args: argparse.Namespace) -> int:
-    """`ensemble fork THREAD --checkpoint ID`: branch, optionally with changed values, and run."""
-    db = settings.db_path(args.db)
-    sets = dict(_parse_set(item) for item in args.sets)
-    progress = Progress(quiet=args.quiet)
-    async with thread_graph(db, args.thread, write=True) as (scenario, graph, saver):
-        at = thread_config(args.thread, args.checkpoint)
-        snapshot = await require_checkpoint(graph, at)
-        run_settings = await for_thread(saver, at, _overrides(args), how="fork")
-        values = snapshot.values if isinstance(snapshot.values, dict) else {}
-        updates = scenario.fork_updates(values, sets) if sets else {}
-        config = snapshot.config
-        if updates:
-            try:
-                config = await graph.aupdate_state(snapshot.config, updates)
-            except Exception as error:  # LangGraph's InvalidUpdateError and kin, made readable
-                raise InvalidInputError(f"cannot fork at {args.checkpoint}: {error!r}") from error
-        progress.line(f"[fork] thread {args.thread} from checkpoint {args.checkpoint}")
-        result = await drive(graph, scenario, config, None, run_settings, progress, _answerer(args))
-    return _finish(result, args)
-
-
-async def cmd_threads(args: argparse.Namespace) -> int:
-    """`ensemble threads`: every thread in the database, newest first."""
-    db = settings.db_path(args.db)
-    summaries = list_threads(db)
-    rows: list[dict[str, Any]] = []
-    if summaries:
-        async with open_async_checkpointer(db, create=False) as saver:
-            for summary in summaries:
-                try:
-                    scenario = await scenario_of(saver, summary.thread_id)
-                except EnsembleError:
-                    rows.append({"thread_id": summary.thread_id, "scenario": None})
-                    continue
-                snapshot = await scenario.compile(saver).aget_state(
-                    thread_config(summary.thread_id)
-                )
-                values = snapshot.values if isinstance(snapshot.values, dict) else {}
-                rows.append(
-                    {
-                        "thread_id": summary.thread_id,
-                        "scenario": scenario.name,
-                        "status": result_of(snapshot, scenario, summary.thread_id).status,
-                        "outcome": values.get("outcome") or "",
-                        "checkpoints": summary.checkpoints,
-                        "updated": snapshot.created_at,
-                        scenario.primary_field: values.get(scenario.primary_field),
-                        "input": values.get(scenario.primary_field),
-                    }
-                )
-    rows = [
-        r
-        for r in rows
-        if (not args.scenario or r["scenario"] == args.scenario)
-        and (not args.status or r.get("status") == args.status)
-    ]
-    if args.json:
-        print_json({"threads": rows})
-    elif not rows:
-        print(f"No threads in {db}" + (" match." if args.scenario or args.status else "."))
-    else:
-        print(
-            table(
-                [
-                    [
-                        r["thread_id"],
-                        r["scenario"],
-                        r.get("status"),
-                        r.get("outcome") or "-",
-                        r.get("checkpoints"),
-                        r.get("updated"),
-                        str(r.get("input") or "")[:60],
-                    ]
-                    for r in rows
-                ],
-                ["THREAD", "SCENARIO", "STATUS", "OUTCOME", "STEPS", "UPDATED", "INPUT"],
-            )
-        )
-    return 0
-
-
-async def cmd_history(args: argparse.Namespace) -> int:
-    """`ensemble history THREAD`: checkpoints of every branch, newest first."""
-    if args.limit < 1:
-        raise InvalidInputError("--limit must be at least 1")
-    db = settings.db_path(args.db)
-    async with thread_graph(db, args.thread) as (scenario, graph, saver):
-        rows = []
-        async for snap in graph.aget_state_history(thread_config(args.thread), limit=args.limit):
-            parent = (snap.parent_config or {}).get("configurable", {}).get("checkpoint_id")
-            rows.append(
-                {
-                    "checkpoint_id": snap.config["configurable"]["checkpoint_id"],
-                    "parent_id": parent,
-                    "step": snap.metadata.get("step") if snap.metadata else None,
-                    "source": snap.metadata.get("source") if snap.metadata else None,
-                    "next": list(snap.next),
-                    "created_at": snap.created_at,
-                }
-            )
-    if args.json:
-        print_json({"thread_id": args.thread, "checkpoints": rows})
-    else:
-        print(
-            table(
-                [
-                    [
-                        r["checkpoint_id"],
-                        r["parent_id"] or "-",
-                        r["step"],
-                        r["source"],
-                        ",".join(r["next"]) or "-",
-                        r["created_at"],
-                    ]
-                    for r in rows
-                ],
-                ["CHECKPOINT", "PARENT", "STEP", "SOURCE", "NEXT", "CREATED"],
-            )
-        )
-    return 0
-
-
-async def cmd_show(args: argparse.Namespace) -> int:
-    """`ensemble show THREAD [--checkpoint ID]`: the state at the latest or a past checkpoint."""
-    db = settings.db_path(args.db)
-    async with thread_graph(db, args.thread) as (scenario, graph, saver):
-        at = thread_config(args.thread, args.checkpoint)
-        snapshot = await require_checkpoint(graph, at)
-        saved = await load_settings(saver, at)
-    result = result_of(snapshot, scenario, args.thread)
-    values = snapshot.values if isinstance(snapshot.values, dict) else {}
-    rows = saved.rows() if saved else []
-    if args.json:
-        print_json(
-            result.as_dict()
-            | {
-                "values": values,
-                "created_at": snapshot.created_at,
-                "settings": {name: {"value": v, "origin": o} for name, v, o in rows},
-            }
-        )
-        return 0
-    print(f"thread      {args.thread} ({scenario.name})")
-    print(f"checkpoint  {result.checkpoint_id}  ({snapshot.created_at})")
-    print(
-        f"status      {result.status}"
-        + (f"  next: {', '.join(result.next)}" if result.next else "")
-    )
-    chosen = [(n, v, o) for n, v, o in rows if o != "default" or n == "model"]
-    for name, value, origin in chosen:  # the rest are defaults: `--json` shows every one
-        print(f"setting     {name} = {json.dumps(value)}  ({_ORIGINS.get(origin, origin)})")
-    if len(rows) > len(chosen):
-        print(f"            ({len(rows) - len(chosen)} more settings at their defaults; --json)")
-    if result.interrupt:
-        print(prompt.describe(result.interrupt["value"]))
-    for key in scenario.output_keys:
-        if key in values and key != "report" and values[key] not in (None, "", [], {}):
-            print(f"{key:<11} {json.dumps(values[key], default=str)[:300]}")
-    if values.get("report"):
-        print("\n" + values["report"])
-    return 0
-
-
-async def cmd_scenarios(args: argparse.Namespace) -> int:
-    """`ensemble scenarios`: what can be run, with each scenario's inputs."""
-    listed: dict[str, dict[str, Any]] = {
-        s.name: {
-            "description": s.description,
-            "primary": s.primary_field,
-            "inputs": [
-                {"name": n, "type": t, "help": h} for n, t, h in describe_schema(s.input_schema)
-            ],
-        }
-        for s in SCENARIOS.values()
-    }
-    if getattr(args, "json", False):
-        print_json({"scenarios": listed})
-        return 0
-    for name, item in listed.items():
-        print(f"{name}: {item['description']}")
-        for field in item["inputs"]:
-            positional = " (the positional argument)" if field["name"] == item["primary"] else ""
-            print(
-                f"    {flag_name(field['name']):<20} {field['type']}{positional}: {field['help']}"
-            )
-        print()
-    return 0
-
-
-@asynccontextmanager
-async def thread_graph(
-    db: Path, thread: str, *, write: bool = False
-) -> AsyncIterator[tuple[Scenario, CompiledStateGraph[Any, Any, Any, Any], AsyncSqliteSaver]]:
-    """Open an existing database; yield the thread's scenario, its compiled graph and the saver.
-
-    With `write`, fail at once if another process holds the write lock.
-    """
-    if not db.exists():
-        raise DatabaseError(f"no database at {db}, so no thread {thread!r}")
-    async with open_async_checkpointer(db, create=False) as saver:
-        if write:
-            await ensure_writable(saver, db)
-        scenario = await scenario_of(saver, thread)
-        yield scenario, scenario.compile(saver), saver
-
-
-_ORIGINS = {
-    "default": "the default when the thread started",
-    "run": "set when the thread started",
-    "resume": "overridden at a resume",
-    "fork": "overridden at a fork",
-    "client": "set by a server client",
-}
-
-
-def _parse_set(item: str) -> tuple[str, Any]:
-    field, sep, raw = item.partition("=")
-    if not sep or not field.strip():
-        raise InvalidInputError(f"--set takes FIELD=JSON, got {item!r}")
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw  # a bare word is taken as a string
-    return field.strip(), value
-
-
 COMMANDS = {
-    "run": cmd_run,
-    "resume": cmd_resume,
-    "fork": cmd_fork,
-    "threads": cmd_threads,
-    "history": cmd_history,
-    "show": cmd_show,
-    "scenarios": cmd_scenarios,
-    "serve": cmd_serve,
-    "agents": cmd_agents,
-    "audit": cmd_audit,
-    "stats": cmd_stats,
-    "eval": cmd_eval,
-    "doctor": cmd_doctor,
+    "run": "ensemble.cli.commands:cmd_run",
+    "resume": "ensemble.cli.commands:cmd_resume",
+    "fork": "ensemble.cli.commands:cmd_fork",
+    "threads": "ensemble.cli.commands:cmd_threads",
+    "history": "ensemble.cli.commands:cmd_history",
+    "show": "ensemble.cli.commands:cmd_show",
+    "scenarios": "ensemble.cli.commands:cmd_scenarios",
+    "serve": "ensemble.cli.serve:cmd_serve",
+    "agents": "ensemble.cli.agents:cmd_agents",
+    "audit": "ensemble.cli.audit:cmd_audit",
+    "stats": "ensemble.cli.audit:cmd_stats",
+    "eval": "ensemble.cli.eval:cmd_eval",
+    "doctor": "ensemble.cli.doctor:cmd_doctor",
 }
+"""Each command's function, imported when it runs."""
+
+
+def use_database(args: argparse.Namespace) -> None:
+    """The CLI's user is the operator: the database they name, any folder they name."""
+    from ensemble import workspace
+
+    workspace.configure(workspace.Workspace(db_path=settings.db_path(getattr(args, "db", None))))
+
+
+def _finish_process() -> None:
+    """Flush the audit trail and stop a local model server, if this command used them.
+
+    Looked up, not imported: a command that used neither pays nothing for them.
+    """
+    trail = sys.modules.get("ensemble.audit")
+    if trail is not None:
+        trail.flush()  # the audit trail of this command is on disk before the process ends
+    models = sys.modules.get("ensemble.models")
+    if models is not None:
+        models.stop_local_servers()  # the llama server of `--model local`, if one was started
+
+
+def _command(name: str):  # type: ignore[no-untyped-def]
+    module, _, function = COMMANDS[name].partition(":")
+    return getattr(importlib.import_module(module), function)
 
 
 if __name__ == "__main__":

@@ -27,9 +27,6 @@ from typing import Any
 
 from ensemble import settings
 from ensemble.errors import EnsembleError
-from ensemble.models import validate_spec
-from ensemble.models.local import warm_server
-from ensemble.server.config import langgraph_config
 from ensemble.server.keys import KEYS_FILE_ENV, load_keys
 from ensemble.server.policy import (
     ALWAYS_OPEN,
@@ -42,7 +39,6 @@ from ensemble.server.policy import (
     check_origin,
     parse_budget,
 )
-from ensemble.workspace import SERVED_FLAG
 
 HOST = "127.0.0.1"
 """Where the server listens unless the operator configures keys and names another address."""
@@ -201,6 +197,9 @@ def _add_if_missing(parser: argparse.ArgumentParser, flag: str, **kwargs: Any) -
 
 async def cmd_serve(args: argparse.Namespace) -> int:
     """`ensemble serve`: run the dev server until it stops or SIGINT/SIGTERM arrives."""
+    from ensemble.models import validate_spec
+    from ensemble.models.local import warm_server
+
     db = settings.db_path(getattr(args, "db", None)).resolve()
     model = getattr(args, "model", None)
     model = validate_spec(model) if model else None
@@ -344,6 +343,8 @@ def server_config(workdir: Path, *, allow_origins: Sequence[str] = ()) -> Path:
     Made from the installed package (absolute paths), so `ensemble serve` works from any folder
     with `pip install`ed Ensemble; the server keeps its records in `workdir/.langgraph_api`.
     """
+    from ensemble.server.config import langgraph_config
+
     target = workdir / CONFIG_NAME
     config = langgraph_config(allow_origins=allow_origins)
     target.write_text(json.dumps(config, indent=2), encoding="utf-8")
@@ -399,7 +400,7 @@ def server_env(
     env["BG_JOB_TIMEOUT_SECS"] = f"{access.policy.run_seconds:g}"  # LangGraph stops the run
     env["HTTP_MAX_REQUEST_BODY_BYTES"] = str(MAX_BODY_BYTES)
     env["ENSEMBLE_DB"] = str(Path(db).resolve())
-    env[SERVED_FLAG] = "1"
+    env[settings.SERVED_FLAG] = "1"
     env["ENSEMBLE_CORPUS_ROOTS"] = os.pathsep.join(map(str, access.corpus_roots))
     env["ENSEMBLE_OUTPUT_ROOTS"] = os.pathsep.join(map(str, access.output_roots))
     if access.keys_file is not None:

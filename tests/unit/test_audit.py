@@ -511,5 +511,9 @@ def test_parsers_alone_or_under_the_common_flags(tmp_path: Path) -> None:
         )
         args = parser.parse_args(["stats", "T"])
         assert (args.command, args.thread, args.db, args.json) == ("stats", "T", None, False)
-        with pytest.raises(SystemExit):
-            parser.parse_args(["audit", "T", "--kind", "nonsense"])
+
+
+async def test_an_unknown_kind_is_refused_with_the_list(tmp_path: Path) -> None:
+    """Kinds are checked when the command runs (the grammar imports no audit module)."""
+    with pytest.raises(InvalidInputError, match="--kind nonsense: not a kind; kinds: .*model_call"):
+        await cmd_audit(audit_args(tmp_path / "missing.db", kinds=["nonsense"]))

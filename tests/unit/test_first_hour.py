@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -80,7 +79,7 @@ def test_a_closed_pipe_ends_quietly(tmp_path, corpus_dir):
         assert process.returncode == 141, (argv, process.returncode, err)
 
 
-def test_an_output_folder_that_is_a_symlink_is_refused(tmp_path):
+def test_an_output_folder_that_is_a_symlink_is_refused(tmp_path, monkeypatch):
     real = tmp_path / "real"
     real.mkdir()
     (tmp_path / "link").symlink_to(real, target_is_directory=True)
@@ -90,7 +89,7 @@ def test_an_output_folder_that_is_a_symlink_is_refused(tmp_path):
     with pytest.raises(PublishError, match="is a symlink"):
         local.output_dir(str(tmp_path / "link" / "posts"), create=True)  # a symlinked parent
     assert not (real / "posts").exists()
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(PublishError, match="is a symlink"):
         local.output_dir("link/posts", create=True)  # relative, from the working folder down
     assert local.output_dir(str(real / "posts"), create=True) == real / "posts"
