@@ -65,7 +65,12 @@ class FillContext:
 
     def __post_init__(self) -> None:
         """Derive phrases, sentences and the focus pool once."""
-        self.request_sentences = sentences(self.request) or [FALLBACK_TEXT]
+        said = sentences(self.request)
+        # A line ending in a colon introduces what follows ("Titles of the best matching
+        # passages:"); it is scaffolding of the request, not something the request says.
+        self.request_sentences = (
+            [t for t in said if not t.rstrip().endswith(":")] or said or [FALLBACK_TEXT]
+        )
         self.phrases = key_phrases(self.request) or [self.request_sentences[0]]
         request_terms = set(terms(self.request))
         related = [

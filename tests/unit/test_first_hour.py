@@ -169,3 +169,15 @@ def test_a_malformed_workflow_file_is_one_line_with_file_and_line(capsys, tmp_pa
     assert code == 2
     (line,) = err.strip().splitlines()
     assert line.startswith(f"ensemble: error: {bad}:") and "bad YAML" in line
+
+
+def test_a_plan_rationale_never_quotes_the_requests_scaffolding():
+    from ensemble.models.schema_fill import FillContext
+
+    request = (
+        "Question: How does Python's json module decode JSON documents?\n\n"
+        "Titles of the best matching passages in the corpus:\n- json.loads\n- json.decoder"
+    )
+    said = FillContext(request=request).request_sentences
+    assert not any(s.endswith(":") for s in said)
+    assert said[0].startswith("Question: How does")
