@@ -472,6 +472,49 @@ async def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_export(args: argparse.Namespace) -> int:
+    """`ensemble export THREAD --format md|html|json`: the result, ready to share.
+
+    HTML is a standalone page that runs and loads nothing (the published pieces' renderer);
+    JSON holds the input, the output fields and the status.
+    """
+    from ensemble.publishing.render import render_page
+
+    db = settings.db_path(args.db)
+    async with thread_graph(db, args.thread) as (scenario, graph, _):
+        snapshot = await require_checkpoint(graph, thread_config(args.thread, args.checkpoint))
+    result = result_of(snapshot, scenario, args.thread)
+    values = snapshot.values if isinstance(snapshot.values, dict) else {}
+    text = scenario.describe_result(values).strip()
+    if args.format == "json":
+        inputs = {k: values.get(k) for k in scenario.input_schema.model_fields if k in values}
+        outputs = {k: values.get(k) for k in scenario.output_keys if k in values}
+        content = json.dumps(
+            {"thread_id": args.thread, "scenario": scenario.name, "status": result.status,
+             "outcome": values.get("outcome") or "", "input": inputs, "output": outputs},
+            indent=2, ensure_ascii=False, default=str,
+        ) + "\n"  # fmt: skip
+    elif not text:
+        raise InvalidInputError(
+            f"thread {args.thread!r} has no result yet (status {result.status}); "
+            "`ensemble show` says where it stands"
+        )
+    elif args.format == "html":
+        first, _, rest = text.partition("\n")
+        title = first.removeprefix("# ").strip() if first.startswith("# ") else scenario.name
+        body = rest if first.startswith("# ") else text
+        details = " · ".join(p for p in (scenario.name, values.get("outcome") or "") if p)
+        content = render_page(title, body, details)
+    else:
+        content = text + "\n"
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(content, encoding="utf-8")
+    else:
+        sys.stdout.write(content)
+    return 0
+
+
 async def cmd_scenarios(args: argparse.Namespace) -> int:
     """`ensemble scenarios`: what can be run, with each scenario's inputs."""
     listed: dict[str, dict[str, Any]] = {

@@ -157,6 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("thread")
     show.add_argument("--checkpoint", help="a past checkpoint instead of the latest")
 
+    export = sub.add_parser(
+        "export", parents=[common], help="write a thread's result as Markdown, HTML or JSON"
+    )
+    export.add_argument("thread")
+    export.add_argument("--format", choices=("md", "html", "json"), default="md")
+    export.add_argument("--checkpoint", help="a past checkpoint instead of the latest")
+    export.add_argument("--out", type=Path, help="write to this file instead of stdout")
+
     scenarios = sub.add_parser("scenarios", help="list the scenarios and their inputs")
     scenarios.add_argument("--json", action="store_true", help="print one JSON object")
     add_serve_parser(sub, [common])
@@ -221,6 +229,7 @@ COMMANDS = {
     "history": "ensemble.cli.commands:cmd_history",
     "show": "ensemble.cli.commands:cmd_show",
     "scenarios": "ensemble.cli.commands:cmd_scenarios",
+    "export": "ensemble.cli.commands:cmd_export",
     "serve": "ensemble.cli.serve:cmd_serve",
     "agents": "ensemble.cli.agents:cmd_agents",
     "audit": "ensemble.cli.audit:cmd_audit",

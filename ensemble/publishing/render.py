@@ -159,13 +159,20 @@ def render_body(markdown: str) -> str:
 
 def render_html(piece: Piece, published_at: str) -> str:
     """Return a standalone HTML5 page for `piece` that runs and loads nothing."""
-    esc = html.escape
-    title = esc(piece.title)
     details = " · ".join(
-        esc(part)
+        part
         for part in (piece.format, piece.audience, f"{piece.word_count} words", published_at)
         if part
     )
+    return render_page(piece.title, piece.body, details, _sources_html(piece.sources))
+
+
+def render_page(title: str, markdown: str, details: str = "", footer: str = "") -> str:
+    """A standalone, inert HTML5 page: `markdown` rendered and sanitised under a strict CSP.
+
+    `footer` is HTML the caller built from escaped parts (a piece's sources).
+    """
+    esc = html.escape
     return (
         "<!DOCTYPE html>\n"
         "<html>\n<head>\n"
@@ -173,12 +180,12 @@ def render_html(piece: Piece, published_at: str) -> str:
         f'<meta http-equiv="Content-Security-Policy" content="{esc(CONTENT_SECURITY_POLICY)}">\n'
         '<meta name="referrer" content="no-referrer">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{title}</title>\n"
+        f"<title>{esc(title)}</title>\n"
         f"<style>\n{_CSS}</style>\n"
         "</head>\n<body>\n<article>\n"
-        f"<header>\n<h1>{title}</h1>\n<p>{details}</p>\n</header>\n"
-        f"{render_body(piece.body)}"
-        f"{_sources_html(piece.sources)}"
+        f"<header>\n<h1>{esc(title)}</h1>\n<p>{esc(details)}</p>\n</header>\n"
+        f"{render_body(markdown)}"
+        f"{footer}"
         "</article>\n</body>\n</html>\n"
     )
 

@@ -181,3 +181,25 @@ def test_a_plan_rationale_never_quotes_the_requests_scaffolding():
     said = FillContext(request=request).request_sentences
     assert not any(s.endswith(":") for s in said)
     assert said[0].startswith("Question: How does")
+
+
+def test_export_writes_markdown_html_and_json(capsys, tmp_path, corpus_dir):
+    db = tmp_path / "cli.db"
+    _, done, _ = run_research(capsys, db, corpus_dir)
+    thread = done["thread_id"]
+    code, markdown, _ = cli(capsys, "export", thread, "--db", str(db))
+    assert code == 0 and markdown == done["output"]["report"].strip() + "\n"
+    page = tmp_path / "out" / "report.html"
+    assert (
+        cli(capsys, "export", thread, "--db", str(db), "--format", "html", "--out", str(page))[0]
+        == 0
+    )
+    html = page.read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>") and "Content-Security-Policy" in html
+    assert f"<h1>{QUESTION}</h1>" in html and "<script" not in html.split("</head>")[1]
+    code, exported, _ = cli(capsys, "export", thread, "--db", str(db), "--format", "json")
+    assert exported["status"] == "done" and exported["input"]["question"] == QUESTION
+    assert exported["output"]["report"] == done["output"]["report"]
+    _, paused, _ = run_research(capsys, db, corpus_dir, "--review-plan")
+    code, _, err = cli(capsys, "export", paused["thread_id"], "--db", str(db))
+    assert code == 2 and "no result yet (status interrupted)" in err
