@@ -170,7 +170,10 @@ def solver_worker(research: CompiledStateGraph[Any, Any, Any, Any]) -> Callable[
             "started": started,
             "seconds": round(time.time() - started, 3),
         }
-        emit("worker", "finished" if ok else "failed", task=task["id"], by=name, ok=ok)
+        if ok:
+            emit("worker", "finished", task=task["id"], by=name, ok=ok)
+        else:  # the progress line says why, as the trace does
+            emit("worker", "failed", task=task["id"], by=name, ok=ok, error=attempt["error"])
         return {"attempts": {order["attempt_id"]: attempt}}
 
     return worker

@@ -203,3 +203,23 @@ def test_export_writes_markdown_html_and_json(capsys, tmp_path, corpus_dir):
     _, paused, _ = run_research(capsys, db, corpus_dir, "--review-plan")
     code, _, err = cli(capsys, "export", paused["thread_id"], "--db", str(db))
     assert code == 2 and "no result yet (status interrupted)" in err
+
+
+def test_a_failed_task_says_why_in_the_progress_lines(capsys, tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    agents = tmp_path / "agents.yaml"
+    agents.write_text(
+        "agents:\n  - {name: doomed, role: Fails., capabilities: [analysis], "
+        "model: 'openai:missing'}\n",
+        encoding="utf-8",
+    )
+    tasks = tmp_path / "tasks.yaml"
+    tasks.write_text(
+        "tasks:\n  - {id: estimate, description: Estimate it., capability: analysis}\n",
+        encoding="utf-8",
+    )
+    argv = ["run", "solver", "--tasks", str(tasks), "--agents", str(agents), "--replace-team"]
+    code, out, err = cli(capsys, *argv, "--db", str(tmp_path / "s.db"), "--json")
+    assert code == 0 and out["status"] == "interrupted"  # the person is asked
+    failed = [line for line in err.splitlines() if line.startswith("[worker] failed")]
+    assert failed and all("ModelSpecError" in line for line in failed), err
