@@ -22,6 +22,7 @@ COMMANDS = {
     "ensemble --help": [ENSEMBLE, "--help"],
     "ensemble --version": [ENSEMBLE, "--version"],
     "ensemble serve --help": [ENSEMBLE, "serve", "--help"],
+    "ensemble doctor": [ENSEMBLE, "doctor"],
     "ensemble threads": [ENSEMBLE, "threads", "--db", "/nonexistent/ensemble.db"],
 }
 

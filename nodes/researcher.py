@@ -21,8 +21,7 @@ from ensemble.nodes.progress import emit
 from ensemble.prompts import load_prompt
 from ensemble.resilience.guard import BudgetExceeded, ModelUnavailable
 from ensemble.state.research import Note, PassageRef, ResearchTask
-from ensemble.tools import SEARCH_TOOL_NAME, corpus_search_tool, format_passages
-from ensemble.tools.corpus import plain_text
+from ensemble.tools.corpus import SEARCH_TOOL_NAME, corpus_search_tool, format_passages, plain_text
 
 EXCERPT_CHARS = 240
 FALLBACK_PASSAGES = 2

@@ -14,7 +14,7 @@ HEAVY = ("langgraph", "langchain_core", "pydantic", "ensemble.graphs")
 
 @pytest.mark.parametrize(
     "argv",
-    [["--help"], ["--version"], ["serve", "--help"], ["doctor", "--help"], ["eval", "--help"]],
+    [["--help"], ["--version"], ["serve", "--help"], ["doctor"], ["eval", "--help"]],
 )
 def test_commands_that_run_no_graph_import_no_langgraph(argv: list[str]) -> None:
     probe = (
