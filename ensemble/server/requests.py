@@ -79,7 +79,9 @@ async def check_input(
     if raw is None:
         return
     try:
-        valid = scenario.validate_input(raw).model_dump()
+        # Validation may touch the machine (a solver workflow probes the sandbox): a worker
+        # thread, so the server's event loop never blocks.
+        valid = (await asyncio.to_thread(scenario.validate_input, raw)).model_dump()
         for n, agent in enumerate(valid.get("agents") or []):
             if isinstance(agent, Mapping) and agent.get("model") is not None:
                 check_model_choice(f"input.agents[{n}].model", agent["model"], policy)

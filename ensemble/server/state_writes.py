@@ -73,7 +73,7 @@ async def check_state_write(thread: dict[str, Any] | None, body: dict[str, Any])
         )
     current = state.get("values") or {}
     try:
-        update = scenario.fork_updates(current, values)
+        update = await asyncio.to_thread(scenario.fork_updates, current, values)
         merged = {k: current.get(k) for k in inputs if k in current} | update
         await asyncio.to_thread(check_folders, scenario, merged)
     except EnsembleError as error:

@@ -21,6 +21,7 @@ import httpx
 import pytest
 from langgraph_sdk import get_client
 
+from ensemble.publishing.piece import count_words
 from tests.corpus import write_corpus
 from tests.integration.conftest import free_port, http_ok, stop, tail
 
@@ -126,7 +127,7 @@ async def test_author_drafts_reviewer_requests_changes_then_approves(
     request = pending["value"]
     assert request["kind"] == "content_approval"
     assert request["title"] and request["draft"].strip()
-    assert request["word_count"] == len(request["draft"].split()) > 0
+    assert request["word_count"] == count_words(request["draft"]) > 0
     assert request["sources"] and all(s.startswith("[") for s in request["sources"])
     assert "request_changes" in request["answer_format"] and request["error"] is None
     assert isinstance(request["editor_notes"], dict)

@@ -29,6 +29,7 @@ from ensemble.graphs.registry import SCENARIOS
 from ensemble.models import chat_model, llama_server, local
 from ensemble.nodes.reviewer import Verdict
 from ensemble.persistence import open_async_checkpointer
+from ensemble.publishing.piece import count_words
 
 pytestmark = [
     pytest.mark.integration,
@@ -293,7 +294,7 @@ async def test_content_pipeline_pauses_for_approval_then_publishes(
             request = pending.value
             assert request["kind"] == "content_approval"
             assert request["title"].strip() and request["error"] is None
-            assert request["word_count"] == len(request["draft"].split())
+            assert request["word_count"] == count_words(request["draft"])
             assert len(request["sources"]) == len(state.values["sources"])
             assert not published.exists(), "nothing is published before the approval"
             drafting = time.monotonic() - started
