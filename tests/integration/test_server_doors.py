@@ -227,6 +227,13 @@ def test_routes_ensemble_does_not_serve_are_not_found(
     assert raw(any_server, "GET", f"/threads/{thread['thread_id']}", "alice").status_code == 200
 
 
+@pytest.mark.parametrize("path", ["/threads", "/threads/search"])
+def test_a_body_over_2_mib_is_refused(plain: Served, path: str) -> None:
+    big = b'{"metadata": {"x": "' + b"a" * (3 * 1024 * 1024) + b'"}}'
+    response = raw(plain, "POST", path, content=big, headers={"content-type": "application/json"})
+    assert response.status_code == 413, response.text[:300]
+
+
 def test_deleting_a_thread_that_does_not_exist_is_not_found(any_server: Served) -> None:
     response = raw(any_server, "DELETE", "/threads/00000000-0000-4000-8000-000000000000", "alice")
     assert response.status_code == 404, response.text  # LangGraph dev alone answers 500
