@@ -46,7 +46,6 @@ from ensemble.run_settings import load as load_settings
 from ensemble.run_settings import resolve as resolve_settings
 
 EXIT_FAILED = 1
-EXIT_ERROR = 2
 
 
 def scenario_parser(scenario: Scenario) -> argparse.ArgumentParser:

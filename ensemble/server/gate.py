@@ -24,6 +24,7 @@ import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+import httpx
 from langgraph_sdk import get_client
 from starlette.datastructures import Headers
 
@@ -109,19 +110,23 @@ class Gate:
             body, receive = await _read_body(receive)
             thread_id = _json_object(body).get("thread_id")
             if user is not None and thread_id:
-                await self._owned(str(thread_id), user, strict=True)
+                _check_owner(await _lookup(str(thread_id)), user, strict=True)
             return receive
         if match is None:
             return receive
         thread_id, rest = match.group(1), match.group(2) or ""
-        thread = await self._owned(thread_id, user, strict=False) if user is not None else None
-        if method == "DELETE" and not rest and thread is None and await _lookup(thread_id) is None:
+        deleting = method == "DELETE" and not rest
+        writing = method == "POST" and rest in ("/state", "/state/bulk")
+        if user is None and not (deleting or writing):
+            return receive  # without keys every thread is the one local user's
+        thread = await _lookup(thread_id)  # once per request, for every check below
+        if user is not None:
+            _check_owner(thread, user, strict=False)
+        if deleting and thread is None:
             raise Refused(404, f"Thread {thread_id} not found")  # LangGraph dev answers 500
-        if method == "POST" and rest in ("/state", "/state/bulk"):
+        if writing:
             if rest == "/state/bulk":
                 raise Refused(403, "state/bulk: a client may not write a thread's state in bulk")
-            if thread is None:
-                thread = await _lookup(thread_id)
             body, _ = await _read_body(receive)
             try:
                 checked = await check_state_write(thread, _json_object(body))
@@ -130,19 +135,18 @@ class Gate:
             return _replay(json.dumps(checked).encode())
         return receive
 
-    async def _owned(self, thread_id: str, user: ApiUser, *, strict: bool) -> dict[str, Any] | None:
-        """The thread if `user` may reach it; "not found" when it is another user's.
 
-        `strict` (creating a thread with a chosen id) applies to reviewers too: a reviewer may
-        read any thread but never take another user's id.
-        """
-        thread = await _lookup(thread_id)
-        if thread is None:
-            return None
-        owner = (thread.get("metadata") or {}).get("owner")
-        if owner != user.user and (strict or REVIEWER not in user.roles):
-            raise Refused(404, f"Thread {thread_id} not found")
-        return thread
+def _check_owner(thread: dict[str, Any] | None, user: ApiUser, *, strict: bool) -> None:
+    """Refuse, as "not found", a thread that is another user's (a missing one is LangGraph's).
+
+    `strict` (creating a thread with a chosen id) applies to reviewers too: a reviewer may
+    read any thread but never take another user's id.
+    """
+    if thread is None:
+        return
+    owner = (thread.get("metadata") or {}).get("owner")
+    if owner != user.user and (strict or REVIEWER not in user.roles):
+        raise Refused(404, f"Thread {thread['thread_id']} not found")
 
 
 class Refused(Exception):
@@ -156,8 +160,6 @@ class Refused(Exception):
 
 async def _lookup(thread_id: str) -> dict[str, Any] | None:
     """The thread as the server stores it, read through LangGraph's loopback client."""
-    import httpx
-
     try:
         return dict(await get_client().threads.get(thread_id))
     except httpx.HTTPStatusError as error:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import httpx
 from langgraph_sdk import get_client
 
 from ensemble.errors import EnsembleError
@@ -89,8 +90,6 @@ async def _state_at(thread_id: str, body: dict[str, Any]) -> dict[str, Any]:
         raise StateWriteRefused(422, "checkpoint: must be an object")
     if checkpoint_id is not None and not isinstance(checkpoint_id, str):
         raise StateWriteRefused(422, "checkpoint_id: must be a string")
-    import httpx
-
     try:
         return dict(
             await get_client().threads.get_state(

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,9 @@ class Served:
     log: Path
 
 
-def _start(base: Path, *flags: str) -> tuple[Served, subprocess.Popen]:
+@contextmanager
+def serving(base: Path, *flags: str) -> Iterator[Served]:
+    """`ensemble serve --port P FLAGS...` in `base`, until the block ends."""
     port = free_port()
     log = base / "serve.log"
     argv = [sys.executable, "-m", "ensemble.cli.main", "serve", "--port", str(port), *flags]
@@ -64,23 +67,22 @@ def _start(base: Path, *flags: str) -> tuple[Served, subprocess.Popen]:
             argv, cwd=base, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
         )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while not http_ok(f"{url}/ok"):
-        if process.poll() is not None or time.monotonic() > deadline:
-            stop(process)
-            pytest.fail(f"server did not start:\n{tail(log)}")
-        time.sleep(0.25)
-    return Served(url, port, log), process
+    try:
+        deadline = time.monotonic() + 120
+        while not http_ok(f"{url}/ok"):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"server did not start:\n{tail(log)}")
+            time.sleep(0.25)
+        yield Served(url, port, log)
+    finally:
+        stop(process)
 
 
 @pytest.fixture(scope="module")
 def plain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """The README's command, exactly: its database is `.ensemble/ensemble.db` in its folder."""
-    served, process = _start(tmp_path_factory.mktemp("plain"))
-    try:
+    with serving(tmp_path_factory.mktemp("plain")) as served:
         yield served
-    finally:
-        stop(process)
 
 
 @pytest.fixture(scope="module")
@@ -91,22 +93,16 @@ def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     (base / "keys.json").write_text(json.dumps({"keys": entries}), encoding="utf-8")
     flags = ["--keys", "keys.json", "--model", "offline", "--open-route", "/metrics"]
     flags += ["--allow-model", FAILING_MODEL, "--max-budget", "calls=500"]
-    served, process = _start(base, *flags)
-    try:
+    with serving(base, *flags) as served:
         yield served
-    finally:
-        stop(process)
 
 
 @pytest.fixture(scope="module")
 def opened(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     flags = ["--allow-origin", ALLOWED_ORIGIN, "--allow-host", ALLOWED_HOST]
     flags += ["--model", "offline?latency=1", "--run-seconds", "2", "--max-runs-per-user", "2"]
-    served, process = _start(tmp_path_factory.mktemp("opened"), *flags)
-    try:
+    with serving(tmp_path_factory.mktemp("opened"), *flags) as served:
         yield served
-    finally:
-        stop(process)
 
 
 def client(served: Served, user: str | None = None) -> Any:
