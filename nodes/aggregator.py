@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from ensemble.audit.notes import degradation_note
-from ensemble.nodes.progress import emit
+from ensemble.progress import emit
 from ensemble.state.solver import SolverState
 
 

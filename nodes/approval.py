@@ -19,7 +19,7 @@ from ensemble import workspace
 from ensemble.audit import audit
 from ensemble.errors import InvalidInputError, describe_validation_error
 from ensemble.nodes.asking import ask_person
-from ensemble.nodes.progress import emit
+from ensemble.progress import emit
 from ensemble.publishing.approvals import sign
 from ensemble.publishing.piece import count_words
 from ensemble.state.content import Approval, ContentState, draft_key

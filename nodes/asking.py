@@ -7,7 +7,7 @@ from typing import Any
 from langgraph.errors import GraphInterrupt
 from langgraph.types import interrupt
 
-from ensemble.nodes.progress import emit
+from ensemble.progress import emit
 
 
 def ask_person(node: str, request: dict[str, Any], **shown: Any) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from ensemble.nodes.citations import NUMBERED_CITATION
-from ensemble.nodes.progress import emit
+from ensemble.progress import emit
 from ensemble.publishing.piece import count_words
 from ensemble.state.content import ContentState, Draft
 from ensemble.state.research import Source

@@ -11,7 +11,7 @@ from ensemble.models import chat_model_for
 from ensemble.nodes import review_loop
 from ensemble.nodes.citations import numbers_in
 from ensemble.nodes.llm import ask_structured
-from ensemble.nodes.progress import emit
+from ensemble.progress import emit
 from ensemble.prompts import render_prompt
 from ensemble.state.identity import unique
 from ensemble.state.writing import EditorReview, WritingState

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from ensemble.audit.notes import degradation_note
-from ensemble.nodes.progress import emit
+from ensemble.progress import emit
 from ensemble.state.research import ResearchState
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from ensemble import workspace
-from ensemble.nodes.progress import emit
+from ensemble.progress import emit
 from ensemble.state.research import ResearchInput, ResearchState, validate_research_input
 
 

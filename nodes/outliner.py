@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from ensemble.context import Context
 from ensemble.models import chat_model_for
 from ensemble.nodes.llm import ask_structured
-from ensemble.nodes.progress import emit
+from ensemble.progress import emit
 from ensemble.prompts import render_prompt
 from ensemble.state.identity import unique
 from ensemble.state.writing import WritingState

@@ -10,7 +10,7 @@ from ensemble.audit import audit
 from ensemble.errors import InvalidInputError, describe_validation_error
 from ensemble.nodes.asking import ask_person
 from ensemble.nodes.planner import plan_from_texts
-from ensemble.nodes.progress import emit
+from ensemble.progress import emit
 from ensemble.state.research import ResearchState
 
 

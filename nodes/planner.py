@@ -15,7 +15,7 @@ from ensemble.context import Context
 from ensemble.errors import EnsembleError
 from ensemble.models import chat_model_for
 from ensemble.nodes.llm import ask_structured
-from ensemble.nodes.progress import emit
+from ensemble.progress import emit
 from ensemble.prompts import render_prompt
 from ensemble.state.identity import item_id, same_key, unique
 from ensemble.state.research import ResearchState, SubQuestion

@@ -14,7 +14,7 @@ from pathlib import Path
 from langgraph.config import get_config
 
 from ensemble import workspace
-from ensemble.nodes.progress import emit
+from ensemble.progress import emit
 from ensemble.publishing import Piece, PublishError, PublishJournal, PublishResult, publish
 from ensemble.publishing.approvals import verify
 from ensemble.state.content import ContentState, Publication, draft_key

@@ -17,7 +17,7 @@ from ensemble.models import chat_model_for
 from ensemble.models.extractive import is_prose, sentences
 from ensemble.nodes.citations import attribute, drop_unknown, passage_ids_in
 from ensemble.nodes.llm import drop_repeats
-from ensemble.nodes.progress import emit
+from ensemble.progress import emit
 from ensemble.prompts import load_prompt
 from ensemble.resilience.guard import BudgetExceeded, ModelUnavailable
 from ensemble.state.research import Note, PassageRef, ResearchTask

@@ -17,7 +17,7 @@ from ensemble.models.extractive import key_terms
 from ensemble.nodes import review_loop
 from ensemble.nodes.citations import NUMBERED_CITATION, numbers_in
 from ensemble.nodes.llm import SENTENCE, ask_structured
-from ensemble.nodes.progress import emit
+from ensemble.progress import emit
 from ensemble.prompts import render_prompt
 from ensemble.state.identity import same_key, unique
 from ensemble.state.research import Outcome, ResearchState, Review

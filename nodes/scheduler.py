@@ -17,7 +17,7 @@ from typing import Any
 from ensemble.agents import AgentRegistry, AgentSpec
 from ensemble.agents.load import LOAD
 from ensemble.audit import audit
-from ensemble.nodes.progress import emit
+from ensemble.progress import emit
 from ensemble.nodes.team import team_of
 from ensemble.resilience import BOARD
 from ensemble.state.solver import Attempt, HelpRequest, SolverState, TaskResult, WorkOrder

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from ensemble.audit import audit
 from ensemble.errors import InvalidInputError, describe_validation_error
 from ensemble.nodes.asking import ask_person
-from ensemble.nodes.progress import emit
+from ensemble.progress import emit
 from ensemble.state.solver import SolverState, TaskResult
 
 

@@ -18,7 +18,7 @@ from ensemble.context import Context
 from ensemble.errors import InvalidInputError
 from ensemble.models import chat_model_for
 from ensemble.nodes.llm import ask_structured
-from ensemble.nodes.progress import emit
+from ensemble.progress import emit
 from ensemble.nodes.team import team_of
 from ensemble.prompts import render_prompt
 from ensemble.state.solver import SolverInput, SolverState

@@ -29,7 +29,7 @@ from ensemble.concurrency import agent_gate
 from ensemble.context import Context
 from ensemble.models import chat_model_for
 from ensemble.nodes.llm import ask_structured
-from ensemble.nodes.progress import emit
+from ensemble.progress import emit
 from ensemble.prompts import render_prompt
 from ensemble.resilience import BOARD
 from ensemble.resilience.guard import BudgetExceeded

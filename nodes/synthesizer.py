@@ -11,7 +11,7 @@ from ensemble.context import Context
 from ensemble.models import chat_model_for
 from ensemble.nodes.citations import NUMBERED_CITATION, numbers_in, renumber
 from ensemble.nodes.llm import drop_repeats
-from ensemble.nodes.progress import emit
+from ensemble.progress import emit
 from ensemble.prompts import load_prompt
 from ensemble.state.research import Note, PassageRef, ResearchState, Source
 

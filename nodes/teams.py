@@ -18,7 +18,7 @@ from langgraph.runtime import Runtime
 
 from ensemble.concurrency import agent_gate
 from ensemble.context import Context
-from ensemble.nodes.progress import emit
+from ensemble.progress import emit
 from ensemble.publishing.piece import count_words
 from ensemble.resilience.guard import BudgetExceeded, ModelUnavailable
 from ensemble.state.content import Digest, Draft, ItemTask

@@ -9,7 +9,7 @@ from ensemble.context import Context
 from ensemble.models import chat_model_for
 from ensemble.nodes.citations import NUMBERED_CITATION
 from ensemble.nodes.llm import drop_repeats
-from ensemble.nodes.progress import emit
+from ensemble.progress import emit
 from ensemble.prompts import render_prompt
 from ensemble.state.writing import WritingState
 

@@ -35,7 +35,7 @@ from pydantic import ConfigDict
 
 from ensemble.audit import AuditEvent, record, thread_context, totals
 from ensemble.errors import EnsembleError
-from ensemble.nodes.progress import emit
+from ensemble.progress import emit
 from ensemble.resilience.breaker import BOARD
 from ensemble.resilience.cache import ModelCache, request_key
 

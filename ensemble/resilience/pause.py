@@ -29,7 +29,7 @@ from langgraph.types import interrupt
 
 from ensemble.audit.actions import audit
 from ensemble.errors import EnsembleError
-from ensemble.nodes.progress import emit
+from ensemble.progress import emit
 from ensemble.resilience.guard import BudgetExceeded, ModelUnavailable
 
 HALTED = "halted"
