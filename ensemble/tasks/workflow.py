@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -208,23 +209,35 @@ def check_graph(tasks: list[TaskSpec], capabilities: set[str] | None = None) -> 
 
 
 def find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
-    """The first cycle met walking `graph` (id -> dependencies) in order, e.g. [a, b, a]."""
-    for cycle, _ in _back_edges(graph):
-        return cycle
+    """A cycle in `graph` (id -> dependencies), or None.
+
+    The cycle starts and ends at its earliest id in `graph`'s order and each id depends on the
+    next, e.g. [a, b, a]: the last step is the edge that closes it, the one a repair drops.
+    """
+    try:
+        TopologicalSorter(graph).prepare()
+    except CycleError as error:
+        ring = list(reversed(error.args[1][1:]))  # graphlib lists each id before its dependents
+        order = list(graph)
+        at = ring.index(min(ring, key=order.index))
+        return ring[at:] + ring[: at + 1]
     return None
 
 
 def topological_order(workflow: Workflow) -> list[str]:
-    """Task ids in an order that runs every dependency first, as `ready` would pick them."""
-    done: set[str] = set()
+    """Task ids in an order that runs every dependency first, as `ready` would pick them.
+
+    A `Workflow` has no cycle (it is checked when built), so the sort always succeeds.
+    """
+    rank = {task.id: (-task.priority, i) for i, task in enumerate(workflow.tasks)}
+    sorter = TopologicalSorter({task.id: task.depends_on for task in workflow.tasks})
+    sorter.prepare()
+    waiting: list[str] = []
     order: list[str] = []
-    while len(order) < len(workflow.tasks):
-        next_up = ready(workflow, done, set())
-        if not next_up:
-            cycle = find_cycle({task.id: task.depends_on for task in workflow.tasks}) or []
-            raise WorkflowError(f"tasks form a cycle: {' -> '.join(cycle)}")
-        order.append(next_up[0].id)
-        done.add(next_up[0].id)
+    while sorter.is_active():
+        waiting = sorted([*waiting, *sorter.get_ready()], key=rank.__getitem__)
+        order.append(waiting.pop(0))
+        sorter.done(order[-1])
     return order
 
 
@@ -312,39 +325,6 @@ def _kind(value: Any) -> str:
         if isinstance(value, kind):
             return name
     return "nothing" if value is None else type(value).__name__
-
-
-def _back_edges(graph: dict[str, list[str]]) -> list[tuple[list[str], tuple[str, str]]]:
-    """Each edge closing a cycle in a depth-first walk, with the cycle it closes.
-
-    Removing every edge reported leaves the graph acyclic. Dependencies missing from `graph`
-    are skipped.
-    """
-    state: dict[str, int] = {}  # 1: on the current path, 2: finished
-    path: list[str] = []
-    found: list[tuple[list[str], tuple[str, str]]] = []
-    for start in graph:
-        if state.get(start):
-            continue
-        state[start] = 1
-        path.append(start)
-        stack = [(start, iter(graph[start]))]
-        while stack:
-            node, deps = stack[-1]
-            dep = next(deps, None)
-            if dep is None:
-                state[node] = 2
-                path.pop()
-                stack.pop()
-            elif dep not in graph or state.get(dep) == 2:
-                continue
-            elif state.get(dep) == 1:
-                found.append((path[path.index(dep) :] + [dep], (node, dep)))
-            else:
-                state[dep] = 1
-                path.append(dep)
-                stack.append((dep, iter(graph[dep])))
-    return found
 
 
 def _plan_items(raw: Any, notes: list[str]) -> tuple[str | None, list[Any]]:
@@ -442,8 +422,7 @@ def _repair_dependencies(
 ) -> None:
     """Follow renamed ids, drop dependencies on unknown tasks, then break cycles; note each.
 
-    The edge dropped for a cycle is the one that closes it: walking dependencies depth first in
-    file order, the first edge reaching back into the current path.
+    The edge dropped for a cycle is the one that closes it (see `find_cycle`).
     """
     for task_id, task in tasks.items():
         kept: list[str] = []
@@ -455,8 +434,8 @@ def _repair_dependencies(
             elif target not in kept:
                 kept.append(target)
         task["depends_on"] = kept
-    graph = {task_id: list(task["depends_on"]) for task_id, task in tasks.items()}
-    for cycle, (node, dep) in _back_edges(graph):
+    while cycle := find_cycle({task_id: task["depends_on"] for task_id, task in tasks.items()}):
+        node, dep = cycle[-2], cycle[-1]
         tasks[node]["depends_on"].remove(dep)
         notes.append(
             f"task {node!r}: dropped dependency on {dep!r} to break the cycle {' -> '.join(cycle)}"
