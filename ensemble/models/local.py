@@ -369,7 +369,7 @@ def warm_server(spec: str) -> str | None:
 
     Raises:
         ModelSpecError: A `local` spec whose file or packages are missing.
-        LocalServerError: The server could not be started.
+        processes.StartError: The server could not be started.
     """
     name = spec.strip().partition("?")[0]
     if name != "local" and not name.startswith("local:"):

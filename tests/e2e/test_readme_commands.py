@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
+from ensemble.processes import free_port, http_ok
 from tests.corpus import write_corpus
 from tests.fake_openai import FakeOpenAI
-from tests.integration.conftest import free_port, http_ok
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +19,9 @@ import httpx
 import pytest
 from langgraph_sdk import get_client
 
+from ensemble import processes
 from ensemble.publishing.piece import count_words
 from tests.corpus import write_corpus
-from tests.integration.conftest import free_port, http_ok, stop, tail
 
 pytestmark = pytest.mark.integration
 
@@ -68,25 +66,15 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ContentServer]:
     ]
     keys.write_text(json.dumps({"keys": entries}), encoding="utf-8")
     db = base / "data" / "ensemble.db"
-    port = free_port()
+    port = processes.free_port()
     log = base / "serve.log"
     argv = [sys.executable, "-m", "ensemble.cli.main", "serve", "--port", str(port)]
     argv += ["--db", str(db), "--model", "offline", "--keys", str(keys)]
     argv += ["--corpus-root", str(roots), "--output-root", str(out)]
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            argv, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
-        )
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while not http_ok(f"{url}/ok"):
-            assert process.poll() is None, tail(log)
-            assert time.monotonic() < deadline, tail(log)
-            time.sleep(0.25)
+    with processes.start(argv, log) as child:
+        child.wait_ready(f"{url}/ok", 120)
         yield ContentServer(url=url, db=db, roots=roots, out=out, outside=outside, log=log)
-    finally:
-        stop(process)
 
 
 def client(server: ContentServer, user: str):

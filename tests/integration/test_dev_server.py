@@ -21,9 +21,10 @@ import pytest
 from langgraph_sdk import get_client
 from prometheus_client.parser import text_string_to_metric_families
 
+from ensemble import processes
 from ensemble.cli import serve
 from ensemble.graphs.registry import SCENARIOS
-from tests.integration.conftest import SLOW_MODEL, Server, free_port, http_ok, stop, tail
+from tests.integration.conftest import SLOW_MODEL, Server, tail
 
 pytestmark = pytest.mark.integration
 
@@ -247,24 +248,14 @@ def serve_argv(port: int, db: Path) -> list[str]:
 
 
 def test_ensemble_serve_starts_prints_and_stops_on_sigint(tmp_path: Path) -> None:
-    port = free_port()
+    port = processes.free_port()
     db = tmp_path / "served.db"
     log = tmp_path / "serve.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            serve_argv(port, db), stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        deadline = time.monotonic() + 120
-        while not http_ok(f"{serve.server_url(port)}/ok"):
-            assert process.poll() is None, tail(log)
-            assert time.monotonic() < deadline, tail(log)
-            time.sleep(0.25)
-        process.send_signal(signal.SIGINT)  # only to `ensemble serve`: it forwards it
-        assert process.wait(30) == 0, tail(log)
-        assert not http_ok(f"{serve.server_url(port)}/ok")
-    finally:
-        stop(process)
+    with processes.start(serve_argv(port, db), log) as child:
+        child.wait_ready(f"{serve.server_url(port)}/ok", 120)
+        child.process.send_signal(signal.SIGINT)  # only to `ensemble serve`: it forwards it
+        assert child.process.wait(30) == 0, tail(log)
+        assert not processes.http_ok(f"{serve.server_url(port)}/ok")
     output = log.read_text(encoding="utf-8", errors="replace")
     assert f"http://127.0.0.1:{port}" in output
     assert str(db.resolve()) in output

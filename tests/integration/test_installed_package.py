@@ -26,7 +26,8 @@ from pathlib import Path
 import pytest
 from langgraph_sdk import get_client
 
-from tests.integration.conftest import free_port, http_ok, stop, tail
+from ensemble import processes
+from tests.integration.conftest import tail
 
 pytestmark = pytest.mark.integration
 
@@ -217,29 +218,14 @@ def installed_server(installed: Installed, elsewhere: Path) -> Iterator[Installe
     data = elsewhere.parent / f"{elsewhere.name}-data"
     data.mkdir()
     db = data / "ensemble.db"
-    port = free_port()
+    port = processes.free_port()
     log = data / "serve.log"
     argv = [sys.executable, "-m", "ensemble.cli.main", "serve", "--port", str(port)]
     argv += ["--db", str(db), "--model", "offline"]
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            argv,
-            cwd=elsewhere,
-            env=installed_env(installed.site),
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while not http_ok(f"{url}/ok"):
-            assert process.poll() is None, tail(log)
-            assert time.monotonic() < deadline, tail(log)
-            time.sleep(0.25)
+    with processes.start(argv, log, cwd=elsewhere, env=installed_env(installed.site)) as child:
+        child.wait_ready(f"{url}/ok", STARTUP_TIMEOUT)
         yield InstalledServer(url=url, db=db, log=log)
-    finally:
-        stop(process)
 
 
 def test_the_server_config_points_into_the_installed_package(

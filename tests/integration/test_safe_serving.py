@@ -13,7 +13,6 @@ import re
 import sqlite3
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,8 +23,8 @@ import httpx
 import pytest
 from langgraph_sdk import get_client
 
+from ensemble import processes
 from tests.corpus import write_corpus
-from tests.integration.conftest import free_port, http_ok, stop, tail
 
 pytestmark = pytest.mark.integration
 
@@ -63,25 +62,15 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureServer]:
     entries[2]["roles"] = ["reviewer"]
     keys.write_text(json.dumps({"keys": entries}), encoding="utf-8")
     db = base / "data" / "ensemble.db"
-    port = free_port()
+    port = processes.free_port()
     log = base / "serve.log"
     argv = [sys.executable, "-m", "ensemble.cli.main", "serve", "--port", str(port)]
     argv += ["--db", str(db), "--model", "offline", "--keys", str(keys)]
     argv += ["--corpus-root", str(roots), "--allow-origin", "https://allowed.example"]
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            argv, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
-        )
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while not http_ok(f"{url}/ok"):
-            assert process.poll() is None, tail(log)
-            assert time.monotonic() < deadline, tail(log)
-            time.sleep(0.25)
+    with processes.start(argv, log) as child:
+        child.wait_ready(f"{url}/ok", 120)
         yield SecureServer(url=url, db=db, roots=roots, secret_dir=secret_dir, log=log)
-    finally:
-        stop(process)
 
 
 def client(server: SecureServer, user: str | None):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ import httpx
 import pytest
 from langgraph_sdk import get_client
 
-from tests.integration.conftest import free_port, http_ok, stop, tail
+from ensemble import processes
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +53,7 @@ class Served:
 @contextmanager
 def serving(base: Path, *flags: str) -> Iterator[Served]:
     """`ensemble serve --port P FLAGS...` in `base`, until the block ends."""
-    port = free_port()
+    port = processes.free_port()
     log = base / "serve.log"
     argv = [sys.executable, "-m", "ensemble.cli.main", "serve", "--port", str(port), *flags]
     env = {
@@ -62,20 +61,10 @@ def serving(base: Path, *flags: str) -> Iterator[Served]:
         for k, v in os.environ.items()
         if not k.startswith(("ENSEMBLE_", "OPENAI_")) and "proxy" not in k.lower()
     }
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            argv, cwd=base, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
-        )
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while not http_ok(f"{url}/ok"):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"server did not start:\n{tail(log)}")
-            time.sleep(0.25)
+    with processes.start(argv, log, cwd=base, env=env) as child:
+        child.wait_ready(f"{url}/ok", 120)
         yield Served(url, port, log)
-    finally:
-        stop(process)
 
 
 @pytest.fixture(scope="module")

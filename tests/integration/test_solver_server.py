@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +21,7 @@ import pytest
 import yaml
 from langgraph_sdk import get_client
 
-from tests.integration.conftest import free_port, http_ok, stop, tail
+from ensemble import processes
 
 pytestmark = pytest.mark.integration
 
@@ -71,30 +69,15 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SolverServer]:
     ]
     keys.write_text(json.dumps({"keys": entries}), encoding="utf-8")
     db = base / "data" / "ensemble.db"
-    port = free_port()
+    port = processes.free_port()
     log = base / "serve.log"
     argv = [sys.executable, "-m", "ensemble.cli.main", "serve", "--port", str(port)]
     argv += ["--db", str(db), "--model", "offline", "--keys", str(keys)]
     argv += ["--allow-model", FAILING["model"]]  # the operator offers it; it cannot be built
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            argv,
-            cwd=base,
-            env=server_env(),
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while not http_ok(f"{url}/ok"):
-            assert process.poll() is None, tail(log)
-            assert time.monotonic() < deadline, tail(log)
-            time.sleep(0.25)
+    with processes.start(argv, log, cwd=base, env=server_env()) as child:
+        child.wait_ready(f"{url}/ok", 120)
         yield SolverServer(url=url, db=db, log=log)
-    finally:
-        stop(process)
 
 
 def client(server: SolverServer, user: str):

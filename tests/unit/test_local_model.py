@@ -20,6 +20,7 @@ from langchain_core.messages import (
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_openai import ChatOpenAI
 
+from ensemble import processes
 from ensemble.errors import ModelSpecError
 from ensemble.models import (
     chat_model,
@@ -214,9 +215,10 @@ def test_stop_local_servers_stops_the_process_group() -> None:
         "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', "
         "'import time; time.sleep(60)']); time.sleep(60)"
     )
-    process = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
-    log_path = Path(llama_server.tempfile.mkstemp(suffix=".log")[1])
-    server = llama_server.LocalServer(Path("x.gguf"), 1, process, log_path)
+    server = llama_server.LocalServer(
+        Path("x.gguf"), 1, processes.start([sys.executable, "-c", script])
+    )
+    process, log_path = server.child.process, server.child.log_path
     llama_server._servers[Path("x.gguf")] = server
     try:
         stop_local_servers()  # what the CLI calls when it ends
@@ -248,7 +250,7 @@ def test_a_server_that_dies_at_start_reports_its_output(
     monkeypatch.setattr(
         llama_server, "server_command", lambda *args, **kwargs: [sys.executable, "-c", dying]
     )
-    with pytest.raises(llama_server.LocalServerError, match="exited with code 3") as raised:
+    with pytest.raises(processes.StartError, match="exited with code 3") as raised:
         llama_server.start_server(gguf)
     assert "error loading model: bad magic" in str(raised.value)
 
@@ -265,12 +267,12 @@ def test_a_server_that_never_answers_times_out_and_is_stopped(
         started.append(popen(*args, **kwargs))  # type: ignore[call-overload]
         return started[-1]
 
-    monkeypatch.setattr(llama_server.subprocess, "Popen", record)
+    monkeypatch.setattr(processes.subprocess, "Popen", record)
     silent = "import time; print('loading ...', flush=True); time.sleep(60)"
     monkeypatch.setattr(
         llama_server, "server_command", lambda *args, **kwargs: [sys.executable, "-c", silent]
     )
-    with pytest.raises(llama_server.LocalServerError, match="did not answer within 1s") as raised:
+    with pytest.raises(processes.StartError, match="did not answer within 1s") as raised:
         llama_server.start_server(gguf, timeout=1.0)
     assert "loading ..." in str(raised.value)
     assert started and started[0].poll() is not None
