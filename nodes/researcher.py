@@ -14,13 +14,13 @@ from ensemble.concurrency import agent_gate
 from ensemble.context import Context
 from ensemble.corpus import CorpusIndex, Passage
 from ensemble.models import chat_model_for
-from ensemble.models.extractive import is_prose, sentences
 from ensemble.nodes.citations import attribute, drop_unknown, passage_ids_in
 from ensemble.nodes.llm import drop_repeats
 from ensemble.progress import emit
 from ensemble.prompts import load_prompt
 from ensemble.resilience.guard import BudgetExceeded, ModelUnavailable
 from ensemble.state.research import Note, PassageRef, ResearchTask
+from ensemble.text import is_prose, sentences
 from ensemble.tools.corpus import SEARCH_TOOL_NAME, corpus_search_tool, format_passages, plain_text
 
 EXCERPT_CHARS = 240

@@ -13,7 +13,6 @@ from ensemble import workspace
 from ensemble.context import Context
 from ensemble.errors import EnsembleError
 from ensemble.models import chat_model_for
-from ensemble.models.extractive import key_terms
 from ensemble.nodes import review_loop
 from ensemble.nodes.citations import NUMBERED_CITATION, numbers_in
 from ensemble.nodes.llm import SENTENCE, ask_structured
@@ -21,6 +20,7 @@ from ensemble.progress import emit
 from ensemble.prompts import render_prompt
 from ensemble.state.identity import same_key, unique
 from ensemble.state.research import Outcome, ResearchState, Review
+from ensemble.text import key_terms
 
 MAX_GAPS = 4
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from ensemble.corpus import ranking, sources
 from ensemble.errors import DatabaseError, EnsembleError
 from ensemble.persistence import connect
+from ensemble.text import HOW_TO_WORDS, keywords_in, operator_words
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ STOPWORDS = (
     under until up very was we were what when where which while who whom why will with would you
     your yours whether""".split()
     )
-    | ranking.HOW_TO_WORDS
+    | HOW_TO_WORDS
 )
 """Function words, and the words every how-to question uses ("how does X work")."""
 
@@ -186,9 +187,7 @@ def fts_query(query: str) -> str:
     Quoting makes FTS5 operators and syntax in user text (`AND`, `NEAR(`, `"`) plain words.
     Python keywords used as keywords ("the with statement") are searched too.
     """
-    words = dict.fromkeys(
-        [*query_tokens(query), *ranking.keywords_in(query), *ranking.operator_words(query)]
-    )
+    words = dict.fromkeys([*query_tokens(query), *keywords_in(query), *operator_words(query)])
     return " OR ".join('"' + token.replace('"', '""') + '"' for token in words)
 
 

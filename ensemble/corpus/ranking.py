@@ -18,12 +18,12 @@ A query word that is a Python keyword is kept when it is used as one ("the with 
 
 from __future__ import annotations
 
-import keyword
 import re
 from collections.abc import Sequence
 from typing import TypeVar
 
 from ensemble.corpus.sources import HEADING_RULE, pydoc_chapters
+from ensemble.text import keywords_in
 
 T = TypeVar("T")
 
@@ -56,20 +56,7 @@ LEGACY_PACKAGES = frozenset(
 DOCUMENTED_PRIVATE = frozenset({"_pyio", "_pydecimal", "_pydatetime"})
 """Pure-Python twins of C modules: where `io`'s, `decimal`'s (3.12+: `datetime`'s) docs live."""
 
-HOW_TO_WORDS = frozenset(
-    "way ways thing things work works working use used using example examples".split()
-)
-"""Words every how-to question uses ("how does X work", "an example of using Y"): no topic."""
-
-KEYWORD_CONTEXT = frozenset(
-    "statement statements keyword keywords clause clauses expression expressions loop loops "
-    "block blocks operator operators".split()
-)
-"""Words after a keyword that show it is meant as the keyword ("the with statement")."""
-
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_KEYWORD_BEFORE = re.compile(r"(?=\b([A-Za-z_]+)[ \t]+([A-Za-z_]+)\b)")
-_QUOTED = re.compile(r"[`\"'“”‘’]([A-Za-z_]+)[`\"'“”‘’]")
 
 
 def prior(doc_id: str) -> float:
@@ -88,15 +75,6 @@ def prior(doc_id: str) -> float:
         if parts[0] in LEGACY_PACKAGES or (private and not documented):
             return LEGACY_PRIOR
     return 1.0
-
-
-def keywords_in(text: str) -> list[str]:
-    """Python keywords that `text` uses as keywords: quoted, or followed by "statement" etc."""
-    found: list[str] = [w for w in _QUOTED.findall(text) if keyword.iskeyword(w)]
-    for word, after in _KEYWORD_BEFORE.findall(text):  # "the // and % operators": not "and"
-        if keyword.iskeyword(word.lower()) and after.lower() in KEYWORD_CONTEXT:
-            found.append(word.lower())
-    return list(dict.fromkeys(found))
 
 
 def stems(words: Sequence[str]) -> set[str]:
@@ -224,30 +202,3 @@ def _compound_pairs(words: Sequence[str]) -> list[tuple[str, tuple[str, str]]]:
             if joined.isalpha() and len(joined) >= 7:
                 out.append((joined, (first, second)))
     return out
-
-
-OPERATOR_WORDS = {
-    "==": "comparisons equal", "!=": "comparisons equal", "<=": "comparisons", ">=": "comparisons",
-    "+": "addition __add__", "-": "subtraction __sub__", "*": "multiplication __mul__",
-    "/": "division __truediv__", "//": "floor division __floordiv__", "%": "modulo __mod__",
-    "**": "power __pow__", "@": "matrix multiplication __matmul__", "<<": "shifting",
-    ">>": "shifting", "&": "bitwise", "|": "bitwise", "^": "bitwise", "~": "unary invert",
-    ":=": "assignment expressions",
-    **{f"{op}=": "augmented assignment" for op in "+ - * / // % ** @ & | ^ >> <<".split()},
-}  # fmt: skip
-"""How the language reference names an operator a question writes as a symbol ("the // and %
-operators"), so the symbol, which no word index holds, still finds its section."""
-
-_OPERATOR = re.compile(
-    r"(?<![\w\S])(?:[`'\"]?)"
-    r"((?:\*\*|//|<<|>>|[-+*/%@&|^])=|==|!=|<=|>=|//|\*\*|:=|<<|>>|[-+*/%@&|^~])"
-    r"(?:[`'\"]?)(?![\w\S])"
-)
-
-
-def operator_words(text: str) -> list[str]:
-    """The words for each operator symbol standing alone in `text` ("what + does" -> addition)."""
-    words: list[str] = []
-    for symbol in _OPERATOR.findall(text):
-        words.extend(OPERATOR_WORDS[symbol].split())
-    return list(dict.fromkeys(words))

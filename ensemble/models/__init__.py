@@ -118,7 +118,7 @@ def _build(spec: str, timeout: float | None = None, retries: int | None = None) 
 
 
 def _offline(options: dict[str, str]) -> BaseChatModel:
-    from ensemble.models.offline import OfflineChatModel
+    from ensemble.offline import OfflineChatModel
 
     unknown = set(options) - {"latency"}
     if unknown:

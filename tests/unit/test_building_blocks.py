@@ -7,11 +7,11 @@ import pytest
 from ensemble import settings
 from ensemble.errors import DatabaseError, InvalidInputError, ModelSpecError
 from ensemble.models import chat_model, register_model, unregister_model
-from ensemble.models.offline import OfflineChatModel
 from ensemble.nodes.citations import attribute, drop_unknown, numbers_in, passage_ids_in, renumber
 from ensemble.nodes.plan_review import Approve, Cancel, Edit, parse_plan_answer
 from ensemble.nodes.planner import SubQuestionDraft, make_plan, plan_from_texts
 from ensemble.nodes.reviewer import decide
+from ensemble.offline import OfflineChatModel
 from ensemble.persistence import list_threads, open_checkpointer
 from ensemble.state.research import ResearchState, Review
 

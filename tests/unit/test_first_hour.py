@@ -172,7 +172,7 @@ def test_a_malformed_workflow_file_is_one_line_with_file_and_line(capsys, tmp_pa
 
 
 def test_a_plan_rationale_never_quotes_the_requests_scaffolding():
-    from ensemble.models.schema_fill import FillContext
+    from ensemble.offline.schema_fill import FillContext
 
     request = (
         "Question: How does Python's json module decode JSON documents?\n\n"

@@ -22,9 +22,11 @@ from langgraph.graph import END, START, StateGraph
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
-from ensemble.models.extractive import key_phrases, sentences, split_units
-from ensemble.models.offline import MODEL_NAME, OFFLINE_MARKER, OfflineChatModel
-from ensemble.models.schema_fill import FillContext, SchemaFiller
+from ensemble.offline import OfflineChatModel
+from ensemble.offline.extractive import key_phrases, split_units
+from ensemble.offline.model import MODEL_NAME, OFFLINE_MARKER
+from ensemble.offline.schema_fill import FillContext, SchemaFiller
+from ensemble.text import sentences
 
 QUESTION = "How does Python's asyncio event loop schedule coroutines, and what are common pitfalls?"
 CONTEXT = """Background notes on concurrency in Python.
@@ -327,7 +329,7 @@ class Verdict(BaseModel):
     """A review verdict."""
 
     approved: bool
-    gaps: list[str]
+    gaps: list[str] = Field(description="Questions the report leaves open.")
 
 
 class Triage(BaseModel):
@@ -415,7 +417,7 @@ def test_structured_output_validates(schema: type[BaseModel], request_text: str)
 def test_plan_items_are_whole_questions() -> None:
     plan = OfflineChatModel().with_structured_output(Plan).invoke(QUESTION)
     assert isinstance(plan, Plan)
-    # A list of questions gets whole questions (ensemble.models.questions), never fragments;
+    # A list of questions gets whole questions (ensemble.offline.questions), never fragments;
     # with nothing but the question to go on, the plan is the question as asked.
     assert {q.question for q in plan.sub_questions} == {QUESTION}
     assert all(q.rationale == QUESTION for q in plan.sub_questions)

@@ -9,17 +9,19 @@ from langchain_core.messages import HumanMessage
 
 from ensemble.corpus import CorpusIndex, Passage
 from ensemble.corpus.index import query_sequence
-from ensemble.corpus.ranking import diversify, keywords_in, names_in, prior, score, title_words
+from ensemble.corpus.ranking import diversify, names_in, prior, score, title_words
 from ensemble.corpus.sources import pydoc_chapters
 from ensemble.corpus.tables import flatten_tables
 from ensemble.evaluation.metrics import is_well_formed_question
-from ensemble.models.extractive import diverse_top, introduces, is_prose, terms
-from ensemble.models.offline import OFFLINE_MARKER, OfflineChatModel
-from ensemble.models.questions import plan_questions, title_question, topic_of
 from ensemble.nodes.citations import numbers_in
 from ensemble.nodes.researcher import write_note
 from ensemble.nodes.synthesizer import cited_only, report_body
+from ensemble.offline import OfflineChatModel
+from ensemble.offline.extractive import diverse_top, introduces
+from ensemble.offline.model import OFFLINE_MARKER
+from ensemble.offline.questions import plan_questions, title_question, topic_of
 from ensemble.state.research import ResearchTask
+from ensemble.text import is_prose, keywords_in, operator_words, terms
 from ensemble.tools.corpus import plain_text
 
 
@@ -168,8 +170,6 @@ def test_the_reviewer_finds_an_off_topic_citation_a_gap() -> None:
 
 
 def test_an_operator_written_as_a_symbol_is_searched_by_its_name() -> None:
-    from ensemble.corpus.ranking import operator_words
-
     assert operator_words("How do the // and % operators behave?") == [
         "floor", "division", "__floordiv__", "modulo", "__mod__",
     ]  # fmt: skip

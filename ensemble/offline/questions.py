@@ -12,8 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from ensemble.corpus.ranking import keywords_in
-from ensemble.models.extractive import key_terms
+from ensemble.text import key_terms, keywords_in
 
 MAX_QUESTIONS = 3
 """A plan longer than this spreads a simple question thin."""

@@ -12,39 +12,19 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from ensemble.corpus.ranking import HOW_TO_WORDS, keywords_in, operator_words
-
-STOPWORDS = frozenset(
-    """
-    a about above after again against all also am an and any are aren't as at be because
-    been before being below between both but by can can't cannot could couldn't did didn't
-    do does doesn't doing don't down during each either else etc even ever every few for
-    from further get gets got had hadn't has hasn't have haven't having he her here hers
-    herself him himself his how however i if in into is isn't it it's its itself just let
-    let's may me might more most much must mustn't my myself neither no nor not now of off
-    often on once only or other ought our ours ourselves out over own per please rather
-    really same shall shan't she should shouldn't so some such than that that's the their
-    theirs them themselves then there there's these they this those though through thus to
-    too under until up upon us very via was wasn't we were weren't what what's when where
-    which while who whom whose why will with within without won't would wouldn't yes yet you
-    your yours yourself yourselves
-    describe describes discuss explain explains give list outline show summarise summarize
-    tell
-    """.split()
+from ensemble.text import (
+    GENERIC_STEMS,
+    MARKER,
+    TOKEN,
+    TRAILING_MARKERS,
+    is_stopword,
+    sentences,
+    terms,
 )
-"""English function words plus a few instruction verbs ("explain", "describe") that
-carry no topic; they split key phrases and are ignored when scoring."""
 
-GENERIC = HOW_TO_WORDS | {"python", "statement", "statements"}
-"""Words that say nothing about the topic of a question about Python's documentation."""
-
-_TOKEN = re.compile(r"[A-Za-z0-9_]+(?:['’.\-/][A-Za-z0-9_]+)*(?:\+\+|#)?")
 _INLINE_GAP = re.compile(r"[ \t]+")
-_SENTENCE_END = re.compile(r"[.!?]+[\"'”’)\]]*\s+")
-_MARKER = r"\[(?:\d{1,3}|[^\[\]\s]{1,120}#\d+)\](?!\()"  # [3] or [stdlib:json#0]; not ['a']
-_LEAD_MARKER = re.compile(rf"^\s*({_MARKER})")
-_TRAILING_MARKERS = re.compile(rf"((?:\s*{_MARKER})+)\s*$")
-_ANY_MARKER = re.compile(_MARKER)
+_LEAD_MARKER = re.compile(rf"^\s*({MARKER})")
+_ANY_MARKER = re.compile(MARKER)
 
 
 class Unit(NamedTuple):
@@ -61,52 +41,6 @@ class Unit(NamedTuple):
     def render(self) -> str:
         """Return the unit as an output line, its inherited marker after it like a citation."""
         return f"{self.text} {self.lead}" if self.lead else self.text
-
-
-def tokens(text: str) -> list[str]:
-    """Return the word tokens of `text` in order, original casing kept."""
-    return _TOKEN.findall(text)
-
-
-def stem(word: str) -> str:
-    """Strip common English suffixes so "schedules"/"scheduled"/"scheduling" match."""
-    w = word.lower().replace("’", "'")
-    if w.endswith("'s"):
-        w = w[:-2]
-    if len(w) > 4 and w.endswith("ies"):
-        return w[:-3] + "y"
-    if len(w) > 4 and w.endswith("sses"):
-        return w[:-2]
-    for suffix, min_len in (("ing", 6), ("ed", 5), ("s", 4)):
-        if len(w) >= min_len and w.endswith(suffix) and not w.endswith(("ss", "us", "is")):
-            w = w[: -len(suffix)]
-            break
-    if len(w) > 4 and w.endswith("e"):
-        w = w[:-1]
-    return w
-
-
-def is_stopword(token: str) -> bool:
-    """Tell whether `token` is a function word (case-insensitive)."""
-    return token.lower().replace("’", "'") in STOPWORDS
-
-
-def terms(text: str) -> list[str]:
-    """Return the content terms of `text`: lowercased, stopwords dropped, stemmed.
-
-    Compound tokens such as ``json.loads`` also contribute their parts, so a query for
-    "loads" still matches them.
-    """
-    out: list[str] = [kw for kw in keywords_in(text)]  # "the with statement": "with" counts
-    out += [stem(w) for w in operator_words(text)]  # "//" is "floor division" in the docs
-    for tok in tokens(text):
-        if is_stopword(tok):
-            continue
-        parts = [tok, *re.split(r"[.\-/]", tok)] if re.search(r"[.\-/]", tok) else [tok]
-        for part in parts:
-            if len(part) > 1 and not is_stopword(part):
-                out.append(stem(part))
-    return out
 
 
 _LABEL = re.compile(r"^([ \t]*)[A-Z][a-z]+(?:[- ][a-z]+)?:[ \t]+(?=\S)", re.MULTILINE)
@@ -139,7 +73,7 @@ def key_phrases(text: str) -> list[str]:
                 phrases.append(phrase)
             run.clear()
 
-    for match in _TOKEN.finditer(text):
+    for match in TOKEN.finditer(text):
         if is_stopword(match.group()):
             flush()
             continue
@@ -148,24 +82,6 @@ def key_phrases(text: str) -> list[str]:
         run.append(match)
     flush()
     return phrases
-
-
-def sentences(text: str) -> list[str]:
-    """Split `text` into sentences (each line separately); every one is a substring."""
-    out: list[str] = []
-    for line in text.splitlines():
-        start = 0
-        for match in _SENTENCE_END.finditer(line):
-            end = match.end()
-            if end < len(line) and not line[end].islower():
-                piece = line[start:end].strip()
-                if piece:
-                    out.append(piece)
-                start = end
-        piece = line[start:].strip()
-        if piece:
-            out.append(piece)
-    return out
 
 
 def split_units(text: str, max_line: int = 300) -> list[Unit]:
@@ -188,7 +104,7 @@ def split_units(text: str, max_line: int = 300) -> list[Unit]:
         if head:
             lead = head.group(1)
         pieces = sentences(line) if len(line) > max_line else [line]
-        closing = _TRAILING_MARKERS.search(line) if len(pieces) > 1 else None
+        closing = TRAILING_MARKERS.search(line) if len(pieces) > 1 else None
         scope = lead or (closing.group(1).strip() if closing else "")  # "[2]" ends the line
         for piece in pieces:
             inherited = "" if (not scope or _ANY_MARKER.search(piece)) else scope
@@ -211,7 +127,7 @@ def introduces(text: str) -> bool:
 
     Alone it says nothing, and what it introduces (a list, a table, an example) is not in it.
     """
-    return _TRAILING_MARKERS.sub("", text).rstrip().endswith(":")
+    return TRAILING_MARKERS.sub("", text).rstrip().endswith(":")
 
 
 def is_question(text: str) -> bool:
@@ -246,7 +162,7 @@ def score_units(
     n = len(unit_terms)
     df = Counter(t for ts in unit_terms for t in ts)
     query_count = Counter(
-        t for u in split_units(query) for t in set(terms(u.text)) if t not in _GENERIC_STEMS
+        t for u in split_units(query) for t in set(terms(u.text)) if t not in GENERIC_STEMS
     )
     hint_terms = set(terms(hint)) - set(query_count)
     scores: list[float] = []
@@ -261,40 +177,6 @@ def score_units(
                 score += hint_weight * idf
         scores.append(score)
     return scores
-
-
-_CODE_HINTS = re.compile(
-    r"^\s*(>>>|\.\.\.|\$ |#|[-=*~^]{3,})|::=|\b(?:def|class|import)\s+\w+.*:$"
-    r"|(?:^|\s)\w+ = [\w.]+\("  # "x = copy.copy(y)": an assignment from a call is code
-)
-_HEADER_LINE = re.compile(r"^\s*\[[^\[\]\n]{1,80}\]\s+[^.!?]{1,120}\)\s*$")
-MIN_PROSE_WORDS = 4
-_LINK = re.compile(r"<[^<>\s]+>|https?://\S+")  # a link is not words of the sentence
-MAX_PROSE_WORDS = 70
-_INLINE_CODE = re.compile(r"\"[^\"\n]{1,80}\"|`[^`\n]{1,80}`")
-
-
-def is_prose(text: str) -> bool:
-    """Tell whether a unit is a sentence a reader can use: not code, a rule, or a header line.
-
-    A passage's header (``[id] title (source)``), a doctest line, an assignment or a grammar
-    rule would be quoted as if it answered something; prose of six to seventy words (four if
-    it ends with a period), mostly letters, does. A longer "sentence" is text the splitter
-    could not cut: a listing or a session log. Inline code (`"s.append(x)"`, as the docs quote
-    it) counts as one word, so a sentence about code is still prose.
-    """
-    if _CODE_HINTS.search(text) or _HEADER_LINE.match(text):
-        return False
-    bare = _INLINE_CODE.sub("code", _LINK.sub("", _TRAILING_MARKERS.sub("", text)))
-    words = tokens(bare)
-    short = len(words) < 6 and not bare.rstrip().endswith(".")
-    if short or not MIN_PROSE_WORDS <= len(words) <= MAX_PROSE_WORDS:
-        return False  # "Start the thread's activity." is a sentence; "Simple JSON decoder" not
-    letters = sum(c.isalpha() or c.isspace() for c in bare)
-    if letters / max(1, len(bare)) < 0.75:
-        return False
-    parts = sentences(bare.replace(". ", ".\n"))  # "object: dict. array: list." is a table
-    return len(parts) < 3 or len(words) / len(parts) >= 4
 
 
 def diverse_top(
@@ -340,11 +222,3 @@ def diverse_top(
 def _repeats(bag: set[str], picked: list[set[str]], threshold: float = 0.7) -> bool:
     """Tell whether a unit says (almost) what a picked one says: no new information."""
     return any(len(bag & p) / max(1, len(bag | p)) >= threshold for p in picked)
-
-
-def key_terms(text: str) -> set[str]:
-    """The terms that carry a text's topic: `terms` without generic words ("work", "python")."""
-    return set(terms(text)) - _GENERIC_STEMS
-
-
-_GENERIC_STEMS = frozenset(stem(g) for g in GENERIC)

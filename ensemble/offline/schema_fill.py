@@ -14,22 +14,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ensemble.models.extractive import (
+from ensemble.offline.extractive import (
     Unit,
     is_question,
     key_phrases,
     near_duplicate,
     score_units,
-    sentences,
-    terms,
 )
-from ensemble.models.questions import plan_questions
+from ensemble.offline.questions import plan_questions
+from ensemble.text import sentences, terms
 
 DEFAULT_MAX_ITEMS = 5
 MAX_DEPTH = 12
 FALLBACK_TEXT = "offline"
 _QUERY_KEY = re.compile(r"quer|search|keyword", re.IGNORECASE)
-_QUESTION_KEY = re.compile(r"question|gaps?\b", re.IGNORECASE)
+_QUESTION_KEY = re.compile(r"question", re.IGNORECASE)
 _URL_KEY = re.compile(r"(^|_)(url|uri|link|href)s?($|_)", re.IGNORECASE)
 _URL = re.compile(r"https?://[^\s<>()\[\]\"']+")
 _SHAPE_KEYS = frozenset(

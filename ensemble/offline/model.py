@@ -21,20 +21,18 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import Field
 
-from ensemble.models.extractive import (
+from ensemble.offline.extractive import (
     Unit,
     diverse_top,
     introduces,
-    is_prose,
     is_question,
     near_duplicate,
     score_units,
-    sentences,
     split_units,
-    terms,
     without_labels,
 )
-from ensemble.models.schema_fill import FillContext, SchemaFiller
+from ensemble.offline.schema_fill import FillContext, SchemaFiller
+from ensemble.text import is_prose, sentences, terms
 
 MODEL_NAME = "ensemble-offline"
 OFFLINE_MARKER = "_(offline model: extractive answer drawn from the prompt)_"
