@@ -1,19 +1,18 @@
-"""The operator's choices: where the database lives and which corpus folders runs may read.
+"""The operator's choices: where the database lives and which folders runs may read and write.
 
 Only whoever starts Ensemble (the CLI's user, a notebook, `ensemble serve`) decides file
-locations; nothing a run's input or context says can move them. Entry points set the process's
-workspace once (`configure`); nodes ask it for the corpus a task names (`current().corpus(...)`),
-and the corpus policy refuses folders outside the operator's roots before anything is read.
+locations; nothing a run's input or context says can move them. A `Workspace` is given to a
+scenario when its graph is built (`Scenario.build(workspace)`), and the nodes that need a
+resource ask it: the corpus a task names (refused outside the operator's roots before anything
+is read), the chat model of a role (its cache, budget ledger and audit trail in this database),
+an audit record. There is no process-wide workspace: two in one process never mix.
 """
 
 from __future__ import annotations
 
-import os
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ensemble import settings
 from ensemble.corpus import CorpusIndex, open_corpus
@@ -21,7 +20,10 @@ from ensemble.corpus.access import inside_roots, resolve_corpus
 from ensemble.publishing import PublishError
 from ensemble.publishing.publisher import refuse_symlinks
 
-SERVED_FLAG = settings.SERVED_FLAG
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+
+    from ensemble.context import Context
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,18 @@ class Workspace:
         """The shared search index of the corpus `name` (checked) in this workspace's database."""
         return open_corpus(self.db_path, self.corpus_dir(name))
 
+    def chat_model(self, context: Context, role: str, spec: str | None = None) -> BaseChatModel:
+        """The model that plays `role` (or `spec`), with its cache, budget and audit here."""
+        from ensemble.models import chat_model_for
+
+        return chat_model_for(context, role, spec, db=self.db_path)
+
+    def audit(self, kind: str, agent: str, **detail: Any) -> None:
+        """Record an agent's action (not a model call) in this workspace's audit trail."""
+        from ensemble.audit.actions import audit
+
+        audit(kind, agent, db=self.db_path, **detail)
+
 
 def from_environment(*, served: bool = False) -> Workspace:
     """The workspace `ENSEMBLE_DB` / `ENSEMBLE_CORPUS_ROOTS` describe.
@@ -103,40 +117,3 @@ def from_environment(*, served: bool = False) -> Workspace:
         roots = () if roots is None else roots
         outputs = () if outputs is None else outputs
     return Workspace(db_path=settings.db_path().resolve(), corpus_roots=roots, output_roots=outputs)
-
-
-_lock = threading.Lock()
-_configured: Workspace | None = None
-
-
-def configure(workspace: Workspace) -> None:
-    """Set this process's workspace (entry points call it once, before running graphs)."""
-    global _configured
-    with _lock:
-        _configured = workspace
-
-
-def current() -> Workspace:
-    """The configured workspace, else the one the environment describes.
-
-    A process started by `ensemble serve` carries `ENSEMBLE_SERVED=1`, so even before any
-    server module configures it, its runs are held to the operator's corpus roots.
-    """
-    with _lock:
-        configured = _configured
-    if configured is not None:
-        return configured
-    return from_environment(served=os.environ.get(SERVED_FLAG) == "1")
-
-
-@contextmanager
-def use(workspace: Workspace) -> Iterator[Workspace]:
-    """Run a block with `workspace` in force, then restore the previous one (tests, notebooks)."""
-    global _configured
-    with _lock:
-        previous, _configured = _configured, workspace
-    try:
-        yield workspace
-    finally:
-        with _lock:
-            _configured = previous

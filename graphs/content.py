@@ -10,13 +10,14 @@ state (which items have research, drafts, an approval), never text from document
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any, Literal
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
 
 from ensemble.context import Context
-from ensemble.graphs.compiling import add_agent, compile_graph
+from ensemble.graphs.compiling import add_agent
 from ensemble.graphs.research import build_research
 from ensemble.graphs.scenario import Scenario
 from ensemble.graphs.writing_team import build_writing_team
@@ -26,6 +27,7 @@ from ensemble.nodes.chief import chief, content_intake
 from ensemble.nodes.publisher import publisher
 from ensemble.nodes.teams import research_team, writing_team
 from ensemble.state.content import ContentInput, ContentOutput, ContentState, ItemTask
+from ensemble.workspace import Workspace
 
 NAME = "content"
 
@@ -85,20 +87,36 @@ def route_after_approval(
     return "publisher"
 
 
-def build_content() -> StateGraph[ContentState, Context, ContentInput, ContentOutput]:
+def build_content(
+    workspace: Workspace,
+) -> StateGraph[ContentState, Context, ContentInput, ContentOutput]:
     """Build the (uncompiled) content graph, with its two teams as subgraphs."""
     builder = StateGraph(
         ContentState, context_schema=Context, input_schema=ContentInput, output_schema=ContentOutput
     )
-    research = build_research().compile(name="research_team")
-    writers = build_writing_team().compile(name="writing_team")
-    builder.add_node("intake", content_intake)
-    add_agent(builder, "chief", chief)
-    add_agent(builder, "research_team", research_team(research), retry=False, input_schema=ItemTask)
-    add_agent(builder, "writing_team", writing_team(writers), retry=False, input_schema=ItemTask)
+    research = build_research(workspace).compile(name="research_team")
+    writers = build_writing_team(workspace).compile(name="writing_team")
+    builder.add_node("intake", partial(content_intake, workspace=workspace))
+    add_agent(builder, "chief", chief, workspace=workspace)
+    add_agent(
+        builder,
+        "research_team",
+        research_team(research),
+        retry=False,
+        input_schema=ItemTask,
+        workspace=workspace,
+    )
+    add_agent(
+        builder,
+        "writing_team",
+        writing_team(writers),
+        retry=False,
+        input_schema=ItemTask,
+        workspace=workspace,
+    )
     builder.add_node("assemble", assemble)
-    builder.add_node("approval", approval)
-    builder.add_node("publisher", publisher)
+    builder.add_node("approval", partial(approval, workspace=workspace))
+    builder.add_node("publisher", partial(publisher, workspace=workspace))
     builder.add_edge(START, "intake")
     builder.add_edge("intake", "chief")
     builder.add_conditional_edges(
@@ -158,6 +176,3 @@ SCENARIO = Scenario(
     folders={"corpus": "corpus", "output_dir": "output"},
     summary=summary,
 )
-
-graph = compile_graph(build_content(), NAME)
-"""Compiled without a checkpointer: `langgraph dev` adds its own (see langgraph.json)."""

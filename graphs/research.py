@@ -7,6 +7,7 @@ Routing uses typed conditional edges rather than `Command` so that a fork writte
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any, Literal
 
 from langgraph.graph import END, START, StateGraph
@@ -15,7 +16,7 @@ from pydantic import BaseModel
 
 from ensemble.context import Context
 from ensemble.errors import InvalidInputError
-from ensemble.graphs.compiling import add_agent, compile_graph
+from ensemble.graphs.compiling import add_agent
 from ensemble.graphs.scenario import Scenario
 from ensemble.nodes.finalize import finalize
 from ensemble.nodes.intake import research_intake
@@ -32,6 +33,7 @@ from ensemble.state.research import (
     ResearchTask,
     SubQuestion,
 )
+from ensemble.workspace import Workspace
 
 NAME = "research"
 
@@ -86,21 +88,30 @@ def route_after_review(state: ResearchState) -> list[Send] | Literal["synthesize
     return gap_tasks(state) or "synthesizer"
 
 
-def build_research() -> StateGraph[ResearchState, Context, ResearchInput, ResearchOutput]:
-    """Build the (uncompiled) research graph."""
+def build_research(
+    workspace: Workspace,
+) -> StateGraph[ResearchState, Context, ResearchInput, ResearchOutput]:
+    """Build the (uncompiled) research graph; its nodes read and record in `workspace`."""
     builder = StateGraph(
         ResearchState,
         context_schema=Context,
         input_schema=ResearchInput,
         output_schema=ResearchOutput,
     )
-    builder.add_node("intake", research_intake)
-    add_agent(builder, "planner", planner)
-    builder.add_node("review_plan", review_plan)
-    add_agent(builder, "researcher", researcher, retry=False, input_schema=ResearchTask)
-    add_agent(builder, "synthesizer", synthesizer)
-    add_agent(builder, "reviewer", reviewer)
-    builder.add_node("finalize", finalize)
+    builder.add_node("intake", partial(research_intake, workspace=workspace))
+    add_agent(builder, "planner", planner, workspace=workspace)
+    builder.add_node("review_plan", partial(review_plan, workspace=workspace))
+    add_agent(
+        builder,
+        "researcher",
+        researcher,
+        retry=False,
+        input_schema=ResearchTask,
+        workspace=workspace,
+    )
+    add_agent(builder, "synthesizer", synthesizer, workspace=workspace)
+    add_agent(builder, "reviewer", reviewer, workspace=workspace)
+    builder.add_node("finalize", partial(finalize, workspace=workspace))
 
     builder.add_edge(START, "intake")
     builder.add_edge("intake", "planner")
@@ -154,6 +165,3 @@ SCENARIO = Scenario(
     fork_extras={"plan": fork_plan},
     folders={"corpus": "corpus"},
 )
-
-graph = compile_graph(build_research(), NAME)
-"""Compiled without a checkpointer: `langgraph dev` adds its own (see langgraph.json)."""

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from ensemble.errors import InvalidInputError, describe_validation_error
 from ensemble.graphs.compiling import compile_graph
+from ensemble.workspace import Workspace
 
 FolderKind = Literal["corpus", "output"]
 
@@ -30,8 +31,8 @@ class Scenario:
 
     name: str
     description: str
-    build: Callable[[], StateGraph[Any, Any, Any, Any]]
-    """Builds the uncompiled graph."""
+    build: Callable[[Workspace], StateGraph[Any, Any, Any, Any]]
+    """Builds the uncompiled graph whose nodes use the operator's `Workspace`."""
     input_schema: type[BaseModel]
     """The run's input: one source of truth for names, types, limits and help."""
     primary_field: str
@@ -60,10 +61,10 @@ class Scenario:
         return str(values.get("report") or "")
 
     def compile(
-        self, checkpointer: BaseCheckpointSaver | None = None
+        self, checkpointer: BaseCheckpointSaver | None, workspace: Workspace
     ) -> CompiledStateGraph[Any, Any, Any, Any]:
-        """Compile this scenario's graph with `checkpointer`."""
-        return compile_graph(self.build(), self.name, checkpointer)
+        """Compile this scenario's graph for `workspace`, saving with `checkpointer`."""
+        return compile_graph(self.build(workspace), self.name, checkpointer)
 
     def validate_input(self, data: Any) -> BaseModel:
         """Validate raw input; raise `InvalidInputError` with a one-line message."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,7 +23,7 @@ from pydantic import BaseModel
 from ensemble.agents import load_agents
 from ensemble.context import Context
 from ensemble.errors import InvalidInputError, describe_parse_error
-from ensemble.graphs.compiling import add_agent, compile_graph
+from ensemble.graphs.compiling import add_agent
 from ensemble.graphs.research import build_research
 from ensemble.graphs.scenario import Scenario
 from ensemble.nodes.aggregator import aggregator
@@ -34,6 +35,7 @@ from ensemble.nodes.team import team_of
 from ensemble.state.solver import SolverInput, SolverOutput, SolverState, WorkOrder
 from ensemble.tasks import validate_workflow
 from ensemble.tools.sandbox import sandbox_available
+from ensemble.workspace import Workspace
 
 NAME = "solver"
 
@@ -56,18 +58,27 @@ def route_after_help(state: SolverState) -> Literal["help", "scheduler", "aggreg
     return "aggregator" if state.outcome == "aborted" else "scheduler"
 
 
-def build_solver() -> StateGraph[SolverState, Context, SolverInput, SolverOutput]:
-    """Build the (uncompiled) solver graph."""
+def build_solver(
+    workspace: Workspace,
+) -> StateGraph[SolverState, Context, SolverInput, SolverOutput]:
+    """Build the (uncompiled) solver graph; its nodes read and record in `workspace`."""
     builder = StateGraph(
         SolverState, context_schema=Context, input_schema=SolverInput, output_schema=SolverOutput
     )
-    research = build_research().compile(name="research_task")
-    builder.add_node("intake", solver_intake)
-    add_agent(builder, "planner", solver_planner)
-    builder.add_node("scheduler", scheduler)
-    add_agent(builder, "worker", solver_worker(research), retry=False, input_schema=WorkOrder)
-    builder.add_node("help", solver_help)
-    builder.add_node("aggregator", aggregator)
+    research = build_research(workspace).compile(name="research_task")
+    builder.add_node("intake", partial(solver_intake, workspace=workspace))
+    add_agent(builder, "planner", solver_planner, workspace=workspace)
+    builder.add_node("scheduler", partial(scheduler, workspace=workspace))
+    add_agent(
+        builder,
+        "worker",
+        solver_worker(research, workspace),
+        retry=False,
+        input_schema=WorkOrder,
+        workspace=workspace,
+    )
+    builder.add_node("help", partial(solver_help, workspace=workspace))
+    builder.add_node("aggregator", partial(aggregator, workspace=workspace))
     builder.add_edge(START, "intake")
     builder.add_edge("intake", "planner")
     builder.add_edge("planner", "scheduler")
@@ -139,6 +150,3 @@ SCENARIO = Scenario(
     file_inputs={"tasks": ("workflow", read_workflow), "agents": ("agents", read_agents)},
     check_input=check_input,
 )
-
-graph = compile_graph(build_solver(), NAME)
-"""Compiled without a checkpointer: `langgraph dev` adds its own (see langgraph.json)."""

@@ -16,6 +16,7 @@ from ensemble.nodes.editor import editor
 from ensemble.nodes.outliner import outliner
 from ensemble.nodes.writer import writer
 from ensemble.state.writing import WritingState
+from ensemble.workspace import Workspace
 
 
 def route_after_writer(state: WritingState) -> Literal["editor", "__end__"]:
@@ -28,18 +29,16 @@ def route_after_editor(state: WritingState) -> Literal["writer", "__end__"]:
     return "__end__" if state.outcome else "writer"
 
 
-def build_writing_team() -> StateGraph[WritingState, Context, WritingState, WritingState]:
+def build_writing_team(
+    workspace: Workspace,
+) -> StateGraph[WritingState, Context, WritingState, WritingState]:
     """Build the (uncompiled) writing team."""
     builder = StateGraph(WritingState, context_schema=Context)
-    add_agent(builder, "outliner", outliner)
-    add_agent(builder, "writer", writer)
-    add_agent(builder, "editor", editor)
+    add_agent(builder, "outliner", outliner, workspace=workspace)
+    add_agent(builder, "writer", writer, workspace=workspace)
+    add_agent(builder, "editor", editor, workspace=workspace)
     builder.add_edge(START, "outliner")
     builder.add_edge("outliner", "writer")
     builder.add_conditional_edges("writer", route_after_writer, ["editor", END])
     builder.add_conditional_edges("editor", route_after_editor, ["writer", END])
     return builder
-
-
-writing_team = build_writing_team().compile(name="writing_team")
-"""Compiled without a checkpointer: as a subgraph it saves into its parent's thread."""

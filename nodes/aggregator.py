@@ -10,6 +10,7 @@ from typing import Any
 from ensemble.audit.notes import degradation_note
 from ensemble.progress import emit
 from ensemble.state.solver import SolverState
+from ensemble.workspace import Workspace
 
 
 def dag_rows(state: SolverState) -> list[dict[str, Any]]:
@@ -98,7 +99,7 @@ UNANSWERED = (
 )
 
 
-async def aggregator(state: SolverState) -> dict:
+async def aggregator(state: SolverState, *, workspace: Workspace) -> dict:
     """Compose the answer and the DAG trace; the outcome says how complete it is."""
     rows = dag_rows(state)
     if state.outcome == "aborted":
@@ -111,7 +112,7 @@ async def aggregator(state: SolverState) -> dict:
         outcome = "solved"
     emit("aggregator", "finished", outcome=outcome)
     answer = compose_answer(state, rows, UNANSWERED if outcome == "unanswered" else None)
-    note = await asyncio.to_thread(degradation_note)
+    note = await asyncio.to_thread(degradation_note, workspace.db_path)
     if note:
         answer = f"{answer.rstrip()}\n\n{note}\n"
     return {"answer": answer, "dag": rows, "outcome": outcome}

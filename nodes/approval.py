@@ -10,19 +10,19 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from langgraph.config import get_config
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from ensemble import workspace
-from ensemble.audit import audit
 from ensemble.errors import InvalidInputError, describe_validation_error
 from ensemble.nodes.asking import ask_person
 from ensemble.progress import emit
 from ensemble.publishing.approvals import sign
 from ensemble.publishing.piece import count_words
 from ensemble.state.content import Approval, ContentState, draft_key
+from ensemble.workspace import Workspace
 
 
 class Approve(BaseModel):
@@ -100,11 +100,12 @@ def approval_request(state: ContentState) -> dict[str, Any]:
     }
 
 
-async def _approval(decision: Literal["approve", "edit"], title: str, text: str) -> Approval:
+async def _approval(
+    decision: Literal["approve", "edit"], title: str, text: str, db: Path
+) -> Approval:
     """An approval of this exact text, signed so that only this node can have made it."""
     approval_id, key = str(uuid.uuid4()), draft_key(title, text)
     thread = str(get_config().get("configurable", {}).get("thread_id", ""))
-    db = workspace.current().db_path
     signature = await asyncio.to_thread(sign, db, thread, approval_id, key)
     return {
         "approval_id": approval_id,
@@ -115,7 +116,7 @@ async def _approval(decision: Literal["approve", "edit"], title: str, text: str)
     }
 
 
-async def approval(state: ContentState) -> dict:
+async def approval(state: ContentState, *, workspace: Workspace) -> dict:
     """Pause for the decision; a refused answer loops back here and pauses again.
 
     `interrupt()` comes first: on resume the node re-runs from its first line. Nothing in the
@@ -130,7 +131,7 @@ async def approval(state: ContentState) -> dict:
         emit("approval", "failed", error=str(error))
         return {"approval_feedback": str(error)}
     emit("approval", "finished", action=parsed.action)
-    audit("human_answer", "approval", action=parsed.action)
+    workspace.audit("human_answer", "approval", action=parsed.action)
     if isinstance(parsed, Reject):
         return {"approval_feedback": "", "approval": None, "outcome": "rejected"}
     if isinstance(parsed, RequestChanges):
@@ -148,7 +149,7 @@ async def approval(state: ContentState) -> dict:
             "title": title,
             "piece": text,
             "word_count": count_words(text),
-            "approval": await _approval("edit", title, text),
+            "approval": await _approval("edit", title, text, workspace.db_path),
         }
-    approved = await _approval("approve", state.title, state.piece)
+    approved = await _approval("approve", state.title, state.piece, workspace.db_path)
     return {"approval_feedback": "", "approval": approved}

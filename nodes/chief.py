@@ -8,15 +8,14 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 
-from ensemble import workspace
 from ensemble.context import Context
 from ensemble.errors import InvalidInputError
-from ensemble.models import chat_model_for
 from ensemble.nodes.llm import ask_structured
 from ensemble.progress import emit
 from ensemble.prompts import render_prompt
 from ensemble.state.content import ContentInput, ContentState, Item
 from ensemble.state.identity import item_id, unique
+from ensemble.workspace import Workspace
 
 NEWSLETTER_ITEMS = (2, 4)
 """How many items the chief plans for a newsletter given none."""
@@ -30,7 +29,7 @@ class ItemsPlan(BaseModel):
     )
 
 
-async def content_intake(state: ContentState) -> dict:
+async def content_intake(state: ContentState, *, workspace: Workspace) -> dict:
     """Validate the brief inside the graph (LangGraph does not validate `input_schema`).
 
     The folders are checked against the operator's choices here too, so a client that writes
@@ -42,7 +41,7 @@ async def content_intake(state: ContentState) -> dict:
         valid = ContentInput.model_validate(raw)
     except ValueError as error:
         raise InvalidInputError(f"invalid content input: {error}") from None
-    current = workspace.current()
+    current = workspace
     current.corpus_dir(valid.corpus)
     current.output_dir(valid.output_dir)
     emit("intake", "finished", topic=valid.topic, format=valid.format)
@@ -54,7 +53,7 @@ def _item(text: str) -> Item:
     return {"id": item_id("item", text), "title": text, "question": text}
 
 
-async def chief(state: ContentState, runtime: Runtime[Context]) -> dict:
+async def chief(state: ContentState, runtime: Runtime[Context], *, workspace: Workspace) -> dict:
     """Plan the items once: the topic itself, the user's items, or a planned newsletter."""
     if state.brief:
         return {}
@@ -65,7 +64,7 @@ async def chief(state: ContentState, runtime: Runtime[Context]) -> dict:
         texts = unique(state.items)
     else:
         low, high = NEWSLETTER_ITEMS
-        model = chat_model_for(runtime.context, "planner")
+        model = workspace.chat_model(runtime.context, "planner")
         plan = await ask_structured(
             model,
             ItemsPlan,

@@ -7,7 +7,6 @@ from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 
 from ensemble.context import Context
-from ensemble.models import chat_model_for
 from ensemble.nodes import review_loop
 from ensemble.nodes.citations import numbers_in
 from ensemble.nodes.llm import ask_structured
@@ -15,6 +14,7 @@ from ensemble.progress import emit
 from ensemble.prompts import render_prompt
 from ensemble.state.identity import unique
 from ensemble.state.writing import EditorReview, WritingState
+from ensemble.workspace import Workspace
 
 MAX_REQUESTS = 4
 LENGTH_SLACK = (0.5, 1.6)
@@ -52,10 +52,10 @@ def check_draft(state: WritingState) -> list[str]:
     return issues
 
 
-async def editor(state: WritingState, runtime: Runtime[Context]) -> dict:
+async def editor(state: WritingState, runtime: Runtime[Context], *, workspace: Workspace) -> dict:
     """Review the draft; approve, request another round, or stop at the limit or a stall."""
     emit("editor", "started", item=state.item["id"], revision=state.revision)
-    model = chat_model_for(runtime.context, "editor")
+    model = workspace.chat_model(runtime.context, "editor")
     verdict = await ask_structured(
         model,
         EditorVerdict,

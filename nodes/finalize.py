@@ -7,6 +7,7 @@ import asyncio
 from ensemble.audit.notes import degradation_note
 from ensemble.progress import emit
 from ensemble.state.research import ResearchState
+from ensemble.workspace import Workspace
 
 
 def outcome_note(state: ResearchState) -> str:
@@ -33,9 +34,9 @@ def outcome_note(state: ResearchState) -> str:
     )
 
 
-async def finalize(state: ResearchState) -> dict:
+async def finalize(state: ResearchState, *, workspace: Workspace) -> dict:
     """Append the outcome note (and, for a degraded run, how it was degraded) to the report."""
-    notes = [outcome_note(state), await asyncio.to_thread(degradation_note)]
+    notes = [outcome_note(state), await asyncio.to_thread(degradation_note, workspace.db_path)]
     text = state.report.rstrip() + "".join(f"\n\n{n}" for n in notes if n) + "\n"
     emit("finalize", "finished", outcome=state.outcome)
     return {"report": text}

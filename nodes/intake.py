@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from ensemble import workspace
 from ensemble.progress import emit
 from ensemble.state.research import ResearchInput, ResearchState, validate_research_input
+from ensemble.workspace import Workspace
 
 
-async def research_intake(state: ResearchState) -> dict:
+async def research_intake(state: ResearchState, *, workspace: Workspace) -> dict:
     """Validate and normalise the research input; raise `InvalidInputError` on bad input.
 
     LangGraph does not validate `input_schema`, so a notebook or server client that sends a
@@ -18,7 +18,7 @@ async def research_intake(state: ResearchState) -> dict:
     """
     fields = ResearchInput.model_fields.keys()
     valid = validate_research_input({k: v for k, v in asdict(state).items() if k in fields})
-    workspace.current().corpus_dir(valid.corpus)  # a folder outside the operator's roots stops here
+    workspace.corpus_dir(valid.corpus)  # a folder outside the operator's roots stops here
     emit("intake", "finished", question=valid.question)
     fresh = {"plan": [], "report": "", "sources": [], "revision": 0, "review": None, "outcome": ""}
     return valid.model_dump() | fresh

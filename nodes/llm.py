@@ -46,9 +46,10 @@ async def ask_structured(
         log.info(
             "%s: malformed structured output (attempt %d): %s", schema.__name__, attempt, problem
         )
-        audit(
+        audit(  # in the trail of the model's own workspace (the guard knows its database)
             "retry",
             str(getattr(model, "role", schema.__name__)),
+            db=getattr(model, "db", None),
             outcome="retry" if attempt < attempts else "gave_up",
             schema=schema.__name__,
             attempt=attempt,

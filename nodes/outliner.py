@@ -9,12 +9,12 @@ from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 
 from ensemble.context import Context
-from ensemble.models import chat_model_for
 from ensemble.nodes.llm import ask_structured
 from ensemble.progress import emit
 from ensemble.prompts import render_prompt
 from ensemble.state.identity import unique
 from ensemble.state.writing import WritingState
+from ensemble.workspace import Workspace
 
 MAX_SECTIONS = 5
 _HEADING = re.compile(r"^#{2,3}\s+(.+?)\s*$", re.M)
@@ -35,12 +35,12 @@ def fallback_outline(state: WritingState) -> list[str]:
     return unique(found)[:MAX_SECTIONS] or ["Overview", "Details"]
 
 
-async def outliner(state: WritingState, runtime: Runtime[Context]) -> dict:
+async def outliner(state: WritingState, runtime: Runtime[Context], *, workspace: Workspace) -> dict:
     """Outline the item (structured output, with a fallback from the research headings)."""
     if state.mode == "human_revision" and state.outline:
         return {}
     emit("outliner", "started", item=state.item["id"])
-    model = chat_model_for(runtime.context, "outliner")
+    model = workspace.chat_model(runtime.context, "outliner")
     prompt = render_prompt(
         "outliner",
         min_sections=2,

@@ -6,12 +6,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from ensemble.audit import audit
 from ensemble.errors import InvalidInputError, describe_validation_error
 from ensemble.nodes.asking import ask_person
 from ensemble.nodes.planner import plan_from_texts
 from ensemble.progress import emit
 from ensemble.state.research import ResearchState
+from ensemble.workspace import Workspace
 
 
 class Approve(BaseModel):
@@ -79,7 +79,7 @@ def plan_review_request(state: ResearchState) -> dict[str, Any]:
     }
 
 
-async def review_plan(state: ResearchState) -> dict:
+async def review_plan(state: ResearchState, *, workspace: Workspace) -> dict:
     """Pause for the plan review; a refused answer loops back here and pauses again.
 
     `interrupt()` comes first: on resume the node re-runs from its first line.
@@ -93,7 +93,7 @@ async def review_plan(state: ResearchState) -> dict:
         emit("plan_review", "failed", error=str(error))
         return {"plan_feedback": str(error)}
     emit("plan_review", "finished", action=parsed.action)
-    audit("human_answer", "plan_review", action=parsed.action)
+    workspace.audit("human_answer", "plan_review", action=parsed.action)
     if isinstance(parsed, Cancel):
         return {"plan_feedback": "", "outcome": "cancelled"}
     if isinstance(parsed, Edit):

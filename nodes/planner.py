@@ -10,15 +10,14 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field, create_model
 
-from ensemble import workspace
 from ensemble.context import Context
 from ensemble.errors import EnsembleError
-from ensemble.models import chat_model_for
 from ensemble.nodes.llm import ask_structured
 from ensemble.progress import emit
 from ensemble.prompts import render_prompt
 from ensemble.state.identity import item_id, same_key, unique
 from ensemble.state.research import ResearchState, SubQuestion
+from ensemble.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -78,14 +77,14 @@ def _sub(question: str, rationale: str) -> SubQuestion:
     return {"id": item_id("sq", question), "question": question, "rationale": rationale}
 
 
-async def corpus_preview(question: str, corpus: str | None) -> str:
+async def corpus_preview(question: str, corpus: str | None, workspace: Workspace) -> str:
     """The titles of the passages best matching the question, one line each with a snippet.
 
     A planner that sees what the corpus calls things asks questions the researchers can find
     answers to ("What does functools.wraps do?") instead of guessing at vocabulary.
     """
     try:
-        index = workspace.current().corpus(corpus)  # refuses folders outside the roots
+        index = workspace.corpus(corpus)  # refuses folders outside the roots
         hits = await asyncio.to_thread(index.search, question, PREVIEW_PASSAGES)
     except EnsembleError as error:  # each researcher's note will say why; plan without it
         log.info("planner: no corpus preview: %s", error)
@@ -100,12 +99,12 @@ async def corpus_preview(question: str, corpus: str | None) -> str:
     return "Titles of the best matching passages in the corpus:\n" + "\n".join(lines.values())
 
 
-async def planner(state: ResearchState, runtime: Runtime[Context]) -> dict:
+async def planner(state: ResearchState, runtime: Runtime[Context], *, workspace: Workspace) -> dict:
     """Write the plan with the planner model (structured output, retried, then a fallback)."""
     emit("planner", "started")
     max_items = state.max_researchers
-    model = chat_model_for(runtime.context, "planner")
-    preview = await corpus_preview(state.question, state.corpus)
+    model = workspace.chat_model(runtime.context, "planner")
+    preview = await corpus_preview(state.question, state.corpus, workspace)
     messages = [
         SystemMessage(render_prompt("planner", min_items=min(2, max_items), max_items=max_items)),
         HumanMessage(f"{state.question}\n\n{preview}".strip()),

@@ -13,11 +13,11 @@ from pathlib import Path
 
 from langgraph.config import get_config
 
-from ensemble import workspace
 from ensemble.progress import emit
 from ensemble.publishing import Piece, PublishError, PublishJournal, PublishResult, publish
 from ensemble.publishing.approvals import verify
 from ensemble.state.content import ContentState, Publication, draft_key
+from ensemble.workspace import Workspace
 
 
 def _publish(piece: Piece, folder: Path, db: Path, published_at: str, key: str) -> PublishResult:
@@ -29,13 +29,13 @@ def _publish(piece: Piece, folder: Path, db: Path, published_at: str, key: str) 
     return publish(piece, folder, PublishJournal(db), published_at=published_at, key=key)
 
 
-async def publisher(state: ContentState) -> dict:
+async def publisher(state: ContentState, *, workspace: Workspace) -> dict:
     """Publish the approved piece into the chosen folder; refuse anything not approved."""
     approval = state.approval
     if approval is None or approval["draft_key"] != draft_key(state.title, state.piece):
         raise PublishError("publishing refused: no approval for this exact draft")
     thread = str(get_config().get("configurable", {}).get("thread_id", ""))
-    current = workspace.current()
+    current = workspace
     genuine = await asyncio.to_thread(
         verify,
         current.db_path,

@@ -9,11 +9,9 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage, To
 from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
-from ensemble import workspace
 from ensemble.concurrency import agent_gate
 from ensemble.context import Context
 from ensemble.corpus import CorpusIndex, Passage
-from ensemble.models import chat_model_for
 from ensemble.nodes.citations import attribute, drop_unknown, passage_ids_in
 from ensemble.nodes.llm import drop_repeats
 from ensemble.progress import emit
@@ -22,6 +20,7 @@ from ensemble.resilience.guard import BudgetExceeded, ModelUnavailable
 from ensemble.state.research import Note, PassageRef, ResearchTask
 from ensemble.text import is_prose, sentences
 from ensemble.tools.corpus import SEARCH_TOOL_NAME, corpus_search_tool, format_passages, plain_text
+from ensemble.workspace import Workspace
 
 EXCERPT_CHARS = 240
 FALLBACK_PASSAGES = 2
@@ -30,7 +29,9 @@ RELEVANT_SHARE = 0.7
 log = logging.getLogger(__name__)
 
 
-async def researcher(state: ResearchTask, runtime: Runtime[Context]) -> dict:
+async def researcher(
+    state: ResearchTask, runtime: Runtime[Context], *, workspace: Workspace
+) -> dict:
     """Research one task; a failure becomes a note saying so instead of stopping the run.
 
     Parallel researchers run in one LangGraph step, where one raised exception cancels the
@@ -43,7 +44,7 @@ async def researcher(state: ResearchTask, runtime: Runtime[Context]) -> dict:
     try:
         async with agent_gate(thread, "researcher", runtime.context.max_concurrency):
             emit("researcher", "started", task=task_id, subquestion=question)
-            note, found = await _research(task, runtime)
+            note, found = await _research(task, runtime, workspace)
     except (ModelUnavailable, BudgetExceeded):
         raise  # the provider is down or the money is spent: the run pauses (resilience.pause)
     except Exception as error:
@@ -58,7 +59,7 @@ async def researcher(state: ResearchTask, runtime: Runtime[Context]) -> dict:
 
 
 async def _research(
-    task: ResearchTask, runtime: Runtime[Context]
+    task: ResearchTask, runtime: Runtime[Context], workspace: Workspace
 ) -> tuple[Note, dict[str, Passage]]:
     """Search (a tool call forced by name), read, and write cited notes.
 
@@ -68,8 +69,8 @@ async def _research(
     """
     question = task["subquestion"]
     k = runtime.context.search_k * (1 + task["round"])  # a gap the reviewer found: dig deeper
-    index = workspace.current().corpus(task["corpus"])  # refuses folders outside the roots
-    model = chat_model_for(runtime.context, "researcher")
+    index = workspace.corpus(task["corpus"])  # refuses folders outside the roots
+    model = workspace.chat_model(runtime.context, "researcher")
     tool = corpus_search_tool(index, k)
 
     messages: list[BaseMessage] = [

@@ -9,10 +9,8 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 
-from ensemble import workspace
 from ensemble.context import Context
 from ensemble.errors import EnsembleError
-from ensemble.models import chat_model_for
 from ensemble.nodes import review_loop
 from ensemble.nodes.citations import NUMBERED_CITATION, numbers_in
 from ensemble.nodes.llm import SENTENCE, ask_structured
@@ -21,6 +19,7 @@ from ensemble.prompts import render_prompt
 from ensemble.state.identity import same_key, unique
 from ensemble.state.research import Outcome, ResearchState, Review
 from ensemble.text import key_terms
+from ensemble.workspace import Workspace
 
 MAX_GAPS = 4
 
@@ -81,13 +80,13 @@ def cited_claims(report: str) -> list[tuple[str, int]]:
     return pairs
 
 
-async def cited_texts(state: ResearchState) -> dict[str, str]:
+async def cited_texts(state: ResearchState, workspace: Workspace) -> dict[str, str]:
     """The full text of every cited passage, read from the corpus (empty if it is refused)."""
     ids = {s["passage_id"] for s in state.sources} | {
         pid for n in state.notes.values() for pid in n["cited"]
     }
     try:
-        index = workspace.current().corpus(state.corpus)
+        index = workspace.corpus(state.corpus)
         found = await asyncio.to_thread(index.get_many, ids)
     except EnsembleError:
         return {}
@@ -106,10 +105,12 @@ def decide(state: ResearchState, review: Review) -> Outcome:
     )
 
 
-async def reviewer(state: ResearchState, runtime: Runtime[Context]) -> dict:
+async def reviewer(
+    state: ResearchState, runtime: Runtime[Context], *, workspace: Workspace
+) -> dict:
     """Review the report; approve, ask for one more round on the gaps, or stop honestly."""
     emit("reviewer", "started", revision=state.revision)
-    model = chat_model_for(runtime.context, "reviewer")
+    model = workspace.chat_model(runtime.context, "reviewer")
     verdict = await ask_structured(
         model,
         Verdict,
@@ -120,7 +121,7 @@ async def reviewer(state: ResearchState, runtime: Runtime[Context]) -> dict:
     )
     model_approved = bool(verdict and verdict.approved)
     model_gaps = [] if model_approved or verdict is None else verdict.gaps
-    uncovered, issues = check_report(state, await cited_texts(state))
+    uncovered, issues = check_report(state, await cited_texts(state, workspace))
     gaps = unique(uncovered + model_gaps)
     review: Review = {
         "approved": model_approved and not uncovered and not issues,

@@ -16,12 +16,12 @@ from typing import Any
 
 from ensemble.agents import AgentRegistry, AgentSpec
 from ensemble.agents.load import LOAD
-from ensemble.audit import audit
-from ensemble.progress import emit
 from ensemble.nodes.team import team_of
+from ensemble.progress import emit
 from ensemble.resilience import BOARD
 from ensemble.state.solver import Attempt, HelpRequest, SolverState, TaskResult, WorkOrder
 from ensemble.voting import Vote, VotePolicy, decide
+from ensemble.workspace import Workspace
 
 Health = Callable[[str], bool]
 """Whether an agent is in rotation (its breaker is not open)."""
@@ -191,7 +191,7 @@ def assign(
     return list(zip(free, candidates[:missing], strict=False))
 
 
-async def scheduler(state: SolverState) -> dict:
+async def scheduler(state: SolverState, *, workspace: Workspace) -> dict:
     """Settle what finished; queue the next orders, or ask a person."""
     team = team_of(state)
     busy = Counter(LOAD.snapshot())  # other runs of this process count as load too
@@ -199,13 +199,13 @@ async def scheduler(state: SolverState) -> dict:
     for tid, result in new.items():
         emit("scheduler", "finished", task=tid, result=result["status"], agents=result["agents"])
     if orders:
-        audit(
+        workspace.audit(
             "route",
             "scheduler",
             released=[f"{o['task']['id']}->{o['agent']['name']}" for o in orders],
         )
     if help_request:
-        audit(
+        workspace.audit(
             "route",
             "scheduler",
             to="help",

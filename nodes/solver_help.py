@@ -10,11 +10,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from ensemble.audit import audit
 from ensemble.errors import InvalidInputError, describe_validation_error
 from ensemble.nodes.asking import ask_person
 from ensemble.progress import emit
 from ensemble.state.solver import SolverState, TaskResult
+from ensemble.workspace import Workspace
 
 
 class Retry(BaseModel):
@@ -57,7 +57,7 @@ def parse_help_answer(answer: Any) -> Retry | Skip | Abort:
     return parsed
 
 
-async def solver_help(state: SolverState) -> dict:
+async def solver_help(state: SolverState, *, workspace: Workspace) -> dict:
     """Pause with the question; a refused answer asks again. `interrupt()` comes first."""
     request = state.help or {"task": "", "reason": "", "detail": {}}
     question = {
@@ -72,7 +72,7 @@ async def solver_help(state: SolverState) -> dict:
     except InvalidInputError as error:
         return {"help_feedback": str(error)}
     emit("help", "finished", action=parsed.action, task=request["task"])
-    audit("human_answer", "help", action=parsed.action, task=request["task"])
+    workspace.audit("human_answer", "help", action=parsed.action, task=request["task"])
     update: dict[str, Any] = {"help_feedback": "", "help": None}
     if isinstance(parsed, Abort):
         return update | {"outcome": "aborted"}

@@ -13,16 +13,15 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 
-from ensemble import workspace
 from ensemble.context import Context
 from ensemble.errors import InvalidInputError
-from ensemble.models import chat_model_for
 from ensemble.nodes.llm import ask_structured
-from ensemble.progress import emit
 from ensemble.nodes.team import team_of
+from ensemble.progress import emit
 from ensemble.prompts import render_prompt
 from ensemble.state.solver import SolverInput, SolverState
 from ensemble.tasks import repair_plan, validate_workflow
+from ensemble.workspace import Workspace
 
 MAX_TASKS = 8
 
@@ -44,14 +43,14 @@ class TaskPlan(BaseModel):
     tasks: list[PlannedTask] = Field(min_length=1, max_length=MAX_TASKS)
 
 
-async def solver_intake(state: SolverState) -> dict:
+async def solver_intake(state: SolverState, *, workspace: Workspace) -> dict:
     """Validate the input inside the graph, for callers that skip the entry points' checks."""
     fields = SolverInput.model_fields.keys()
     try:
         valid = SolverInput.model_validate({k: v for k, v in asdict(state).items() if k in fields})
     except ValueError as error:
         raise InvalidInputError(f"invalid solver input: {error}") from None
-    workspace.current().corpus_dir(valid.corpus)
+    workspace.corpus_dir(valid.corpus)
     team_of(state)  # bad agent definitions stop here, before anything runs
     emit("intake", "finished", problem=valid.problem, workflow=bool(valid.workflow))
     fresh: dict[str, object] = {
@@ -60,7 +59,9 @@ async def solver_intake(state: SolverState) -> dict:
     return valid.model_dump() | fresh
 
 
-async def solver_planner(state: SolverState, runtime: Runtime[Context]) -> dict:
+async def solver_planner(
+    state: SolverState, runtime: Runtime[Context], *, workspace: Workspace
+) -> dict:
     """The task graph: the workflow checked against the team, or the problem decomposed."""
     if state.tasks:
         return {}
@@ -72,7 +73,7 @@ async def solver_planner(state: SolverState, runtime: Runtime[Context]) -> dict:
         emit("planner", "finished", tasks=[t["id"] for t in tasks])
         return {"tasks": tasks}
     emit("planner", "started")
-    model = chat_model_for(runtime.context, "planner")
+    model = workspace.chat_model(runtime.context, "planner")
     prompt = render_prompt(
         "solver_planner", max_tasks=MAX_TASKS, capabilities=", ".join(sorted(capabilities))
     )

@@ -15,6 +15,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from typing import Any
 
 from langchain_core.messages import HumanMessage, SystemMessage
@@ -24,10 +25,8 @@ from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 
 from ensemble.agents.load import LOAD
-from ensemble.audit import audit
 from ensemble.concurrency import agent_gate
 from ensemble.context import Context
-from ensemble.models import chat_model_for
 from ensemble.nodes.llm import ask_structured
 from ensemble.progress import emit
 from ensemble.prompts import render_prompt
@@ -37,6 +36,7 @@ from ensemble.state.solver import Attempt, WorkOrder
 from ensemble.tools.calculator import evaluate
 from ensemble.tools.permissions import ToolGate
 from ensemble.tools.sandbox import run_python
+from ensemble.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,9 @@ def run_checks(value: Any, checks: list[Mapping[str, Any]]) -> list[str]:
 Execute = Callable[[WorkOrder, Runtime[Context]], Awaitable[tuple[Any, float]]]
 
 
-def solver_worker(research: CompiledStateGraph[Any, Any, Any, Any]) -> Callable[..., Any]:
+def solver_worker(
+    research: CompiledStateGraph[Any, Any, Any, Any], workspace: Workspace
+) -> Callable[..., Any]:
     """The worker node; `research` is the research scenario's graph (for research tasks)."""
 
     async def worker(order: WorkOrder, runtime: Runtime[Context]) -> dict[str, Any]:
@@ -138,11 +140,11 @@ def solver_worker(research: CompiledStateGraph[Any, Any, Any, Any]) -> Callable[
             LOAD.acquire(name)
             emit("worker", "started", task=task["id"], by=name, replica=order["replica"])
             try:
-                raw, confidence = await _execute(order, runtime, research)
+                raw, confidence = await _execute(order, runtime, research, workspace)
                 value = coerce(raw, task.get("expect", "text"))
                 failed_checks = run_checks(value, task.get("checks", []))
                 if not failed_checks and not task.get("tool"):
-                    failed_checks = await _judge(task, value, runtime)
+                    failed_checks = await _judge(task, value, runtime, workspace)
             except VerificationError as problem:
                 failed_checks = [str(problem)]
             except BudgetExceeded:
@@ -196,7 +198,10 @@ def fill_input(text: str, results: Mapping[str, Any], *, code: bool) -> str:
 
 
 async def _execute(
-    order: WorkOrder, runtime: Runtime[Context], research: CompiledStateGraph[Any, Any, Any, Any]
+    order: WorkOrder,
+    runtime: Runtime[Context],
+    research: CompiledStateGraph[Any, Any, Any, Any],
+    workspace: Workspace,
 ) -> tuple[Any, float]:
     task, agent = order["task"], order["agent"]
     tool = task.get("tool")
@@ -205,16 +210,18 @@ async def _execute(
             **task,
             "input": fill_input(str(task["input"]), order["inputs"], code=tool == "python"),
         }
-    gate = ToolGate(agent["name"], set(agent.get("tools", [])), on_refusal=_refused)
+    gate = ToolGate(
+        agent["name"], set(agent.get("tools", [])), on_refusal=partial(_refused, workspace)
+    )
     if tool == "calculator":
         value = gate.call("calculator", lambda: evaluate(str(task["input"])))
-        audit("tool_call", agent["name"], tool="calculator", task=task["id"])
+        workspace.audit("tool_call", agent["name"], tool="calculator", task=task["id"])
         return value, 1.0
     if tool == "python":
         result = await asyncio.to_thread(
             gate.call, "python", lambda: run_python(str(task["input"]))
         )
-        audit(
+        workspace.audit(
             "tool_call",
             agent["name"],
             outcome="ok" if result.ok else "error",
@@ -233,7 +240,7 @@ async def _execute(
             context=runtime.context,
         )
         return out.get("report", ""), 0.8
-    model = chat_model_for(runtime.context, "solver", agent.get("model"))
+    model = workspace.chat_model(runtime.context, "solver", agent.get("model"))
     inputs = "\n\n".join(f"Result of {k}:\n{v}" for k, v in order["inputs"].items())
     prompt = render_prompt(
         "solver_worker", agent=agent["name"], role=agent.get("role", "agent"),
@@ -249,8 +256,10 @@ async def _execute(
     return answer.answer, answer.confidence
 
 
-async def _judge(task: Mapping[str, Any], value: Any, runtime: Runtime[Context]) -> list[str]:
-    model = chat_model_for(runtime.context, "verifier")
+async def _judge(
+    task: Mapping[str, Any], value: Any, runtime: Runtime[Context], workspace: Workspace
+) -> list[str]:
+    model = workspace.chat_model(runtime.context, "verifier")
     judged = await ask_structured(
         model,
         Judgement,
@@ -264,7 +273,7 @@ async def _judge(task: Mapping[str, Any], value: Any, runtime: Runtime[Context])
     return [f"the verifier rejected it: {judged.reason or 'no reason given'}"]
 
 
-def _refused(agent: str, tool: str, reason: str) -> None:
+def _refused(workspace: Workspace, agent: str, tool: str, reason: str) -> None:
     emit("worker", "failed", by=agent, refused_tool=tool, reason=reason)
-    audit("refusal", agent, outcome="refused", tool=tool, reason=reason)
+    workspace.audit("refusal", agent, outcome="refused", tool=tool, reason=reason)
     log.warning("agent %s was refused tool %s: %s", agent, tool, reason)

@@ -8,12 +8,12 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 
 from ensemble.context import Context
-from ensemble.models import chat_model_for
 from ensemble.nodes.citations import NUMBERED_CITATION, numbers_in, renumber
 from ensemble.nodes.llm import drop_repeats
 from ensemble.progress import emit
 from ensemble.prompts import load_prompt
 from ensemble.state.research import Note, PassageRef, ResearchState, Source
+from ensemble.workspace import Workspace
 
 
 def ordered_notes(state: ResearchState) -> list[Note]:
@@ -91,7 +91,9 @@ def cited_only(body: str, sources: list[Source]) -> tuple[str, list[Source]]:
     return renumbered, kept
 
 
-async def synthesizer(state: ResearchState, runtime: Runtime[Context]) -> dict:
+async def synthesizer(
+    state: ResearchState, runtime: Runtime[Context], *, workspace: Workspace
+) -> dict:
     """Write the report from the notes; the source list is built here, not by the model."""
     emit("synthesizer", "started")
     notes = ordered_notes(state)
@@ -100,7 +102,7 @@ async def synthesizer(state: ResearchState, runtime: Runtime[Context]) -> dict:
     numbered_notes = "\n\n".join(
         f"### {n['subquestion']}\n{renumber(n['summary'], numbers)}" for n in notes
     )
-    model = chat_model_for(runtime.context, "synthesizer")
+    model = workspace.chat_model(runtime.context, "synthesizer")
     answer = await model.ainvoke(
         [
             SystemMessage(load_prompt("synthesizer")),

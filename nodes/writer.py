@@ -6,12 +6,12 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 
 from ensemble.context import Context
-from ensemble.models import chat_model_for
 from ensemble.nodes.citations import NUMBERED_CITATION
 from ensemble.nodes.llm import drop_repeats
 from ensemble.progress import emit
 from ensemble.prompts import render_prompt
 from ensemble.state.writing import WritingState
+from ensemble.workspace import Workspace
 
 
 def writer_request(state: WritingState) -> str:
@@ -47,10 +47,10 @@ def clean_draft(answer: str, numbers: set[int], outline: list[str]) -> str:
     return text
 
 
-async def writer(state: WritingState, runtime: Runtime[Context]) -> dict:
+async def writer(state: WritingState, runtime: Runtime[Context], *, workspace: Workspace) -> dict:
     """Write (or rewrite) the item; citations that match no source are dropped."""
     emit("writer", "started", item=state.item["id"], revision=state.revision)
-    model = chat_model_for(runtime.context, "writer")
+    model = workspace.chat_model(runtime.context, "writer")
     prompt = render_prompt(
         "writer",
         format=state.brief.get("format", "blog"),

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
-from ensemble import workspace
 from ensemble.corpus import open_corpus
 from ensemble.models import register_model, unregister_model
 from ensemble.persistence import open_async_checkpointer
+from ensemble.workspace import Workspace
 from tests.corpus import write_corpus
 
 
@@ -30,9 +30,14 @@ def offline_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         "ENSEMBLE_API_KEYS_FILE",
     ):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(workspace, "_configured", None)  # the CLI configures it per command
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Workspace:
+    """The operator's workspace of a test: its own database, any folder readable."""
+    return Workspace(db_path=tmp_path / "default.db")
 
 
 @pytest.fixture

@@ -1,22 +1,28 @@
 """One call per agent action that is not a model call: what nodes and the runtime report.
 
 Model calls, cache hits, fallbacks and budget stops are recorded by the model guard; this module
-is how a node records a human answer, a tool call, a routing decision or a refusal, and how a
-circuit breaker's change reaches the audit trail, each with the run's thread and checkpoint.
+is how a node records a human answer, a tool call, a routing decision or a refusal, each with
+the run's thread and checkpoint. (The guard audits the changes of the model breakers.)
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ensemble.audit.trail import AuditEvent, record, thread_context
-from ensemble.resilience.breaker import BOARD
 
 
 def audit(
-    kind: str, agent: str, *, outcome: str = "ok", seconds: float = 0.0, **detail: Any
+    kind: str,
+    agent: str,
+    *,
+    db: str | Path | None = None,
+    outcome: str = "ok",
+    seconds: float = 0.0,
+    **detail: Any,
 ) -> None:
-    """Record one action of `agent` in the current run (a no-op outside a run)."""
+    """Record one action of `agent` in the current run's trail in `db` (a no-op outside a run)."""
     thread, namespace, checkpoint = thread_context()
     if not thread:
         return
@@ -30,7 +36,8 @@ def audit(
             seconds=round(seconds, 4),
             outcome=outcome,
             detail={k: _short(v) for k, v in detail.items()},
-        )
+        ),
+        db,
     )
 
 
@@ -39,11 +46,3 @@ def _short(value: Any, limit: int = 500) -> Any:
         return value[:limit] + " ..."
     return value
 
-
-def _breaker_changed(name: str, old: str, new: str) -> None:
-    agent = name.split(":", 1)[-1]
-    audit("breaker", agent, outcome=new, breaker=name, old=old, new=new)
-
-
-BOARD.on_change = _breaker_changed
-"""Every breaker change of the process is audited in the run that caused it."""

@@ -8,23 +8,22 @@ thread's audit trail, so a reader never mistakes a cheaper model's answer for th
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 from ensemble.audit.trail import events, flush, thread_context
 
 
-def degradation_note() -> str:
+def degradation_note(db: str | Path) -> str:
     """A markdown note on fallbacks and pauses of the current run, or "" when there were none.
 
-    Runs inside a node: the thread comes from the running step. The audit writer is flushed
-    first so the rows of this very run are there to read.
+    Runs inside a node: the thread comes from the running step, `db` is its workspace's
+    database. The audit writer is flushed first so the rows of this very run are there to read.
     """
     thread = thread_context()[0]
     if not thread:
         return ""
-    from ensemble import workspace  # the operator's database, chosen at start-up
-
     flush()
-    rows = events(workspace.current().db_path, thread, kinds={"fallback", "pause"})
+    rows = events(db, thread, kinds={"fallback", "pause"})
     fallbacks = Counter((r["agent"], r["model"]) for r in rows if r["kind"] == "fallback")
     pauses = any(r["kind"] == "pause" for r in rows)
     parts = [

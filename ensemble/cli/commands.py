@@ -10,33 +10,16 @@ import asyncio
 import json
 import re
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-from langgraph.graph.state import CompiledStateGraph
-
-from ensemble import settings, workspace
+from ensemble import settings
 from ensemble.cli import prompt
 from ensemble.cli.flags import add_input_flags, describe, describe_schema, flag_name, given_inputs
-from ensemble.cli.main import common_flags, running_flags, use_database
-from ensemble.cli.render import Progress, print_json, table
-from ensemble.cli.runs import (
-    Answerer,
-    RunResult,
-    drive,
-    new_thread_id,
-    require_checkpoint,
-    result_of,
-    resume_command,
-    scenario_of,
-    stdin_is_interactive,
-    thread_config,
-)
+from ensemble.cli.main import common_flags, operator_workspace, running_flags
+from ensemble.cli.render import Progress, print_json, stdin_is_interactive, table
 from ensemble.context import validate_context
-from ensemble.errors import DatabaseError, EnsembleError, InvalidInputError, describe_parse_error
+from ensemble.errors import EnsembleError, InvalidInputError, describe_parse_error
 from ensemble.graphs.registry import SCENARIOS, get_scenario, parse_json_value
 from ensemble.graphs.scenario import Scenario
 from ensemble.persistence import ensure_writable, list_threads, open_async_checkpointer
@@ -44,6 +27,18 @@ from ensemble.resilience.pause import is_halt, read_answer
 from ensemble.run_settings import for_thread
 from ensemble.run_settings import load as load_settings
 from ensemble.run_settings import resolve as resolve_settings
+from ensemble.runner import (
+    Answerer,
+    RunResult,
+    drive,
+    new_thread_id,
+    open_thread,
+    require_checkpoint,
+    result_of,
+    resume_command,
+    scenario_of,
+    thread_config,
+)
 
 EXIT_FAILED = 1
 
@@ -228,11 +223,10 @@ async def cmd_run(args: argparse.Namespace) -> int:
     """`ensemble run SCENARIO TEXT`: validate everything, then start a new thread."""
     scenario = get_scenario(args.scenario)
     args = scenario_parser(scenario).parse_args(args.args, namespace=args)
-    use_database(args)  # `--db` of `run` is known only now
+    current = operator_workspace(args)  # `--db` of `run` is known only now
     data = _run_input(scenario, args)
-    db = settings.db_path(args.db)
+    db = current.db_path
     run_settings = resolve_settings(None, _overrides(args), how="run")
-    current = workspace.current()
     for field, kind in scenario.folders.items():  # refuse a bad folder before anything is stored
         if kind == "output":
             current.output_dir(data.get(field))
@@ -240,7 +234,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
     progress = Progress(quiet=args.quiet)
     async with open_async_checkpointer(db) as saver:
         await ensure_writable(saver, db)
-        graph = scenario.compile(saver)
+        graph = scenario.compile(saver, current)
         thread_id = args.thread or new_thread_id()
         if await saver.aget_tuple(thread_config(thread_id)) is not None:
             raise InvalidInputError(f"thread {thread_id!r} already exists; use resume or fork")
@@ -268,9 +262,12 @@ async def cmd_run(args: argparse.Namespace) -> int:
 
 async def cmd_resume(args: argparse.Namespace) -> int:
     """`ensemble resume THREAD`: answer a pending question or finish a crashed run."""
-    db = settings.db_path(args.db)
     progress = Progress(quiet=args.quiet)
-    async with thread_graph(db, args.thread, write=True) as (scenario, graph, saver):
+    async with open_thread(operator_workspace(args), args.thread, write=True) as (
+        scenario,
+        graph,
+        saver,
+    ):
         config = thread_config(args.thread)
         snapshot = await require_checkpoint(graph, config)
         overrides = _overrides(args)
@@ -309,10 +306,13 @@ async def cmd_resume(args: argparse.Namespace) -> int:
 
 async def cmd_fork(args: argparse.Namespace) -> int:
     """`ensemble fork THREAD --checkpoint ID`: branch, optionally with changed values, and run."""
-    db = settings.db_path(args.db)
     sets = dict(_parse_set(item) for item in args.sets)
     progress = Progress(quiet=args.quiet)
-    async with thread_graph(db, args.thread, write=True) as (scenario, graph, saver):
+    async with open_thread(operator_workspace(args), args.thread, write=True) as (
+        scenario,
+        graph,
+        saver,
+    ):
         at = thread_config(args.thread, args.checkpoint)
         snapshot = await require_checkpoint(graph, at)
         run_settings = await for_thread(saver, at, _overrides(args), how="fork")
@@ -342,7 +342,7 @@ async def cmd_threads(args: argparse.Namespace) -> int:
                 except EnsembleError:
                     rows.append({"thread_id": summary.thread_id, "scenario": None})
                     continue
-                snapshot = await scenario.compile(saver).aget_state(
+                snapshot = await scenario.compile(saver, operator_workspace(args)).aget_state(
                     thread_config(summary.thread_id)
                 )
                 values = snapshot.values if isinstance(snapshot.values, dict) else {}
@@ -393,8 +393,7 @@ async def cmd_history(args: argparse.Namespace) -> int:
     """`ensemble history THREAD`: checkpoints of every branch, newest first."""
     if args.limit < 1:
         raise InvalidInputError("--limit must be at least 1")
-    db = settings.db_path(args.db)
-    async with thread_graph(db, args.thread) as (scenario, graph, saver):
+    async with open_thread(operator_workspace(args), args.thread) as (scenario, graph, saver):
         rows = []
         async for snap in graph.aget_state_history(thread_config(args.thread), limit=args.limit):
             parent = (snap.parent_config or {}).get("configurable", {}).get("checkpoint_id")
@@ -432,8 +431,7 @@ async def cmd_history(args: argparse.Namespace) -> int:
 
 async def cmd_show(args: argparse.Namespace) -> int:
     """`ensemble show THREAD [--checkpoint ID]`: the state at the latest or a past checkpoint."""
-    db = settings.db_path(args.db)
-    async with thread_graph(db, args.thread) as (scenario, graph, saver):
+    async with open_thread(operator_workspace(args), args.thread) as (scenario, graph, saver):
         at = thread_config(args.thread, args.checkpoint)
         snapshot = await require_checkpoint(graph, at)
         saved = await load_settings(saver, at)
@@ -479,8 +477,7 @@ async def cmd_export(args: argparse.Namespace) -> int:
     """
     from ensemble.publishing.render import render_page
 
-    db = settings.db_path(args.db)
-    async with thread_graph(db, args.thread) as (scenario, graph, _):
+    async with open_thread(operator_workspace(args), args.thread) as (scenario, graph, _):
         snapshot = await require_checkpoint(graph, thread_config(args.thread, args.checkpoint))
     result = result_of(snapshot, scenario, args.thread)
     values = snapshot.values if isinstance(snapshot.values, dict) else {}
@@ -538,23 +535,6 @@ async def cmd_scenarios(args: argparse.Namespace) -> int:
             )
         print()
     return 0
-
-
-@asynccontextmanager
-async def thread_graph(
-    db: Path, thread: str, *, write: bool = False
-) -> AsyncIterator[tuple[Scenario, CompiledStateGraph[Any, Any, Any, Any], AsyncSqliteSaver]]:
-    """Open an existing database; yield the thread's scenario, its compiled graph and the saver.
-
-    With `write`, fail at once if another process holds the write lock.
-    """
-    if not db.exists():
-        raise DatabaseError(f"no database at {db}, so no thread {thread!r}")
-    async with open_async_checkpointer(db, create=False) as saver:
-        if write:
-            await ensure_writable(saver, db)
-        scenario = await scenario_of(saver, thread)
-        yield scenario, scenario.compile(saver), saver
 
 
 _ORIGINS = {

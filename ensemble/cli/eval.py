@@ -73,7 +73,7 @@ def add_eval_parser(
 
 async def cmd_eval(args: argparse.Namespace) -> int:
     """`ensemble eval research --questions FILE`: check everything, run, print, compare goals."""
-    from ensemble import workspace
+    from ensemble.cli.main import operator_workspace
     from ensemble.evaluation.questions import load_questions, shipped_path
     from ensemble.evaluation.runner import eval_settings, evaluate, temporary_workspace
 
@@ -82,11 +82,13 @@ async def cmd_eval(args: argparse.Namespace) -> int:
     if args.limit is not None:
         questions = questions[: args.limit]
     run_settings = eval_settings(args.model)
-    place = nullcontext(workspace.current()) if args.db else temporary_workspace()
-    with place:
+    operator = operator_workspace(args)
+    place = nullcontext(operator) if args.db else temporary_workspace(operator)
+    with place as space:
         evaluation = await evaluate(
             questions,
             run_settings,
+            workspace=space,
             corpus=args.corpus,
             on_result=None if args.quiet else _progress_line(len(questions)),
         )

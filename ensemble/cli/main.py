@@ -13,15 +13,20 @@ import os
 import sqlite3
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ensemble import settings
 from ensemble.cli.agents import add_agents_parser
 from ensemble.cli.audit import add_audit_parsers
 from ensemble.cli.doctor import add_doctor_parser
 from ensemble.cli.eval import add_eval_parser
+from ensemble.cli.graph import add_graph_parser
 from ensemble.cli.render import print_json
 from ensemble.cli.serve import add_serve_parser
 from ensemble.errors import DatabaseError, EnsembleError
+
+if TYPE_CHECKING:
+    from ensemble.workspace import Workspace
 
 EXIT_ERROR = 2
 
@@ -172,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_audit_parsers(sub, [common])
     add_eval_parser(sub, [])
     add_doctor_parser(sub, [])
+    add_graph_parser(sub, [])
     return parser
 
 
@@ -197,8 +203,6 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command not in ("serve", "doctor"):  # the server configures its own process
-            use_database(args)
         return asyncio.run(_command(args.command)(args))
     except EnsembleError as error:
         return _refuse(args, str(error))
@@ -236,15 +240,16 @@ COMMANDS = {
     "stats": "ensemble.cli.audit:cmd_stats",
     "eval": "ensemble.cli.eval:cmd_eval",
     "doctor": "ensemble.cli.doctor:cmd_doctor",
+    "graph": "ensemble.cli.graph:cmd_graph",
 }
 """Each command's function, imported when it runs."""
 
 
-def use_database(args: argparse.Namespace) -> None:
+def operator_workspace(args: argparse.Namespace) -> Workspace:
     """The CLI's user is the operator: the database they name, any folder they name."""
-    from ensemble import workspace
+    from ensemble.workspace import Workspace
 
-    workspace.configure(workspace.Workspace(db_path=settings.db_path(getattr(args, "db", None))))
+    return Workspace(db_path=settings.db_path(getattr(args, "db", None)))
 
 
 def _finish_process() -> None:

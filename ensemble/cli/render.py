@@ -102,3 +102,11 @@ def approval_text(request: dict[str, Any]) -> str:
     if request.get("error"):
         lines.append(f"(previous answer refused: {request['error']})")
     return "\n".join(lines)
+
+
+def stdin_is_interactive() -> bool:
+    """True when a person can answer prompts at this terminal."""
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False

@@ -17,9 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ensemble import audit, workspace
-from ensemble.cli.render import Progress
-from ensemble.cli.runs import drive, new_thread_id, thread_config
+from ensemble import audit
 from ensemble.errors import InvalidInputError
 from ensemble.evaluation.metrics import Score, mean, score_answer, share
 from ensemble.evaluation.questions import Question
@@ -28,6 +26,7 @@ from ensemble.graphs.scenario import Scenario
 from ensemble.persistence import ensure_writable, open_async_checkpointer
 from ensemble.run_settings import RunSettings
 from ensemble.run_settings import resolve as resolve_settings
+from ensemble.runner import Progress, Silent, drive, new_thread_id, thread_config
 from ensemble.workspace import Workspace
 
 SCENARIO = "research"
@@ -149,12 +148,11 @@ def eval_settings(model: str | None) -> RunSettings:
 
 
 @contextmanager
-def temporary_workspace() -> Iterator[Workspace]:
-    """A workspace whose database lives in a temporary folder, deleted at the end.
+def temporary_workspace(base: Workspace) -> Iterator[Workspace]:
+    """A copy of `base` whose database lives in a temporary folder, deleted at the end.
 
     The operator's corpus and output roots stay in force.
     """
-    base = workspace.current()
     with tempfile.TemporaryDirectory(prefix="ensemble-eval-") as folder:
         space = Workspace(
             db_path=Path(folder) / "ensemble.db",
@@ -162,8 +160,7 @@ def temporary_workspace() -> Iterator[Workspace]:
             output_roots=base.output_roots,
         )
         try:
-            with workspace.use(space):
-                yield space
+            yield space
         finally:
             audit.flush()  # nothing may still be writing into the folder being deleted
 
@@ -176,11 +173,12 @@ async def evaluate(
     questions: Sequence[Question],
     run_settings: RunSettings,
     *,
+    workspace: Workspace,
     corpus: str | None = None,
     on_result: OnResult | None = None,
     progress: Progress | None = None,
 ) -> Evaluation:
-    """Run every question, one after another, each in a new thread of the workspace's db.
+    """Run every question, one after another, each in a new thread of `workspace`'s database.
 
     A question's own `corpus` wins over `corpus`; None is Python's documentation. Every
     input and corpus folder is checked before anything is written. A failed run is recorded
@@ -191,19 +189,19 @@ async def evaluate(
         CorpusError: A corpus folder is missing or outside the operator's roots.
     """
     scenario = get_scenario(SCENARIO)
-    space = workspace.current()
+    space = workspace
     inputs = [_input(scenario, q, q.corpus or corpus) for q in questions]
     corpora = {data.get("corpus"): space.corpus(data.get("corpus")) for data in inputs}
-    quiet = progress or Progress(quiet=True)
+    quiet = progress or Silent()
     results: list[QuestionResult] = []
     try:
         async with open_async_checkpointer(space.db_path) as saver:
             await ensure_writable(saver, space.db_path)
             for index in corpora.values():
                 await asyncio.to_thread(index.ensure)  # indexing is no question's time
-            graph = scenario.compile(saver)
+            graph = scenario.compile(saver, space)
             for position, (question, data) in enumerate(zip(questions, inputs, strict=True), 1):
-                result = await _run_one(graph, scenario, question, data, run_settings, quiet)
+                result = await _run_one(graph, scenario, question, data, run_settings, quiet, space)
                 results.append(result)
                 if on_result is not None:
                     on_result(position, result)
@@ -220,6 +218,7 @@ async def _run_one(
     data: dict[str, Any],
     run_settings: RunSettings,
     progress: Progress,
+    space: Workspace,
 ) -> QuestionResult:
     thread_id = new_thread_id()
     config = thread_config(thread_id)
@@ -231,7 +230,7 @@ async def _run_one(
     output = run.output if run.status == "done" and run.output else {"plan": values.get("plan")}
     retrieved = set(values.get("passages") or {})
     score = score_answer(output, question.expect, retrieved, asked=question.question)
-    spent = await asyncio.to_thread(_spent, workspace.current().db_path, thread_id)
+    spent = await asyncio.to_thread(_spent, space.db_path, thread_id)
     error = run.error
     if run.status == "interrupted":
         asked = (run.interrupt or {}).get("value")

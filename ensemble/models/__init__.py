@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sys
 from functools import lru_cache
+from pathlib import Path
 from urllib.parse import parse_qsl
 
 from langchain_core.language_models import BaseChatModel
@@ -52,13 +53,15 @@ def stop_local_servers() -> None:
         module.stop_local_servers()
 
 
-def chat_model_for(context: Context, role: str, spec: str | None = None) -> BaseChatModel:
+def chat_model_for(
+    context: Context, role: str, spec: str | None = None, *, db: str | Path
+) -> BaseChatModel:
     """Return the model that plays `role` (or `spec`): behind the cache, budget and breakers.
 
-    Its fallbacks, the run's timeout and retries come from the run context (see
+    Its fallbacks, the run's timeout and retries come from the run context; `db` is the
+    workspace's database, where the cache, the budget's ledger and the audit trail live (see
     `ensemble.resilience.guard`).
     """
-    from ensemble import workspace
     from ensemble.resilience.guard import GuardedChatModel
 
     chain = context.chain_for(role, spec)
@@ -67,7 +70,7 @@ def chat_model_for(context: Context, role: str, spec: str | None = None) -> Base
         role=role,
         chain=chain,
         models=tuple(chat_model(s, timeout=timeout, retries=retries) for s in chain),
-        db=str(workspace.current().db_path),
+        db=str(db),
         budget={str(k): float(v) for k, v in context.budget.items()},
         prices={k: {str(n): float(p) for n, p in v.items()} for k, v in context.prices.items()},
         use_cache=context.cache,
@@ -79,15 +82,15 @@ def chat_model(
 ) -> BaseChatModel:
     """Return a (cached) chat model for `spec`; raise `ModelSpecError` on an unknown spec.
 
-    `timeout` (seconds per request) and `retries` apply to models that call a server; the
-    client retries transient errors (timeouts, 408/409/429, 5xx, connection errors) with
-    exponential backoff and jitter and honours Retry-After, and never retries 400 or auth
-    errors. Registered and offline models ignore them.
+    `timeout` (seconds per request) applies to models that call a server. Their clients never
+    retry: the guard (`ensemble.resilience.guard`) retries transient faults, so it counts and
+    audits every request; `retries` is the guard's setting and is not used here.
+    Registered and offline models ignore both.
     """
     spec = spec.strip()
     if spec in _registered:
         return _registered[spec]
-    return _build(spec, timeout, retries)
+    return _build(spec, timeout)
 
 
 def validate_spec(spec: str) -> str:
@@ -97,23 +100,19 @@ def validate_spec(spec: str) -> str:
 
 
 DEFAULT_TIMEOUT = 120.0
-DEFAULT_RETRIES = 2
 
 
 @lru_cache(maxsize=64)
-def _build(spec: str, timeout: float | None = None, retries: int | None = None) -> BaseChatModel:
+def _build(spec: str, timeout: float | None = None) -> BaseChatModel:
     name, _, query = spec.partition("?")
     options = dict(parse_qsl(query))
     if name == "offline":
         return _offline(options)
-    limits = (
-        DEFAULT_TIMEOUT if timeout is None else timeout,
-        DEFAULT_RETRIES if retries is None else retries,
-    )
+    seconds = DEFAULT_TIMEOUT if timeout is None else timeout
     if name.startswith("openai:") and name[len("openai:") :]:
-        return _openai(name[len("openai:") :], options, *limits)
+        return _openai(name[len("openai:") :], options, seconds)
     if name == "local" or name.startswith("local:"):
-        return _local(name[len("local:") :] if ":" in name else None, options, *limits)
+        return _local(name[len("local:") :] if ":" in name else None, options, seconds)
     raise ModelSpecError(f"unknown model spec {spec!r}; expected one of: {SPEC_FORMS}")
 
 
@@ -134,7 +133,7 @@ def _offline(options: dict[str, str]) -> BaseChatModel:
     return OfflineChatModel(latency=latency)
 
 
-def _openai(model: str, options: dict[str, str], timeout: float, retries: int) -> BaseChatModel:
+def _openai(model: str, options: dict[str, str], timeout: float) -> BaseChatModel:
     from langchain_openai import ChatOpenAI
 
     base_url = os.environ.get("OPENAI_BASE_URL") or None
@@ -149,14 +148,12 @@ def _openai(model: str, options: dict[str, str], timeout: float, retries: int) -
         base_url=base_url,
         api_key=api_key or "not-needed",  # type: ignore[arg-type]
         timeout=timeout,
-        max_retries=retries,
+        max_retries=0,  # the guard retries, where budgets, breakers and the audit see it
         stream_usage=True,
     )
 
 
-def _local(
-    path: str | None, options: dict[str, str], timeout: float, retries: int
-) -> BaseChatModel:
+def _local(path: str | None, options: dict[str, str], timeout: float) -> BaseChatModel:
     from ensemble.models.local import build_local_model
 
-    return build_local_model(path, options, timeout=max(timeout, 1.0), retries=min(retries, 1))
+    return build_local_model(path, options, timeout=max(timeout, 1.0))

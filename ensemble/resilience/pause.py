@@ -27,7 +27,6 @@ from langgraph.config import get_config
 from langgraph.runtime import get_runtime
 from langgraph.types import interrupt
 
-from ensemble.audit.actions import audit
 from ensemble.errors import EnsembleError
 from ensemble.progress import emit
 from ensemble.resilience.guard import BudgetExceeded, ModelUnavailable
@@ -38,6 +37,8 @@ HALTED = "halted"
 ANSWERS = ("retry", "stop", '{"budget": {...}}')
 
 Node = TypeVar("Node", bound=Callable[..., Awaitable[Any]])
+Audit = Callable[..., None]
+"""Records an action: `audit(kind, agent, outcome=..., **detail)`."""
 
 
 class RunStopped(EnsembleError):
@@ -94,14 +95,15 @@ def _attempt() -> int:
     return int(getattr(info, "node_attempt", 1) or 1)
 
 
-def pauses_for_person(node: Node, *, attempts: int = 1) -> Node:
+def pauses_for_person(node: Node, audit: Audit, *, attempts: int = 1) -> Node:
     """Wrap an async node so a spent budget or a down provider pauses the run (see module).
 
     `attempts` is the node's retry policy's: an unavailable model is first left to those
     retries (the provider may recover within seconds); only the last attempt asks a person. A
-    spent budget asks at once, since retrying cannot change it.
+    spent budget asks at once, since retrying cannot change it. `audit` records the pause and
+    the person's answer (the workspace's `Workspace.audit`).
     """
-    name = node.__name__
+    name = getattr(node, "__name__", None) or node.func.__name__  # type: ignore[attr-defined]
 
     @functools.wraps(node)
     async def paused(*args: Any, **kwargs: Any) -> Any:

@@ -14,7 +14,6 @@ from typing import Any
 
 from langgraph_sdk import Auth
 
-from ensemble import workspace
 from ensemble.run_settings import SETTINGS_KEY
 from ensemble.server.keys import configured_keys, presented_key
 from ensemble.server.limits import admit_run
@@ -36,7 +35,6 @@ REVIEWER = "reviewer"
 
 POLICY = ServerPolicy.from_env()
 _keys = configured_keys()  # a bad keys file stops the server at start, with the reason
-workspace.configure(workspace.from_environment(served=True))  # clients choose no folders
 
 auth = Auth()
 

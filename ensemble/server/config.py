@@ -41,10 +41,7 @@ def langgraph_config(
             return f"./{relative}"
         return str(PACKAGE / relative.removeprefix("ensemble/"))
 
-    graphs = {
-        name: where(_graph_file(scenario.build.__module__)) + ":graph"
-        for name, scenario in sorted(SCENARIOS.items())
-    }
+    graphs = {name: where("ensemble/server/graphs.py") + f":{name}" for name in sorted(SCENARIOS)}
     cors: dict[str, Any] = dict(CORS, allow_origins=list(allow_origins))
     return {
         "python_version": f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -60,11 +57,3 @@ def langgraph_config(
             **dict.fromkeys(CLOSED_ROUTES, True),
         },
     }
-
-
-def _graph_file(module: str) -> str:
-    """`ensemble.graphs.research` -> `graphs/research.py` in a checkout's top-level layout."""
-    parts = module.split(".")
-    if parts[:2] == ["ensemble", "graphs"]:
-        return "/".join(["graphs", *parts[2:]]) + ".py"
-    raise ValueError(f"scenario graphs live in ensemble.graphs, not {module}")

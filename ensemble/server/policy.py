@@ -13,10 +13,15 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from functools import cache
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ensemble import settings
 from ensemble.errors import EnsembleError
+
+if TYPE_CHECKING:
+    from ensemble.workspace import Workspace
 
 POLICY_ENV = "ENSEMBLE_SERVER_POLICY"
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
@@ -169,3 +174,15 @@ def parse_budget(items: Iterable[str]) -> dict[str, float]:
             raise PolicyError(f"--max-budget {name} must be a positive number, got {raw!r}")
         ceiling[name] = value
     return ceiling
+
+
+@cache
+def served_workspace() -> Workspace:
+    """The server's workspace (database, corpus and output roots), read once from its settings.
+
+    A served client chooses no folder outside the operator's roots; with no roots set it reads
+    only the default corpus and publishes only into the default folder.
+    """
+    from ensemble.workspace import from_environment
+
+    return from_environment(served=True)

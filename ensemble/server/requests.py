@@ -15,13 +15,12 @@ from typing import Any
 
 from langgraph_sdk import Auth
 
-from ensemble import workspace
 from ensemble.errors import EnsembleError
 from ensemble.graphs.registry import SCENARIOS
 from ensemble.graphs.scenario import Scenario
 from ensemble.persistence import open_checkpointer
 from ensemble.run_settings import RunSettings, resolve, saved_in
-from ensemble.server.policy import ServerPolicy
+from ensemble.server.policy import ServerPolicy, served_workspace
 
 NAMESPACE_GRAPH = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
 """LangGraph's namespace for the assistant ids of graphs named in langgraph.json."""
@@ -93,7 +92,7 @@ async def check_input(
 
 def check_folders(scenario: Scenario, values: Mapping[str, Any]) -> None:
     """Every input that names a folder must name one the operator allows (nothing is made)."""
-    current = workspace.current()
+    current = served_workspace()
     for name, kind in scenario.folders.items():
         if kind == "corpus":
             current.corpus_dir(values.get(name))
@@ -189,7 +188,7 @@ def _number(value: Any) -> float:
 
 
 def _saved(thread_id: Any, checkpoint_id: str | None) -> Any:
-    db = workspace.current().db_path
+    db = served_workspace().db_path
     if not db.is_file():
         return None
     configurable = {"thread_id": str(thread_id), "checkpoint_ns": ""}

@@ -13,7 +13,6 @@ import pytest
 from langchain_core.messages import AIMessage, BaseMessage
 from langgraph.types import Command
 
-from ensemble import workspace
 from ensemble.context import Context
 from ensemble.errors import EnsembleError
 from ensemble.graphs.registry import SCENARIOS
@@ -115,8 +114,7 @@ def team(register, corpus_dir, tmp_path):
             max_concurrency=max_concurrency,
         )
 
-    with workspace.use(Workspace(db_path=tmp_path / "ensemble.db")):
-        yield make, models, writes
+    yield make, models, writes
 
 
 def brief(corpus_dir: Path, **extra: Any) -> dict[str, Any]:
@@ -133,8 +131,8 @@ def published_files(tmp_path: Path) -> list[str]:
 
 
 @pytest.fixture
-def graph(checkpointer):
-    return SCENARIOS["content"].compile(checkpointer)
+def graph(checkpointer, workspace):
+    return SCENARIOS["content"].compile(checkpointer, workspace)
 
 
 async def test_brief_to_approval_to_published_files(graph, team, corpus_dir, tmp_path):
@@ -200,7 +198,7 @@ async def test_request_changes_is_exactly_one_more_writing_round(graph, team, co
         assert len(writes) == 1 + n  # one writer call per request
         assert note in writes[-1]["prompt"]  # the writer sees the person's notes
         assert len(models["editor"].calls) == editor_calls  # a person's round skips the editor
-    assert not (workspace.current().default_output).exists()
+    assert not (tmp_path / "published").exists()
 
 
 async def test_a_draft_the_writer_could_not_revise_says_so(graph, team, corpus_dir):
@@ -356,17 +354,14 @@ async def test_instructions_in_corpus_documents_change_nothing(checkpointer, tmp
         '<img src=x onerror="alert(1)">\n',
         encoding="utf-8",
     )
-    graph = SCENARIOS["content"].compile(checkpointer)
-    with workspace.use(Workspace(db_path=tmp_path / "e.db")):
-        await graph.ainvoke(
-            {"topic": "How bees make honey", "corpus": str(corpus)}, config(), context=Context()
-        )
-        state = await graph.aget_state(config())
-        assert state.next == ("approval",)  # still waiting for a person
-        assert published_files(tmp_path) == []
-        out = await graph.ainvoke(
-            Command(resume={"action": "approve"}), config(), context=Context()
-        )
+    graph = SCENARIOS["content"].compile(checkpointer, Workspace(db_path=tmp_path / "e.db"))
+    await graph.ainvoke(
+        {"topic": "How bees make honey", "corpus": str(corpus)}, config(), context=Context()
+    )
+    state = await graph.aget_state(config())
+    assert state.next == ("approval",)  # still waiting for a person
+    assert published_files(tmp_path) == []
+    out = await graph.ainvoke(Command(resume={"action": "approve"}), config(), context=Context())
     html = Path(out["published"]["files"][1]).read_text()
     assert active_html(html) == []
 
@@ -378,9 +373,9 @@ async def test_a_served_run_cannot_publish_outside_the_output_roots(
     root = tmp_path / "out"
     root.mkdir()
     (root / "link").symlink_to(tmp_path, target_is_directory=True)
-    graph = SCENARIOS["content"].compile(checkpointer)
     served = Workspace(db_path=tmp_path / "e.db", output_roots=(root,), corpus_roots=(tmp_path,))
-    with workspace.use(served), pytest.raises(EnsembleError, match="output_dir"):
+    graph = SCENARIOS["content"].compile(checkpointer, served)
+    with pytest.raises(EnsembleError, match="output_dir"):
         await graph.ainvoke(
             {"topic": TOPIC, "corpus": str(corpus_dir), "output_dir": output_dir},
             config(),

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from ensemble import workspace
 from ensemble.corpus import CorpusError
 from ensemble.corpus.access import resolve_corpus
 from ensemble.corpus.sources import scan_folder
-from ensemble.workspace import Workspace
+from ensemble.workspace import from_environment
 
 
 @pytest.fixture
@@ -102,10 +101,7 @@ def test_a_folder_scan_skips_symlinks_that_leave_it_and_special_files(tree):
 
 
 def test_a_served_workspace_without_roots_allows_only_the_default(monkeypatch, tree):
-    monkeypatch.setenv("ENSEMBLE_SERVED", "1")
-    assert workspace.current().corpus_roots == ()
+    assert from_environment(served=True).corpus_roots == ()
+    assert from_environment().corpus_roots is None  # the machine's own user reads any folder
     monkeypatch.setenv("ENSEMBLE_CORPUS_ROOTS", os.pathsep.join(map(str, [tree["docs"]])))
-    assert workspace.current().corpus_roots == (tree["docs"].resolve(),)
-    with workspace.use(Workspace(db_path=Path("x.db"))):
-        assert workspace.current().corpus_roots is None
-    assert workspace.current().corpus_roots == (tree["docs"].resolve(),)
+    assert from_environment(served=True).corpus_roots == (tree["docs"].resolve(),)

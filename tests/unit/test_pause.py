@@ -14,6 +14,7 @@ from typing_extensions import TypedDict
 from ensemble.graphs.compiling import RETRY, add_agent
 from ensemble.resilience.guard import BudgetExceeded, ModelUnavailable
 from ensemble.resilience.pause import RunStopped, is_halt, read_answer
+from ensemble.workspace import Workspace
 
 
 class Work(TypedDict, total=False):
@@ -27,7 +28,7 @@ def fan_out(state: Work) -> list[Send]:
 
 def build(worker: Any, *, retry: bool = False) -> Any:
     builder = StateGraph(Work)
-    add_agent(builder, "worker", worker, retry=retry)
+    add_agent(builder, "worker", worker, workspace=Workspace(db_path="pause.db"), retry=retry)
     builder.add_conditional_edges(START, fan_out, ["worker"])
     builder.add_edge("worker", END)
     return builder.compile(checkpointer=InMemorySaver())

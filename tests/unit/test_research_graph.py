@@ -12,6 +12,7 @@ from ensemble.context import Context
 from ensemble.corpus import open_corpus
 from ensemble.errors import InvalidInputError
 from ensemble.graphs.registry import SCENARIOS
+from ensemble.workspace import Workspace
 from tests.fakes import (
     ScriptedChatModel,
     plan_responder,
@@ -52,8 +53,8 @@ def research_questions(model: ScriptedChatModel) -> Counter:
 
 
 @pytest.fixture
-def graph(checkpointer):
-    return SCENARIOS["research"].compile(checkpointer)
+def graph(checkpointer, workspace):
+    return SCENARIOS["research"].compile(checkpointer, workspace)
 
 
 async def test_plan_research_write_review(graph, register, corpus_dir, tmp_path):
@@ -245,8 +246,8 @@ async def test_bad_input_is_refused_before_any_agent_runs(graph, register, tmp_p
     assert not models["planner"].calls
 
 
-def test_graph_exposes_typed_schemas():
-    graph = SCENARIOS["research"].compile()
+def test_graph_exposes_typed_schemas(workspace):
+    graph = SCENARIOS["research"].compile(None, workspace)
     schema = graph.get_input_jsonschema()
     assert set(schema["properties"]) == {
         "question",
@@ -302,7 +303,7 @@ async def test_checkpoints_stay_small_over_a_long_review_loop(register, corpus_d
     )
     db = tmp_path / "growth.db"
     async with open_async_checkpointer(db) as saver:
-        graph = SCENARIOS["research"].compile(saver)
+        graph = SCENARIOS["research"].compile(saver, Workspace(db_path=db))
         out = await graph.ainvoke(
             {"question": "How do bees make honey?", "corpus": str(corpus_dir), "max_revisions": 5},
             config(),

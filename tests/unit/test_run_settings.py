@@ -56,9 +56,9 @@ def test_metadata_holds_no_secret(monkeypatch):
     assert set(settings.metadata()) == {SETTINGS_KEY}
 
 
-async def test_a_resumed_graph_run_reads_its_settings_back(corpus_dir):
+async def test_a_resumed_graph_run_reads_its_settings_back(corpus_dir, workspace):
     saver = InMemorySaver()
-    graph = SCENARIOS["research"].compile(saver)
+    graph = SCENARIOS["research"].compile(saver, workspace)
     config = {"configurable": {"thread_id": "t"}}
     started = resolve(None, {"search_k": 2}, how="run")
     await graph.ainvoke(

@@ -14,7 +14,6 @@ import yaml
 from langchain_core.messages import AIMessage, BaseMessage
 from langgraph.types import Command
 
-from ensemble import workspace
 from ensemble.agents import AgentRegistry
 from ensemble.agents.load import LOAD
 from ensemble.context import Context
@@ -22,7 +21,6 @@ from ensemble.graphs.registry import SCENARIOS
 from ensemble.nodes.scheduler import plan_round
 from ensemble.resilience import BOARD
 from ensemble.state.solver import SolverState
-from ensemble.workspace import Workspace
 from tests.fakes import ScriptedChatModel, tool_call
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "ensemble" / "tasks" / "examples"
@@ -33,8 +31,7 @@ def fresh_health(tmp_path):
     """Breakers and load are process-wide: every test starts healthy and idle."""
     BOARD.reset()
     LOAD.reset()
-    with workspace.use(Workspace(db_path=tmp_path / "solver.db")):
-        yield
+    yield
     BOARD.reset()
     LOAD.reset()
 
@@ -76,8 +73,8 @@ def config(thread: str = "s1") -> dict[str, Any]:
 
 
 @pytest.fixture
-def graph(checkpointer):
-    return SCENARIOS["solver"].compile(checkpointer)
+def graph(checkpointer, workspace):
+    return SCENARIOS["solver"].compile(checkpointer, workspace)
 
 
 async def test_the_example_workflow_runs_offline_end_to_end(graph):
@@ -351,7 +348,7 @@ async def test_sandboxed_code_that_misbehaves_fails_its_task_and_the_run_goes_on
     assert out["outcome"] == "partial"
 
 
-async def test_a_tool_the_agent_was_not_given_is_refused_and_never_runs(monkeypatch):
+async def test_a_tool_the_agent_was_not_given_is_refused_and_never_runs(monkeypatch, workspace):
     """The gate sits where tools execute: even a wrongly routed order cannot run the tool."""
     from langgraph.graph import END, START, StateGraph
 
@@ -366,7 +363,9 @@ async def test_a_tool_the_agent_was_not_given_is_refused_and_never_runs(monkeypa
         attempts: dict[str, Any]
 
     builder = StateGraph(Box)
-    builder.add_node("worker", worker_module.solver_worker(build_research().compile()))
+    builder.add_node(
+        "worker", worker_module.solver_worker(build_research(workspace).compile(), workspace)
+    )
     builder.add_edge(START, "worker")
     builder.add_edge("worker", END)
     order: WorkOrder = {
@@ -384,7 +383,9 @@ async def test_a_tool_the_agent_was_not_given_is_refused_and_never_runs(monkeypa
     assert "calculator" in attempt["error"] and ran == []
 
 
-async def test_a_retried_split_vote_asks_again_and_yes_never_loops(graph, register, capsys):
+async def test_a_retried_split_vote_asks_again_and_yes_never_loops(
+    graph, register, capsys, workspace
+):
     """`retry` on a split discards the votes; `--yes` stops when the same question returns."""
     import json as _json
 
@@ -396,7 +397,7 @@ async def test_a_retried_split_vote_asks_again_and_yes_never_loops(graph, regist
         team.append(agent(f"v{i}", model, ["analysis"]))
     judge = register(ScriptedChatModel(responder=answering("ok")))
     given = {"workflow": {"tasks": [task("way", replicas=3)]}, "agents": team, "replace_team": True}
-    db = workspace.current().db_path
+    db = workspace.db_path
     code = await asyncio.to_thread(
         main,
         ["run", "solver", "--input", _json.dumps(given), "--role-model", f"verifier={judge}",

@@ -1,25 +1,52 @@
-"""Driving a scenario graph from the terminal: stream, pause at interrupts, report a result."""
+"""The headless run loop every entry point shares: start, resume, fork, answer, report.
+
+The CLI, the evaluation harness and notebooks drive a scenario's compiled graph through this
+module; what a person sees of a run is a `Progress` they pass in (the terminal's lines, nothing
+for a script). It knows no terminal and no server: the layers above it only point down.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StateSnapshot
 
-from ensemble.cli.render import Progress
-from ensemble.errors import NotFoundError
+from ensemble.errors import DatabaseError, NotFoundError
 from ensemble.graphs.registry import SCENARIOS
 from ensemble.graphs.scenario import Scenario
+from ensemble.persistence import ensure_writable, open_async_checkpointer
 from ensemble.resilience.pause import is_halt
 from ensemble.run_settings import RunSettings
+from ensemble.workspace import Workspace
+
+
+class Progress(Protocol):
+    """What a run reports while it goes: each agent event, and free-form lines."""
+
+    def event(self, event: Any) -> None:
+        """One event of the graph's custom stream (`{"agent", "status", ...}`)."""
+
+    def line(self, text: str) -> None:
+        """A line about the run itself (paused, answered, continuing)."""
+
+
+class Silent:
+    """A `Progress` that shows nothing (scripts, evaluation, tests)."""
+
+    def event(self, event: Any) -> None:
+        """Ignore the event."""
+
+    def line(self, text: str) -> None:
+        """Ignore the line."""
+
 
 Answerer = Callable[[dict[str, Any], Scenario, dict[str, Any]], Any | None]
 """Given an interrupt value, return the answer to resume with, or None to stay paused."""
@@ -211,9 +238,19 @@ async def _drive(
         payload = resume_command(snapshot, answer)
 
 
-def stdin_is_interactive() -> bool:
-    """True when a person can answer prompts at this terminal."""
-    try:
-        return sys.stdin is not None and sys.stdin.isatty()
-    except (AttributeError, ValueError, OSError):
-        return False
+@asynccontextmanager
+async def open_thread(
+    workspace: Workspace, thread_id: str, *, write: bool = False
+) -> AsyncIterator[tuple[Scenario, CompiledStateGraph[Any, Any, Any, Any], BaseCheckpointSaver]]:
+    """Open the workspace's database; yield the thread's scenario, its graph and the saver.
+
+    With `write`, fail at once if another process holds the write lock.
+    """
+    db = workspace.db_path
+    if not db.exists():
+        raise DatabaseError(f"no database at {db}, so no thread {thread_id!r}")
+    async with open_async_checkpointer(db, create=False) as saver:
+        if write:
+            await ensure_writable(saver, db)
+        scenario = await scenario_of(saver, thread_id)
+        yield scenario, scenario.compile(saver, workspace), saver
