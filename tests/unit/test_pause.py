@@ -26,6 +26,12 @@ def fan_out(state: Work) -> list[Send]:
     return [Send("worker", {"items": [item]}) for item in state["items"]]
 
 
+@pytest.fixture(autouse=True)
+def in_tmp_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """The graphs below keep their audit trail in `pause.db` of the test's own folder."""
+    monkeypatch.chdir(tmp_path)
+
+
 def build(worker: Any, *, retry: bool = False) -> Any:
     builder = StateGraph(Work)
     add_agent(builder, "worker", worker, workspace=Workspace(db_path="pause.db"), retry=retry)
