@@ -1,4 +1,4 @@
-"""Metrics: every compiled scenario graph feeds the Prometheus counters, offline and fast."""
+"""Metrics: every compiled scenario graph's observer feeds the Prometheus counters, offline."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from langgraph.errors import GraphInterrupt
 from langgraph.types import Command
 from prometheus_client import REGISTRY
 
-from ensemble import telemetry
 from ensemble.cli.main import main
 from ensemble.context import Context
 from ensemble.graphs.registry import SCENARIOS
-from ensemble.telemetry import MetricsCallback
+from ensemble.observe import MetricsSink, Observer, tree
+from ensemble.workspace import Workspace
 
 
 def sample(name: str, **labels: str) -> float:
@@ -50,8 +50,8 @@ def config() -> dict[str, Any]:
 
 
 @pytest.fixture
-def graph():
-    return SCENARIOS["research"].compile(InMemorySaver())
+def graph(tmp_path: Path):
+    return SCENARIOS["research"].compile(InMemorySaver(), Workspace(db_path=tmp_path / "m.db"))
 
 
 @pytest.fixture
@@ -59,8 +59,8 @@ def context(tmp_path: Path) -> Context:
     return Context(model="offline")
 
 
-def handler_of(compiled) -> MetricsCallback:
-    handlers = [h for h in compiled.config["callbacks"] if isinstance(h, MetricsCallback)]
+def handler_of(compiled) -> Observer:
+    handlers = [h for h in compiled.config["callbacks"] if isinstance(h, Observer)]
     assert len(handlers) == 1
     return handlers[0]
 
@@ -146,7 +146,7 @@ def test_the_cli_run_is_counted(corpus_dir: Path, tmp_path: Path, capsys) -> Non
 
 
 def test_the_callback_never_raises_on_odd_events() -> None:
-    handler = MetricsCallback("odd")
+    handler = Observer("odd", [MetricsSink("odd")])
     run, child = uuid.uuid4(), uuid.uuid4()
     handler.on_chain_end({}, run_id=uuid.uuid4())  # an end without a start
     handler.on_chain_error(RuntimeError("x"), run_id=uuid.uuid4())
@@ -154,14 +154,15 @@ def test_the_callback_never_raises_on_odd_events() -> None:
     handler.on_llm_end(object(), run_id=uuid.uuid4())  # type: ignore[arg-type]
     handler.on_chain_start(None, {}, run_id=run, metadata=None)
     handler.on_chain_start(None, {}, run_id=child, parent_run_id=run, metadata={"x": object()})
+    handler.on_chain_end({}, run_id=child)
     handler.on_chain_error(GraphInterrupt(), run_id=run)
     assert sample("ensemble_runs_finished_total", scenario="odd", status="interrupted") == 1
     assert handler.open_runs() == 0
 
 
 def test_open_runs_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(telemetry, "MAX_OPEN_RUNS", 3)
-    handler = MetricsCallback("bounded")
+    monkeypatch.setattr(tree, "MAX_OPEN_RUNS", 3)
+    handler = Observer("bounded", [MetricsSink("bounded")])
     for _ in range(10):
         handler.on_chain_start(None, {}, run_id=uuid.uuid4())  # runs that never end
     assert handler.open_runs() == 3

@@ -18,8 +18,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from ensemble import tracing
-from ensemble.tracing import ENV, TracingCallback, tracer_provider, tracing_callbacks, use_provider
+from ensemble.observe import Observer, TracingSink, observer, tracing
+from ensemble.observe.tracing import ENV, tracer_provider, use_provider
 
 
 class NamedFakeModel(GenericFakeChatModel):
@@ -65,7 +65,7 @@ def tiny_graph(node: Any, name: str = "tiny", **compile_kwargs: Any):
     builder.add_edge(START, "answer")
     builder.add_edge("answer", END)
     compiled = builder.compile(name=name, **compile_kwargs)
-    return compiled.with_config(callbacks=tracing_callbacks(name))
+    return compiled.with_config(callbacks=[observer(name)])
 
 
 def model_node(model: Any):
@@ -94,24 +94,28 @@ def span_id(span: ReadableSpan) -> int:
 # Off by default ----------------------------------------------------------------------------------
 
 
+def tracing_sinks(scenario: str) -> list[TracingSink]:
+    return [sink for sink in observer(scenario).sinks if isinstance(sink, TracingSink)]
+
+
 def test_tracing_is_off_unless_asked() -> None:
     assert tracer_provider() is None
-    assert tracing_callbacks("research") == []
+    assert tracing_sinks("research") == []
 
 
 @pytest.mark.parametrize("value", ["", "off", "0", "OFF ", "none"])
 def test_off_values(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     monkeypatch.setenv(ENV, value)
-    assert tracing_callbacks("research") == []
+    assert tracing_sinks("research") == []
 
 
 def test_an_unknown_mode_warns_once_and_stays_off(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv(ENV, "jaeger")
-    with caplog.at_level(logging.WARNING, logger="ensemble.tracing"):
-        assert tracing_callbacks("research") == []
-        assert tracing_callbacks("content") == []
+    with caplog.at_level(logging.WARNING, logger="ensemble.observe.tracing"):
+        assert tracing_sinks("research") == []
+        assert tracing_sinks("content") == []
     assert [r.getMessage() for r in caplog.records] == [
         "ENSEMBLE_OTEL='jaeger' is not one of console, otlp; tracing is off"
     ]
@@ -126,8 +130,8 @@ def test_otlp_without_the_exporter_package_warns_and_stays_off(
         "opentelemetry.exporter.otlp.proto.grpc.trace_exporter",
     ):
         monkeypatch.setitem(sys.modules, module, None)  # makes the import fail
-    with caplog.at_level(logging.WARNING, logger="ensemble.tracing"):
-        assert tracing_callbacks("research") == []
+    with caplog.at_level(logging.WARNING, logger="ensemble.observe.tracing"):
+        assert tracing_sinks("research") == []
     assert "needs the opentelemetry-exporter-otlp package; tracing is off" in caplog.text
 
 
@@ -136,9 +140,7 @@ def test_the_console_provider_is_made_once(monkeypatch: pytest.MonkeyPatch) -> N
     provider = tracer_provider()
     assert isinstance(provider, TracerProvider)
     assert tracer_provider() is provider
-    callbacks = tracing_callbacks("research")
-    assert len(callbacks) == 1 and isinstance(callbacks[0], TracingCallback)
-    assert callbacks[0].scenario == "research"
+    assert len(tracing_sinks("research")) == 1
 
 
 async def test_console_spans_go_to_stderr_not_stdout(
@@ -192,7 +194,7 @@ async def test_run_node_and_model_spans_nest_with_attributes(
     assert model.attributes["gen_ai.usage.output_tokens"] == 2
     assert all(s.status.status_code == StatusCode.UNSET for s in (run, node, model))
     handler = graph.config["callbacks"][0]
-    assert isinstance(handler, TracingCallback) and handler.open_spans() == 0
+    assert isinstance(handler, Observer) and handler.open_runs() == 0
 
 
 async def test_a_role_in_the_metadata_names_the_role(exporter: InMemorySpanExporter) -> None:
@@ -232,7 +234,7 @@ async def test_a_failed_model_call_and_node_mark_the_run_failed(
         assert spans[name].status.status_code == StatusCode.ERROR, name
         assert spans[name].attributes["ensemble.outcome"] == "failed"  # type: ignore[index]
     assert any(e.name == "exception" for e in spans["chat fake-model"].events)
-    assert graph.config["callbacks"][0].open_spans() == 0
+    assert graph.config["callbacks"][0].open_runs() == 0
 
 
 async def test_an_interrupt_is_not_an_error(exporter: InMemorySpanExporter) -> None:
@@ -245,11 +247,11 @@ async def test_an_interrupt_is_not_an_error(exporter: InMemorySpanExporter) -> N
     for name in ("run tiny", "node answer"):
         assert spans[name].status.status_code == StatusCode.UNSET
         assert spans[name].attributes["ensemble.outcome"] == "interrupted"  # type: ignore[index]
-    assert graph.config["callbacks"][0].open_spans() == 0
+    assert graph.config["callbacks"][0].open_runs() == 0
 
 
 def test_a_handler_never_raises_into_the_run() -> None:
-    handler = TracingCallback("tiny")  # no provider set up: the API's no-op tracer
+    handler = observer("tiny")
     handler.on_chain_start(None, {}, run_id=None, metadata="not a dict")  # type: ignore[arg-type]
     handler.on_llm_end(None, run_id=None)  # type: ignore[arg-type]
-    assert handler.open_spans() == 0
+    assert handler.open_runs() == 0
