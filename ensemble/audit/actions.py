@@ -22,9 +22,12 @@ def audit(
     seconds: float = 0.0,
     **detail: Any,
 ) -> None:
-    """Record one action of `agent` in the current run's trail in `db` (a no-op outside a run)."""
+    """Record one action of `agent` in the current run's trail in `db`.
+
+    A no-op outside a run, or without a database (a model that is not behind the guard).
+    """
     thread, namespace, checkpoint = thread_context()
-    if not thread:
+    if not thread or db is None:
         return
     record(
         AuditEvent(

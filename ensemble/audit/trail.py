@@ -133,8 +133,8 @@ def thread_context() -> tuple[str, str, str]:
 # Writing ---------------------------------------------------------------------------------------
 
 
-def record(event: AuditEvent, db_path: str | Path | None = None) -> None:
-    """Queue `event` for the database (default: the workspace's now); return at once.
+def record(event: AuditEvent, db_path: str | Path) -> None:
+    """Queue `event` for the database at `db_path`; return at once.
 
     Never raises and never waits on the database: an auditing problem is logged, not the
     caller's failure. The row is committed within milliseconds by a background thread.
@@ -143,18 +143,9 @@ def record(event: AuditEvent, db_path: str | Path | None = None) -> None:
         if event.kind not in KINDS:
             log.warning("audit: dropped an event of unknown kind %r", event.kind)
             return
-        path = _workspace_db() if db_path is None else db_path
-        _writer_for(path).put(_row(event))
+        _writer_for(db_path).put(_row(event))
     except Exception:
         log.warning("audit: could not queue an event", exc_info=True)
-
-
-def _workspace_db() -> Path:
-    # Imported here: the workspace pulls in the corpus and publishing packages, which may
-    # themselves record audit events; a module-level import would make that a cycle.
-    from ensemble import workspace
-
-    return workspace.current().db_path
 
 
 def flush(timeout: float = 5.0) -> bool:

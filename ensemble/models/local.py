@@ -89,7 +89,6 @@ def build_local_model(
     options: dict[str, str],
     *,
     timeout: float = REQUEST_TIMEOUT,
-    retries: int = 1,
 ) -> ChatOpenAI:
     """Build the chat model of a `local` / `local:PATH` spec without starting anything.
 
@@ -100,7 +99,6 @@ def build_local_model(
         path: The GGUF file of `local:PATH`, or None for the bundled SmolLM2.
         options: The spec's `?key=value` options; only `max_tokens` is known.
         timeout: Seconds one request may take (never below `REQUEST_TIMEOUT`: calls queue).
-        retries: Retries of a failed request (the client's backoff, Retry-After honoured).
 
     Raises:
         ModelSpecError: The file is missing, an option is unknown, or the extra is not installed.
@@ -122,7 +120,7 @@ def build_local_model(
         temperature=0,
         max_tokens=max_tokens,  # type: ignore[call-arg]
         timeout=max(timeout, REQUEST_TIMEOUT),  # one request at a time: queued calls wait
-        max_retries=retries,
+        max_retries=0,  # the model guard retries, so budgets and the audit see every request
     )
 
 

@@ -1,7 +1,8 @@
 """A cache of model responses in the project's database, keyed by the exact request.
 
 A fork that changes only a late setting then re-uses every earlier agent's answer, and a resumed
-run does not pay twice for a call it already made. The key (`request_key`) covers what the model
+run does not pay twice for a call it already made. `ModelCache` is a LangChain `BaseCache`; the
+guard asks it with `request(...)`'s `(prompt, llm_string)`, which covers what the model
 sees (spec, messages, answer-changing call kwargs) and nothing that differs between runs of the
 same request (message ids, callbacks, run ids, metadata). Results are stored with LangChain's own
 serialisation (`dumpd` / `load`), so messages come back with their tool calls and usage metadata.
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from langchain_core._api import LangChainBetaWarning
+from langchain_core.caches import BaseCache
 from langchain_core.load import Serializable, dumpd, load
 from langchain_core.messages import (
     AIMessage,
@@ -35,7 +37,7 @@ from langchain_core.messages import (
     ToolMessage,
     message_chunk_to_message,
 )
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, Generation
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel
@@ -45,9 +47,9 @@ from ensemble.errors import DatabaseError
 
 _log = logging.getLogger(__name__)
 
-_KEY_VERSION = 1
+_KEY_VERSION = 2
 """Part of every key: bump it when the key's contents change, so old rows are never matched."""
-_FORMAT = 1
+_FORMAT = 2
 """Format of the stored `result`; rows in another format are misses."""
 
 _IGNORED_KWARGS = frozenset(
@@ -89,8 +91,10 @@ CREATE TABLE IF NOT EXISTS model_cache (
 # --------------------------------------------------------------------------- key
 
 
-def request_key(spec: str, messages: Sequence[BaseMessage], kwargs: Mapping[str, Any]) -> str:
-    """Return the sha256 (hex) of a canonical JSON of the request.
+def request(
+    spec: str, messages: Sequence[BaseMessage], kwargs: Mapping[str, Any]
+) -> tuple[str, str]:
+    """Return the request as LangChain's cache sees it: `(prompt, llm_string)`, canonical JSON.
 
     Args:
         spec: The model spec; settings of the model that are not in the spec (temperature set on
@@ -102,20 +106,31 @@ def request_key(spec: str, messages: Sequence[BaseMessage], kwargs: Mapping[str,
             as not passed) do not count.
 
     Returns:
-        A 64-character hex digest.
+        The prompt (the messages) and the model with its call settings, as `BaseCache` keys.
     """
-    request = {
+    llm = {
         "v": _KEY_VERSION,
         "spec": spec,
-        "messages": [_message_entry(message) for message in messages],
         "kwargs": {
             name: value
             for name, value in kwargs.items()
             if name not in _IGNORED_KWARGS and value is not None
         },
     }
-    text = json.dumps(_canonical(request), sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return _json([_message_entry(message) for message in messages]), _json(llm)
+
+
+def request_key(spec: str, messages: Sequence[BaseMessage], kwargs: Mapping[str, Any]) -> str:
+    """Return the row key of a request (see `request`): a 64-character sha256 hex digest."""
+    return _key(*request(spec, messages, kwargs))
+
+
+def _key(prompt: str, llm_string: str) -> str:
+    return hashlib.sha256(f"{llm_string}\n{prompt}".encode()).hexdigest()
+
+
+def _json(value: Any) -> str:
+    return json.dumps(_canonical(value), sort_keys=True, default=str, separators=(",", ":"))
 
 
 def _message_entry(message: BaseMessage) -> dict[str, Any]:
@@ -171,26 +186,22 @@ def _canonical(value: Any) -> Any:
 # --------------------------------------------------------------------------- stored results
 
 
-def _encode(result: ChatResult) -> str:
-    """Serialise `result` and check that it decodes, so a stored row is always usable.
+def _encode(generations: Sequence[Generation]) -> str:
+    """Serialise `generations` and check that they decode, so a stored row is always usable.
 
     Raises:
-        ValueError: `result` holds something LangChain cannot serialise or `load` may not build.
+        ValueError: They hold something LangChain cannot serialise or `load` may not build.
     """
     text = json.dumps(
-        {
-            "format": _FORMAT,
-            "generations": [dumpd(generation) for generation in result.generations],
-            "llm_output": dumpd(result.llm_output),
-        },
+        {"format": _FORMAT, "generations": [dumpd(generation) for generation in generations]},
         separators=(",", ":"),
     )
     _decode(text)
     return text
 
 
-def _decode(text: Any) -> ChatResult:
-    """Rebuild a stored result exactly (message ids included).
+def _decode(text: Any) -> list[ChatGeneration]:
+    """Rebuild stored generations exactly (message ids included).
 
     Raises:
         ValueError: The row is not a result this module wrote.
@@ -200,12 +211,9 @@ def _decode(text: Any) -> ChatResult:
         if not isinstance(data, dict) or data.get("format") != _FORMAT:
             raise ValueError("not a cached result")
         generations = [_load(item) for item in data["generations"]]
-        llm_output = _load(data["llm_output"])
-        if not all(isinstance(g, ChatGeneration) for g in generations):
-            raise ValueError("a generation is not a ChatGeneration")
-        if llm_output is not None and not isinstance(llm_output, dict):
-            raise ValueError("llm_output is not a dict")
-        return ChatResult(generations=generations, llm_output=llm_output)
+        if not generations or not all(isinstance(g, ChatGeneration) for g in generations):
+            raise ValueError("not a list of ChatGenerations")
+        return generations
     except ValueError:
         raise
     except Exception as error:  # any failure to decode means a bad row
@@ -239,19 +247,20 @@ def _load(payload: Any) -> Any:
 # --------------------------------------------------------------------------- the cache
 
 
-class ModelCache:
-    """Model responses in the `model_cache` table of one SQLite database.
+class ModelCache(BaseCache):
+    """Model responses in the `model_cache` table of one SQLite database: LangChain's `BaseCache`.
 
-    Thread-safe: every `get` / `put` opens its own short connection (callers run them in a
-    worker thread), and every write is one transaction. The first answer stored for a key
-    stays; a second `put` of the key (two identical calls that missed at the same time) is
-    dropped, so every reader of a key sees the same answer.
+    Thread-safe: every lookup / update opens its own short connection (the async forms run them
+    in a worker thread, `BaseCache`'s default), and every write is one transaction. The first
+    answer stored for a request stays; a second update of it (two identical calls that missed
+    at the same time) is dropped, so every reader of a request sees the same answer.
     """
 
     _instances: ClassVar[dict[str, ModelCache]] = {}
     _instances_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, db_path: str | Path) -> None:
+        """Keep responses in the database at `db_path` (made on the first update)."""
         self.path = Path(db_path).expanduser()
         self._lock = threading.Lock()
         self._hits = 0
@@ -267,28 +276,28 @@ class ModelCache:
                 cache = cls._instances[name] = cls(db_path)
             return cache
 
-    def get(self, key: str) -> ChatResult | None:
-        """Return the stored result for `key`, or `None` on a miss.
+    def lookup(self, prompt: str, llm_string: str) -> list[ChatGeneration] | None:
+        """Return the stored answer to the request, or `None` on a miss.
 
         A hit counts in the row's `hits`. Its messages come back with `id=None`, as from a
         fresh call: LangChain then gives each a new run id, so two hits never share an id (which
         LangGraph's `add_messages` would take for one message replacing the other).
         """
-        result = self._lookup(key)
+        generations = self._lookup(_key(prompt, llm_string))
         with self._lock:
-            if result is None:
+            if generations is None:
                 self._misses += 1
             else:
                 self._hits += 1
-        if result is not None:
-            for generation in result.generations:
-                generation.message.id = None
-        return result
+        for generation in generations or ():
+            generation.message.id = None
+        return generations
 
-    def put(self, key: str, spec: str, result: ChatResult) -> None:
-        """Store `result` for `key` unless the key is stored already; never raises."""
+    def update(self, prompt: str, llm_string: str, return_val: Sequence[Generation]) -> None:
+        """Store the answer unless the request is stored already; never raises."""
+        spec = _spec_of(llm_string)
         try:
-            text = _encode(result)
+            text = _encode(return_val)
         except Exception as error:  # whatever LangChain cannot serialise is just not cached
             _log.info("model response for %s not cached: %s", spec, error)
             return
@@ -298,10 +307,17 @@ class ModelCache:
                 conn.execute(
                     "INSERT INTO model_cache (key, spec, result, created_at, hits) "
                     "VALUES (?, ?, ?, ?, 0) ON CONFLICT(key) DO NOTHING",
-                    (key, spec, text, time.time()),
+                    (_key(prompt, llm_string), spec, text, time.time()),
                 )
         except (DatabaseError, sqlite3.Error) as error:
             _log.warning("cannot write the model cache in %s: %s", self.path, error)
+
+    def clear(self, **kwargs: Any) -> None:
+        """Forget every stored answer."""
+        if self._exists():
+            with self._connect(create=False) as conn, _transaction(conn):
+                conn.execute(_SCHEMA)
+                conn.execute("DELETE FROM model_cache")
 
     def stats(self) -> dict[str, int]:
         """Return the rows and hits stored in the database, and this process's hits and misses."""
@@ -323,7 +339,7 @@ class ModelCache:
                 "session_misses": self._misses,
             }
 
-    def _lookup(self, key: str) -> ChatResult | None:
+    def _lookup(self, key: str) -> list[ChatGeneration] | None:
         if not self._exists():
             return None
         try:
@@ -382,6 +398,14 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
             conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def _spec_of(llm_string: str) -> str:
+    """The model spec in an `llm_string` made by `request` ("" for LangChain's own strings)."""
+    try:
+        return str(json.loads(llm_string)["spec"])
+    except (ValueError, TypeError, KeyError):
+        return ""
 
 
 def _no_table(error: Exception) -> bool:

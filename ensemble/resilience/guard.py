@@ -4,40 +4,44 @@
 looks the exact request up in the cache (a fork or resume does not pay twice), checks the
 thread's budget (before spending, not after), and skips a model whose endpoint's circuit
 breaker is open in favour of the role's next fallback. Each call, hit, fallback, breaker change
-and budget stop is written to the audit trail. Retries of transient faults happen in the
-model's client (see `ensemble.models.chat_model`); a model that still fails counts against its
-breaker.
+and budget stop is written to the audit trail. The guard retries transient faults itself (the
+clients are built without retries), so each request counts against the budget, is audited and
+is refused while its endpoint's breaker is open.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import json
 import logging
+import random
 import threading
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import openai
-from langchain_core.callbacks import AsyncCallbackManagerForLLMRun
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForLLMRun,
+    CallbackManager,
+    CallbackManagerForLLMRun,
+)
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.utils import message_chunk_to_message
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable
+from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from langgraph.constants import TAG_NOSTREAM
 from pydantic import ConfigDict
 
 from ensemble.audit import AuditEvent, record, thread_context, totals
 from ensemble.errors import EnsembleError
 from ensemble.progress import emit
-from ensemble.resilience.breaker import BOARD
-from ensemble.resilience.cache import ModelCache, request_key
+from ensemble.resilience.breaker import BOARD, CircuitBreaker
+from ensemble.resilience.cache import ModelCache, request
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +56,12 @@ TRANSIENT = (
     ConnectionError,
     json.JSONDecodeError,  # a garbled response body
 )
-"""Faults of the endpoint, not of the request: they count against its circuit breaker."""
+"""Faults of the endpoint, not of the request: retried, and counted against its breaker."""
+
+BACKOFF_INITIAL = 0.5
+BACKOFF_MAX = 8.0
+MAX_RETRY_AFTER = 60.0
+"""Seconds: the first retry's wait, the longest exponential wait, the longest Retry-After."""
 
 
 class BudgetExceeded(EnsembleError):
@@ -130,8 +139,37 @@ class Spending:
 SPENDING = Spending()
 
 
+@dataclass
+class _Call:
+    """A request the guard decided to make: the caller (sync or async) makes it."""
+
+    spec: str
+    model: BaseChatModel
+
+
+@dataclass
+class _Failed:
+    """What a request raised, and whether part of the answer had gone out already."""
+
+    error: Exception
+    partial: bool = False
+
+
+Step = _Call | float
+"""What the decisions ask the caller for: a request to make, or seconds to wait."""
+Reply = ChatResult | _Failed | None
+
+
 class GuardedChatModel(BaseChatModel):
-    """A role's model behind the cache, the budget, the breakers and its fallbacks."""
+    """A role's model behind the cache, the budget, the breakers, retries and its fallbacks.
+
+    The wrapped models are called through their public `invoke` / `ainvoke` / `astream` with
+    the guard's callbacks, so their own callbacks fire as children of the guard's run. They are
+    built without client retries: the guard retries transient faults itself, so that every
+    request that reaches a provider is counted by the budget and the audit trail and refused
+    while its endpoint's breaker is open. The decisions (`_steps`) are written once; a sync
+    and an async driver make the requests and waits they ask for.
+    """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -139,12 +177,14 @@ class GuardedChatModel(BaseChatModel):
     chain: tuple[str, ...]
     """The model specs to use, in order: the role's model, then its fallbacks."""
     models: tuple[BaseChatModel, ...]
-    """The chat models of `chain`, built with the run's timeout and retries."""
+    """The chat models of `chain`, built with the run's timeout and no client retries."""
     db: str
     """The database of the audit trail, the cache and the budget ledger."""
     budget: dict[str, float] = {}
     prices: dict[str, dict[str, float]] = {}
     use_cache: bool = True
+    retries: int = 2
+    """Retries of a transient fault per model, before its fallback (the run's `model_retries`)."""
 
     @property
     def _llm_type(self) -> str:
@@ -167,18 +207,23 @@ class GuardedChatModel(BaseChatModel):
         self,
         messages: list[BaseMessage],
         stop: list[str] | None = None,
-        run_manager: Any = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        """The same guard for a synchronous caller (a notebook's `invoke`).
-
-        It runs on an event loop of its own in a worker thread, with the caller's context
-        (LangGraph's config), so it works whether or not the caller's thread has a loop.
-        """
-        context = contextvars.copy_context()
-        call = self._agenerate(messages, stop, None, **kwargs)
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            return pool.submit(context.run, asyncio.run, call).result()
+        """The guard for a synchronous caller: the same decisions, blocking requests."""
+        steps = self._steps(messages, stop, kwargs)
+        reply: Reply = None
+        while not isinstance(step := _advance(steps, reply), ChatResult):
+            if isinstance(step, float):
+                time.sleep(step)
+                reply = None
+                continue
+            try:
+                config = _inner(run_manager)
+                reply = _result(step.model.invoke(messages, config, stop=stop, **kwargs))
+            except Exception as error:
+                reply = _Failed(error)
+        return step
 
     async def _agenerate(
         self,
@@ -187,8 +232,8 @@ class GuardedChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        chunks = [c async for c in self._guarded(messages, stop, kwargs, stream=False)]
-        return _joined(chunks)
+        chunks = self._arun(messages, stop, run_manager, kwargs, stream=False)
+        return _joined([chunk async for chunk in chunks])
 
     async def _astream(
         self,
@@ -197,86 +242,130 @@ class GuardedChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        async for chunk in self._guarded(messages, stop, kwargs, stream=True):
+        async for chunk in self._arun(messages, stop, run_manager, kwargs, stream=True):
             yield chunk
 
-    async def _guarded(
+    async def _arun(
         self,
         messages: list[BaseMessage],
         stop: list[str] | None,
+        run_manager: AsyncCallbackManagerForLLMRun | None,
         kwargs: dict[str, Any],
         *,
         stream: bool,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        """One call through the guard; chunks of the answer (one, unless streaming).
+        """The guard for an async caller: the decisions run off the loop (they read SQLite)."""
+        steps = self._steps(messages, stop, kwargs)
+        reply: Reply = None
+        streamed = False
+        while True:
+            step = await asyncio.to_thread(_advance, steps, reply)
+            if isinstance(step, ChatResult):
+                if not streamed:
+                    yield _as_chunk(step)
+                return
+            if isinstance(step, float):
+                await asyncio.sleep(step)
+                reply = None
+                continue
+            chunks: list[ChatGenerationChunk] = []
+            config = _inner(run_manager)
+            try:
+                if stream:
+                    async for part in step.model.astream(messages, config, stop=stop, **kwargs):
+                        chunks.append(ChatGenerationChunk(message=part))
+                        yield chunks[-1]
+                    reply = _joined(chunks)
+                else:
+                    reply = _result(await step.model.ainvoke(messages, config, stop=stop, **kwargs))
+            except Exception as error:
+                reply = _Failed(error, partial=bool(chunks))
+            streamed = bool(chunks)
 
-        A model that fails before its first token is replaced by the next in the chain; one
-        that fails after it is not (the error goes up), since half an answer cannot be undone.
+    def _steps(
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
+    ) -> Generator[Step, Reply, ChatResult]:
+        """Every decision of one guarded call; returns the answer.
+
+        Yields the requests to make (sent back: their result, or `_Failed`) and the seconds to
+        wait before a retry. Per model of the chain: the cache first, then attempts while its
+        breaker allows, each reserved against the budget and audited; a transient fault is
+        retried with backoff, then the next model is tried. A fault after part of a streamed
+        answer went out is raised (half an answer cannot be undone), as is a fault of the
+        request itself (400, auth).
         """
         where = thread_context()
-        thread = where[0]
         failures: list[str] = []
         for position, (spec, model) in enumerate(zip(self.chain, self.models, strict=True)):
+            prompt, llm_string = request(spec, messages, {**kwargs, "stop": stop})
+            cache = ModelCache.for_path(self.db)
+            cached = cache.lookup(prompt, llm_string) if self.use_cache else None
+            if cached:
+                result = ChatResult(generations=cached)
+                self._record(where, "cache_hit", spec, result=result)
+                return result
             breaker = BOARD.breaker(f"model:{spec}")
-            key = request_key(spec, messages, {**kwargs, "stop": stop})
-            if self.use_cache:
-                cached = await asyncio.to_thread(ModelCache.for_path(self.db).get, key)
-                if cached is not None:
-                    self._record(where, "cache_hit", spec, result=cached)
-                    yield _as_chunk(cached)
-                    return
-            if not breaker.allow():
-                failures.append(f"{spec}: out of rotation (circuit open)")
-                continue
-            if position > 0:
-                emit("model", "started", role=self.role, fallback=spec, because=failures[-1])
-                self._record(where, "fallback", spec, reason=failures[-1])
-            await self._reserve(where, spec)
-            started = time.monotonic()
-            chunks: list[ChatGenerationChunk] = []
-            try:
-                if stream and type(model)._astream is not BaseChatModel._astream:
-                    async for chunk in model._astream(messages, stop=stop, **kwargs):
-                        chunks.append(chunk)
-                        yield chunk
-                else:
-                    whole = await model._agenerate(messages, stop=stop, **kwargs)
-                    chunks.append(_as_chunk(whole))
-                    yield chunks[-1]
-            except Exception as error:
+            for attempt in range(self.retries + 1):
+                if not self._watch(where, breaker, breaker.allow):
+                    failures.append(f"{spec}: out of rotation (circuit open)")
+                    break
+                if position > 0 and attempt == 0:
+                    emit("model", "started", role=self.role, fallback=spec, because=failures[-1])
+                    self._record(where, "fallback", spec, reason=failures[-1])
+                self._reserve(where, spec)
+                started = time.monotonic()
+                reply = yield _Call(spec, model)
                 seconds = time.monotonic() - started
-                self._spend(thread, 0, seconds, 0.0)
+                if isinstance(reply, ChatResult):
+                    self._watch(where, breaker, breaker.record_success)
+                    tokens_in, tokens_out = _usage(reply)
+                    cost = self._cost(spec, tokens_in, tokens_out)
+                    self._spend(where[0], tokens_in + tokens_out, seconds, cost)
+                    self._record(
+                        where, "model_call", spec, result=reply, seconds=seconds, cost=cost
+                    )
+                    if self.use_cache:
+                        cache.update(prompt, llm_string, reply.generations)
+                    return reply
+                assert isinstance(reply, _Failed)
+                error = reply.error
+                self._spend(where[0], 0, seconds, 0.0)
                 detail = f"{type(error).__name__}: {error}"
                 self._record(
                     where, "model_call", spec, outcome="error", seconds=seconds, reason=detail
                 )
-                if not isinstance(error, TRANSIENT) or chunks:
-                    raise  # a fault of the request (400, auth), or half an answer already out
-                breaker.record_failure()
+                if not isinstance(error, TRANSIENT) or reply.partial:
+                    raise error
+                self._watch(where, breaker, breaker.record_failure)
                 failures.append(f"{spec}: {detail}")
-                continue
-            seconds = time.monotonic() - started
-            breaker.record_success()
-            result = _joined(chunks)
-            tokens_in, tokens_out = _usage(result)
-            cost = self._cost(spec, tokens_in, tokens_out)
-            self._spend(thread, tokens_in + tokens_out, seconds, cost)
-            self._record(where, "model_call", spec, result=result, seconds=seconds, cost=cost)
-            if self.use_cache:
-                await asyncio.to_thread(ModelCache.for_path(self.db).put, key, spec, result)
-            return
+                if attempt < self.retries and breaker.state != "open":
+                    yield _backoff(attempt, error)
         raise ModelUnavailable(
             f"no model available for the {self.role}: "
             + "; ".join(failures)
             + " (resume once the provider is back, or add fallbacks)"
         )
 
-    async def _reserve(self, where: tuple[str, str, str], spec: str) -> None:
-        """Count the call against the budget first (the ledger is read once, off the loop)."""
+    def _watch(self, where: tuple[str, str, str], breaker: CircuitBreaker, act: Any) -> Any:
+        """Do `act` on `breaker`; audit the change of state it made, if any."""
+        old = breaker.state
+        done = act()
+        new = breaker.state
+        if new != old:
+            self._record(
+                where,
+                "breaker",
+                breaker.name.split(":", 1)[-1],
+                outcome=new,
+                detail={"breaker": breaker.name, "old": old, "new": new},
+            )
+        return done
+
+    def _reserve(self, where: tuple[str, str, str], spec: str) -> None:
+        """Count the request against the budget before it is made."""
         thread = where[0]
         if not (self.budget and thread):
             return
-        await asyncio.to_thread(SPENDING.ledger, self.db, thread)
         try:
             SPENDING.reserve(self.db, thread, self.budget)
         except BudgetExceeded as error:
@@ -302,27 +391,68 @@ class GuardedChatModel(BaseChatModel):
         seconds: float = 0.0,
         cost: float = 0.0,
         reason: str | None = None,
+        detail: dict[str, Any] | None = None,
     ) -> None:
         """One audit row for this role's call: tokens from `result`, a short `reason`."""
         thread, namespace, checkpoint = where
+        if not thread and kind == "breaker":
+            return  # outside a run there is no trail to put it in
         tokens_in, tokens_out = _usage(result) if result is not None else (0, 0)
         record(
             AuditEvent(
                 thread_id=thread,
                 kind=kind,
-                agent=self.role,
+                agent=self.role if kind != "breaker" else spec,
                 checkpoint_ns=namespace,
                 checkpoint_id=checkpoint,
-                model=spec,
+                model=spec if kind != "breaker" else None,
                 tokens_in=tokens_in,
                 tokens_out=tokens_out,
                 cost=cost,
                 seconds=round(seconds, 4),
                 outcome=outcome,
-                detail={"reason": reason[:500]} if reason else {},
+                detail=detail or ({"reason": reason[:500]} if reason else {}),
             ),
             self.db,
         )
+
+
+def _advance(steps: Generator[Step, Reply, ChatResult], reply: Reply) -> Step | ChatResult:
+    """The next step of the decisions, or their answer (a `StopIteration` cannot cross threads)."""
+    try:
+        return steps.send(reply)
+    except StopIteration as done:
+        return done.value
+
+
+def _inner(run_manager: Any) -> RunnableConfig:
+    """The wrapped model's config: its callbacks are the guard run's children.
+
+    It is tagged `nostream`: LangGraph's message stream shows the guard's answer, not the same
+    answer a second time from the model inside it.
+    """
+    if run_manager is None:
+        return {"tags": [TAG_NOSTREAM]}
+    child = CallbackManager(handlers=[], parent_run_id=run_manager.run_id)
+    child.set_handlers(run_manager.inheritable_handlers)
+    child.add_tags(run_manager.inheritable_tags)
+    child.add_metadata(run_manager.inheritable_metadata)
+    return {"callbacks": child, "tags": [TAG_NOSTREAM]}
+
+
+def _result(message: BaseMessage) -> ChatResult:
+    return ChatResult(generations=[ChatGeneration(message=message)])
+
+
+def _backoff(attempt: int, error: Exception) -> float:
+    """Seconds before retry `attempt + 1`: the server's Retry-After, else exponential, jittered."""
+    headers = getattr(getattr(error, "response", None), "headers", None) or {}
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        try:
+            return min(float(headers[name]) * scale, MAX_RETRY_AFTER)
+        except (KeyError, TypeError, ValueError):
+            continue
+    return min(BACKOFF_MAX, BACKOFF_INITIAL * 2**attempt) * (1 - 0.25 * random.random())
 
 
 def _as_chunk(result: ChatResult) -> ChatGenerationChunk:

@@ -21,12 +21,10 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 
-from ensemble import workspace
 from ensemble.audit import AuditEvent, events, flush, record, stats, thread_context, totals, trail
 from ensemble.cli.audit import add_audit_parsers, cmd_audit, cmd_stats
 from ensemble.errors import DatabaseError, InvalidInputError
 from ensemble.persistence import connect
-from ensemble.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -114,16 +112,6 @@ def test_an_event_is_stamped_with_the_time_it_was_made(db: Path) -> None:
     (row,) = events(db, "t1")
     assert before <= row["at"] <= time.time()
     assert row["outcome"] == "ok" and row["detail"] == {} and row["model"] is None
-
-
-def test_the_default_database_is_the_workspace_in_force_when_recording(tmp_path: Path) -> None:
-    chosen = tmp_path / "chosen.db"
-    with workspace.use(Workspace(db_path=chosen)):
-        record(call())
-    record(call("after"))  # back to ENSEMBLE_DB (the conftest's default.db)
-    assert flush()
-    assert [r["agent"] for r in events(chosen, "t1")] == ["planner"]
-    assert [r["agent"] for r in events(tmp_path / "default.db", "t1")] == ["after"]
 
 
 def test_detail_is_copied_when_recorded(db: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,7 +14,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from typing_extensions import TypedDict
 
-from ensemble import audit, workspace
+from ensemble import audit
 from ensemble.context import Context
 from ensemble.models import chat_model_for
 from ensemble.resilience import BOARD
@@ -42,18 +43,17 @@ def echo(name: str):
     return respond
 
 
-async def node(state: Box, runtime: Runtime[Context]) -> dict[str, Any]:
-    answers, errors = [], []
-    for prompt in state["prompts"]:
-        try:
-            reply = await chat_model_for(runtime.context, "writer").ainvoke([HumanMessage(prompt)])
-            answers.append(reply.text)
-        except Exception as error:  # noqa: BLE001 - the test looks at what was raised
-            errors.append(f"{type(error).__name__}: {error}")
-    return {"answers": answers, "errors": errors}
+def graph(db: Path):
+    async def node(state: Box, runtime: Runtime[Context]) -> dict[str, Any]:
+        answers, errors = [], []
+        model = chat_model_for(runtime.context, "writer", db=db)
+        for prompt in state["prompts"]:
+            try:
+                answers.append((await model.ainvoke([HumanMessage(prompt)])).text)
+            except Exception as error:  # noqa: BLE001 - the test looks at what was raised
+                errors.append(f"{type(error).__name__}: {error}")
+        return {"answers": answers, "errors": errors}
 
-
-def graph():
     builder = StateGraph(Box, context_schema=Context)
     builder.add_node("writer", node)
     builder.add_edge(START, "writer")
@@ -65,19 +65,22 @@ def graph():
 def fresh(tmp_path):
     BOARD.reset()
     SPENDING.forget()
-    with workspace.use(Workspace(db_path=tmp_path / "guard.db")) as current:
-        yield current
+    yield Workspace(db_path=tmp_path / "guard.db")
     audit.flush()
     BOARD.reset()
     SPENDING.forget()
 
 
-async def run(prompts: list[str], context: Context, thread: str = "t") -> Box:
-    config = {"configurable": {"thread_id": thread}}
-    return await graph().ainvoke({"prompts": prompts}, config, context=context)
+@pytest.fixture
+def run(fresh):
+    async def run(prompts: list[str], context: Context, thread: str = "t") -> Box:
+        config = {"configurable": {"thread_id": thread}}
+        return await graph(fresh.db_path).ainvoke({"prompts": prompts}, config, context=context)
+
+    return run
 
 
-async def test_an_open_breaker_sends_calls_to_the_fallback(register, fresh):
+async def test_an_open_breaker_sends_calls_to_the_fallback(register, fresh, run):
     primary = ScriptedChatModel(responder=down)
     backup = ScriptedChatModel(responder=echo("backup"))
     context = Context(
@@ -92,7 +95,7 @@ async def test_an_open_breaker_sends_calls_to_the_fallback(register, fresh):
     assert kinds.count("fallback") == 5 and "model_call" in kinds
 
 
-async def test_without_a_fallback_the_reason_is_named(register):
+async def test_without_a_fallback_the_reason_is_named(register, run):
     context = Context(role_models={"writer": register(ScriptedChatModel(responder=down))})
     out = await run(["a", "b", "c", "d"], context)
     assert len(out["errors"]) == 4
@@ -101,7 +104,7 @@ async def test_without_a_fallback_the_reason_is_named(register):
     assert issubclass(ModelUnavailable, Exception)
 
 
-async def test_a_budget_stops_before_overspending(register, fresh):
+async def test_a_budget_stops_before_overspending(register, fresh, run):
     model = ScriptedChatModel(responder=echo("m"))
     context = Context(role_models={"writer": register(model)}, budget={"calls": 2})
     out = await run(["a", "b", "c"], context)
@@ -117,7 +120,7 @@ async def test_a_budget_stops_before_overspending(register, fresh):
     assert issubclass(BudgetExceeded, Exception)
 
 
-async def test_tokens_and_cost_budgets(register):
+async def test_tokens_and_cost_budgets(register, run):
     model = ScriptedChatModel(responder=echo("m"))
     spec = register(model)
     context = Context(role_models={"writer": spec}, budget={"tokens": 20})
@@ -132,7 +135,7 @@ async def test_tokens_and_cost_budgets(register):
     assert len(out["answers"]) == 1 and out["errors"][0].startswith("BudgetExceeded")
 
 
-async def test_an_identical_request_is_served_from_the_cache(register, fresh):
+async def test_an_identical_request_is_served_from_the_cache(register, fresh, run):
     model = ScriptedChatModel(responder=echo("m"))
     spec = register(model)
     out = await run(["same", "same", "other"], Context(role_models={"writer": spec}, cache=True))
@@ -249,7 +252,8 @@ def test_a_fork_that_changes_only_max_revisions_reuses_earlier_work(
 
 def test_a_synchronous_call_goes_through_the_same_guard(register, fresh):
     model = ScriptedChatModel(responder=echo("m"))
-    guarded = chat_model_for(Context(role_models={"writer": register(model)}, cache=True), "writer")
+    context = Context(role_models={"writer": register(model)}, cache=True)
+    guarded = chat_model_for(context, "writer", db=fresh.db_path)
     assert guarded.invoke([HumanMessage("hi")]).text == "m: hi"
     assert guarded.invoke([HumanMessage("hi")]).text == "m: hi"
     assert len(model.calls) == 1  # the second came from the cache

@@ -1,4 +1,4 @@
-"""The model-response cache: stable request keys, exact round trips, bad rows and threads."""
+"""The model-response cache (a LangChain `BaseCache`): stable keys, round trips, bad rows."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from langchain_core.caches import BaseCache
 from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
@@ -23,7 +24,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import create_model
 
 from ensemble import persistence
-from ensemble.resilience.cache import ModelCache, request_key
+from ensemble.resilience.cache import ModelCache, request, request_key
 
 TOOL = {
     "type": "function",
@@ -178,7 +179,7 @@ def test_key_tells_apart_schemas_of_the_same_name():
 _OTHER_PROCESS = """
 import json, sys, warnings
 from langchain_core.messages import AIMessage, HumanMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.outputs import ChatGeneration
 from ensemble.resilience.cache import ModelCache, request_key
 
 key = request_key(
@@ -193,9 +194,9 @@ message = AIMessage(
     "", tool_calls=[{"name": "search", "args": {"q": [1, {"a": None}]}, "id": "c"}],
     usage_metadata={"input_tokens": 1, "output_tokens": 2, "total_tokens": 3},
 )
-cache.put(key, "openai:gpt-x", ChatResult(generations=[ChatGeneration(message=message)]))
-got = cache.get(key)
-assert got is not None and got.generations[0].message.tool_calls == message.tool_calls, got
+cache.update(key, "m", [ChatGeneration(message=message)])
+got = cache.lookup(key, "m")
+assert got is not None and got[0].message.tool_calls == message.tool_calls, got
 print(key)
 """
 
@@ -227,12 +228,12 @@ def test_round_trip_is_exact_but_for_message_ids(cache, make):
     result = make()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        cache.put("k", "openai:gpt-x", result)
-        got = cache.get("k")
-        again = cache.get("k")
-    assert got == without_ids(result)
+        cache.update("k", "m", result.generations)
+        got = cache.lookup("k", "m")
+        again = cache.lookup("k", "m")
+    assert got == without_ids(result).generations
     assert again == got
-    message = got.generations[0].message
+    message = got[0].message
     assert isinstance(message, AIMessage)
     assert message.id is None
     assert message.tool_calls == result.generations[0].message.tool_calls
@@ -242,34 +243,34 @@ def test_round_trip_is_exact_but_for_message_ids(cache, make):
 def test_miss_on_unknown_key_and_missing_database(tmp_path):
     path = tmp_path / "absent.db"
     cache = ModelCache(path)
-    assert cache.get("nothing") is None
+    assert cache.lookup("nothing", "m") is None
     assert not path.exists()
-    cache.put("k", "m", text_result())
-    assert cache.get("nothing") is None
+    cache.update("k", "m", text_result().generations)
+    assert cache.lookup("nothing", "m") is None
 
 
 def test_first_answer_stays(cache):
-    cache.put("k", "m", text_result())
-    cache.put("k", "m", tool_result())
-    assert cache.get("k") == without_ids(text_result())
+    cache.update("k", "m", text_result().generations)
+    cache.update("k", "m", tool_result().generations)
+    assert cache.lookup("k", "m") == without_ids(text_result()).generations
     assert cache.stats()["entries"] == 1
 
 
 def test_hits_are_counted(cache):
     assert cache.stats() == {"entries": 0, "hits": 0, "session_hits": 0, "session_misses": 0}
-    cache.put("a", "m", text_result())
-    cache.put("b", "m", tool_result())
+    cache.update("a", "m", text_result().generations)
+    cache.update("b", "m", tool_result().generations)
     for _ in range(3):
-        cache.get("a")
-    cache.get("b")
-    cache.get("missing")
+        cache.lookup("a", "m")
+    cache.lookup("b", "m")
+    cache.lookup("missing", "m")
     assert cache.stats() == {"entries": 2, "hits": 4, "session_hits": 4, "session_misses": 1}
     conn = persistence.connect(cache.path)
     try:
         rows = dict(conn.execute("SELECT key, hits FROM model_cache").fetchall())
     finally:
         conn.close()
-    assert rows == {"a": 3, "b": 1}
+    assert sorted(rows.values()) == [1, 3]
     # A fresh instance (a new process) sees the stored hits, not the session's.
     assert ModelCache(cache.path).stats()["hits"] == 4
     assert ModelCache(cache.path).stats()["session_hits"] == 0
@@ -288,35 +289,36 @@ _DISALLOWED = {
     [
         "not json",
         json.dumps({"format": 999, "generations": [], "llm_output": None}),
-        json.dumps({"format": 1, "generations": [{"lc": 1, "type": "constructor"}]}),
-        json.dumps({"format": 1, "generations": [_DISALLOWED], "llm_output": None}),
-        json.dumps({"format": 1, "generations": [], "llm_output": [1, 2]}),
+        json.dumps({"format": 2, "generations": [{"lc": 1, "type": "constructor"}]}),
+        json.dumps({"format": 2, "generations": [_DISALLOWED]}),
+        json.dumps({"format": 2, "generations": []}),
         None,
     ],
 )
 def test_corrupt_row_is_a_miss_and_is_deleted(cache, stored):
-    cache.put("k", "m", text_result())
+    cache.update("k", "m", text_result().generations)
     conn = persistence.connect(cache.path)
     try:
+        (key,) = conn.execute("SELECT key FROM model_cache").fetchone()
         with conn:
             conn.execute("DROP TABLE model_cache")
             conn.execute(
                 "CREATE TABLE model_cache (key TEXT PRIMARY KEY, spec TEXT, result TEXT, "
                 "created_at REAL, hits INTEGER)"
             )
-            conn.execute("INSERT INTO model_cache VALUES ('k', 'm', ?, 0, 0)", (stored,))
+            conn.execute("INSERT INTO model_cache VALUES (?, 'm', ?, 0, 0)", (key, stored))
     finally:
         conn.close()
-    assert cache.get("k") is None
+    assert cache.lookup("k", "m") is None
     assert cache.stats()["entries"] == 0
-    cache.put("k", "m", tool_result())
-    assert cache.get("k") == without_ids(tool_result())
+    cache.update("k", "m", tool_result().generations)
+    assert cache.lookup("k", "m") == without_ids(tool_result()).generations
 
 
 def test_a_result_that_cannot_round_trip_is_not_stored(cache):
     message = AIMessage("x", response_metadata={"when": object()})
-    cache.put("k", "m", ChatResult(generations=[ChatGeneration(message=message)]))
-    assert cache.get("k") is None
+    cache.update("k", "m", [ChatGeneration(message=message)])
+    assert cache.lookup("k", "m") is None
     assert cache.stats()["entries"] == 0
 
 
@@ -329,10 +331,10 @@ def test_database_without_the_table(tmp_path):
     finally:
         conn.close()
     cache = ModelCache(path)
-    assert cache.get("k") is None
+    assert cache.lookup("k", "m") is None
     assert cache.stats()["entries"] == 0
-    cache.put("k", "m", text_result())
-    assert cache.get("k") == without_ids(text_result())
+    cache.update("k", "m", text_result().generations)
+    assert cache.lookup("k", "m") == without_ids(text_result()).generations
 
 
 def test_an_unusable_database_is_a_miss_not_an_error(tmp_path):
@@ -340,8 +342,8 @@ def test_an_unusable_database_is_a_miss_not_an_error(tmp_path):
     (tmp_path / "junk.db").write_bytes(b"this is not a database" * 100)
     for name in ("dir.db", "junk.db"):
         cache = ModelCache(tmp_path / name)
-        cache.put("k", "m", text_result())
-        assert cache.get("k") is None
+        cache.update("k", "m", text_result().generations)
+        assert cache.lookup("k", "m") is None
         assert cache.stats()["entries"] == 0
 
 
@@ -355,9 +357,9 @@ def test_concurrent_puts_and_gets_from_threads(cache):
             start.wait()
             for i, (key, result) in enumerate(results.items()):
                 if i % 8 == worker or i % 3 == 0:  # some keys written by several threads
-                    cache.put(key, "m", result)
-                cache.get(key)
-                cache.put("shared", "m", result)
+                    cache.update(key, "m", result.generations)
+                cache.lookup(key, "m")
+                cache.update("shared", "m", result.generations)
         except BaseException as error:  # pragma: no cover - reported below
             errors.append(error)
 
@@ -369,8 +371,8 @@ def test_concurrent_puts_and_gets_from_threads(cache):
     assert not errors
     assert cache.stats()["entries"] == len(results) + 1
     for key, result in results.items():
-        assert cache.get(key) == without_ids(result)
-    assert cache.get("shared") is not None
+        assert cache.lookup(key, "m") == without_ids(result).generations
+    assert cache.lookup("shared", "m") is not None
 
 
 def test_for_path_is_one_instance_per_database(tmp_path, monkeypatch):
@@ -381,9 +383,19 @@ def test_for_path_is_one_instance_per_database(tmp_path, monkeypatch):
     assert ModelCache.for_path(tmp_path / "other.db") is not first
 
 
+def test_it_is_a_langchain_cache_and_can_be_cleared(cache):
+    prompt, llm_string = request("openai:gpt-x", conversation(), {"temperature": 0.2})
+    assert isinstance(cache, BaseCache)
+    cache.update(prompt, llm_string, text_result().generations)
+    assert cache.lookup(prompt, llm_string) == without_ids(text_result()).generations
+    assert cache.lookup(prompt, request("openai:gpt-y", conversation(), {})[1]) is None
+    cache.clear()
+    assert cache.lookup(prompt, llm_string) is None
+
+
 def test_writes_do_not_hold_the_database(cache):
-    cache.put("k", "m", text_result())
-    cache.get("k")
+    cache.update("k", "m", text_result().generations)
+    cache.lookup("k", "m")
     conn = sqlite3.connect(cache.path, timeout=0)
     try:
         conn.execute("BEGIN IMMEDIATE")
