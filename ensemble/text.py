@@ -17,7 +17,7 @@ STOPWORDS = frozenset(
     from further get gets got had hadn't has hasn't have haven't having he her here hers
     herself him himself his how however i if in into is isn't it it's its itself just let
     let's may me might more most much must mustn't my myself neither no nor not now of off
-    often on once only or other ought our ours ourselves out over own per please rather
+    often on once only or other ought our ours ourselves out over own please rather
     really same shall shan't she should shouldn't so some such than that that's the their
     theirs them themselves then there there's these they this those though through thus to
     too under until up upon us very via was wasn't we were weren't what what's when where
@@ -59,7 +59,7 @@ def tokens(text: str) -> list[str]:
     return TOKEN.findall(text)
 
 
-def words(text: str) -> list[str]:
+def plain_words(text: str) -> list[str]:
     """Return the plain words of `text`, lowercased: tokens cut at dots, dashes and underscores.
 
     This is how SQLite's FTS5 (unicode61) reads text, so these are the words a search can find.

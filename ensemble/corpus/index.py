@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sqlite3
 import threading
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 from ensemble.corpus import ranking, sources
 from ensemble.errors import DatabaseError, EnsembleError
 from ensemble.persistence import connect
-from ensemble.text import HOW_TO_WORDS, keywords_in, operator_words
+from ensemble.text import HOW_TO_WORDS, STOPWORDS, keywords_in, operator_words, plain_words
 
 logger = logging.getLogger(__name__)
 
@@ -36,21 +35,8 @@ CANDIDATES_PER_HIT = 8
 MIN_CANDIDATES = 60
 """bm25 picks this many candidates per wanted hit, which `ranking` then re-orders."""
 
-STOPWORDS = (
-    frozenset(
-        """a about above after again all also am an and any are as at be because been before being
-    below between both but by can could did do does doing down during each few for from further
-    had has have having he her here hers him his how i if in into is it its itself just me more
-    most my no nor not now of off on once only or other our ours out over own same she should so
-    some such than that the their theirs them then there these they this those through to too
-    under until up very was we were what when where which while who whom why will with would you
-    your yours whether""".split()
-    )
-    | HOW_TO_WORDS
-)
-"""Function words, and the words every how-to question uses ("how does X work")."""
-
-_TOKEN = re.compile(r"[^\W_]+")  # like FTS5's unicode61 tokenizer: underscores separate words
+IGNORED = STOPWORDS | HOW_TO_WORDS
+"""Function words, and the words every how-to question uses ("how does X work"): not searched."""
 
 _SCHEMA = """
 DROP TRIGGER IF EXISTS corpus_passages_ai;
@@ -167,8 +153,8 @@ def query_sequence(query: str) -> list[str]:
     """
     words: list[str] = []
     distinct: set[str] = set()
-    for token in _TOKEN.findall(query.lower()):
-        if len(token) > 1 and token not in STOPWORDS:
+    for token in plain_words(query):
+        if len(token) > 1 and token not in IGNORED:
             distinct.add(token)
             if len(distinct) > MAX_QUERY_TOKENS:
                 break

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import TypeVar
 
 from ensemble.corpus.sources import HEADING_RULE, pydoc_chapters
-from ensemble.text import keywords_in
+from ensemble.text import keywords_in, stem
 
 T = TypeVar("T")
 
@@ -78,16 +78,8 @@ def prior(doc_id: str) -> float:
 
 
 def stems(words: Sequence[str]) -> set[str]:
-    """A light stemmer for title matching (FTS5's porter does the real search)."""
-    out = set()
-    for word in words:
-        w = word.lower()
-        for suffix in ("ing", "ers", "er", "es", "ed", "s"):
-            if len(w) > len(suffix) + 3 and w.endswith(suffix):
-                w = w[: -len(suffix)]
-                break
-        out.add(w)
-    return out
+    """The stems of `words`, for title matching (FTS5's porter stemmer does the real search)."""
+    return {stem(w) for w in words}
 
 
 _CAMEL = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+[0-9]*|[0-9]+")
