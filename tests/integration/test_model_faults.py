@@ -1,4 +1,4 @@
-"""Every model call has a timeout and retries transient faults, against a real HTTP server.
+"""Every model call has a timeout and the guard retries transient faults, against real HTTP.
 
 The OpenAI-compatible test server injects each fault on a schedule: a request held past the
 timeout, 429 with Retry-After, 500, a reset connection, 400, malformed tool arguments.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from pydantic import BaseModel
 
 from ensemble.models import chat_model
 from ensemble.nodes.llm import ask_structured
+from ensemble.resilience import BOARD
+from ensemble.resilience.guard import GuardedChatModel, ModelUnavailable
 from tests.fake_openai import FakeOpenAI
 
 pytestmark = pytest.mark.integration
@@ -34,14 +37,27 @@ def server(monkeypatch):
         yield fake
 
 
-def model(timeout: float = 2.0, retries: int = 2):
-    return chat_model(f"openai:fault-{time.monotonic_ns()}", timeout=timeout, retries=retries)
+@pytest.fixture(autouse=True)
+def closed_breakers():
+    BOARD.reset()
+    yield
+    BOARD.reset()
+
+
+def model(timeout: float = 2.0, retries: int = 2) -> GuardedChatModel:
+    """A model behind the guard, which does the retrying (its client never retries)."""
+    spec = f"openai:fault-{time.monotonic_ns()}"
+    db = Path(tempfile.mkdtemp()) / "faults.db"
+    client = chat_model(spec, timeout=timeout)
+    return GuardedChatModel(
+        role="writer", chain=(spec,), models=(client,), db=str(db), retries=retries
+    )
 
 
 async def test_a_request_held_open_times_out_and_is_retried_then_given_up(server):
     server.faults = [{"kind": "stall", "seconds": 3}] * 2
     started = time.monotonic()
-    with pytest.raises(openai.APITimeoutError):
+    with pytest.raises(ModelUnavailable, match="TimeoutError"):
         await model(timeout=0.5, retries=1).ainvoke([HumanMessage("hello")])
     assert len(server.requests) == 2 and time.monotonic() - started < 3
 
@@ -102,5 +118,7 @@ def test_a_stalled_provider_pauses_a_run_with_a_reason_instead_of_hanging(tmp_pa
         elapsed = time.monotonic() - started
     assert done.returncode == 0, done.stderr
     assert "Paused: no model available for the planner" in done.stderr
-    assert "Timeout" in done.stderr and "Go on with: ensemble resume" in done.stderr
+    # The guard's retries time out until the endpoint's breaker opens; the reason says so.
+    assert "out of rotation (circuit open)" in done.stderr
+    assert "Go on with: ensemble resume" in done.stderr
     assert elapsed < 60
