@@ -21,7 +21,7 @@ from ensemble.graphs.compiling import add_agent
 from ensemble.graphs.research import build_research
 from ensemble.graphs.scenario import Scenario
 from ensemble.graphs.writing_team import build_writing_team
-from ensemble.nodes.approval import approval, parse_answer
+from ensemble.nodes.approval import APPROVAL, approval
 from ensemble.nodes.assemble import assemble
 from ensemble.nodes.chief import chief, content_intake
 from ensemble.nodes.publisher import publisher
@@ -134,7 +134,7 @@ def build_content(
 
 def check_answer(answer: Any, values: Mapping[str, Any]) -> Any:
     """A resume answer of the content scenario: its one question is the approval."""
-    parse_answer(answer)
+    APPROVAL.parse(answer, values)
     return answer
 
 

@@ -20,13 +20,14 @@ from ensemble.graphs.compiling import add_agent
 from ensemble.graphs.scenario import Scenario
 from ensemble.nodes.finalize import finalize
 from ensemble.nodes.intake import research_intake
-from ensemble.nodes.plan_review import parse_plan_answer, review_plan
+from ensemble.nodes.plan_review import PLAN_REVIEW, review_plan
 from ensemble.nodes.planner import plan_from_texts, planner
 from ensemble.nodes.researcher import researcher
 from ensemble.nodes.reviewer import reviewer
 from ensemble.nodes.synthesizer import synthesizer
 from ensemble.state.identity import item_id
 from ensemble.state.research import (
+    MAX_RESEARCHERS,
     ResearchInput,
     ResearchOutput,
     ResearchState,
@@ -132,13 +133,13 @@ def build_research(
 
 def check_answer(answer: Any, values: Mapping[str, Any]) -> Any:
     """A resume answer of the research scenario: its one question is the plan review."""
-    parse_plan_answer(answer, int(values.get("max_researchers", 16)))
+    PLAN_REVIEW.parse(answer, values)
     return answer
 
 
 def fork_plan(value: Any, valid: BaseModel) -> list[SubQuestion]:
     """A fork may replace the plan: a JSON list of sub-question texts (or {"question": ...})."""
-    max_researchers = int(getattr(valid, "max_researchers", 16))
+    max_researchers = int(getattr(valid, "max_researchers", MAX_RESEARCHERS))
     items = value if isinstance(value, list) else None
     texts = [i.get("question") if isinstance(i, dict) else i for i in items or []]
     if not texts or not all(isinstance(t, str) and t.strip() for t in texts):

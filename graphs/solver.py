@@ -28,7 +28,7 @@ from ensemble.graphs.research import build_research
 from ensemble.graphs.scenario import Scenario
 from ensemble.nodes.aggregator import aggregator
 from ensemble.nodes.scheduler import scheduler
-from ensemble.nodes.solver_help import parse_help_answer, solver_help
+from ensemble.nodes.solver_help import SOLVER_HELP, solver_help
 from ensemble.nodes.solver_planner import solver_intake, solver_planner
 from ensemble.nodes.solver_worker import solver_worker
 from ensemble.nodes.team import team_of
@@ -126,7 +126,7 @@ def check_input(valid: BaseModel) -> None:
 
 def check_answer(answer: Any, values: Mapping[str, Any]) -> Any:
     """A resume answer of the solver: its one question is the help request."""
-    parse_help_answer(answer)
+    SOLVER_HELP.parse(answer, values)
     return answer
 
 

@@ -14,11 +14,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from langgraph.config import get_config
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from ensemble.errors import InvalidInputError, describe_validation_error
-from ensemble.nodes.asking import ask_person
-from ensemble.progress import emit
+from ensemble.nodes.gates import Gate
 from ensemble.publishing.approvals import sign
 from ensemble.publishing.piece import count_words
 from ensemble.state.content import Approval, ContentState, draft_key
@@ -37,7 +35,7 @@ class RequestChanges(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     action: Literal["request_changes"]
-    notes: str = Field(min_length=1, max_length=4000)
+    notes: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
 
 
 class Edit(BaseModel):
@@ -45,7 +43,7 @@ class Edit(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     action: Literal["edit"]
-    text: str = Field(min_length=1, max_length=100_000)
+    text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100_000)]
     title: str | None = Field(None, min_length=1, max_length=200)
 
 
@@ -57,35 +55,18 @@ class Reject(BaseModel):
     reason: str = Field("", max_length=2000)
 
 
-Answer = Annotated[Approve | RequestChanges | Edit | Reject, Field(discriminator="action")]
-_answers: TypeAdapter[Approve | RequestChanges | Edit | Reject] = TypeAdapter(Answer)
-
-ANSWER_HELP = (
-    '{"action": "approve"} | {"action": "request_changes", "notes": "..."} '
-    '| {"action": "edit", "text": "...", "title": "..."} | {"action": "reject"}'
+APPROVAL: Gate[Approve | RequestChanges | Edit | Reject] = Gate(
+    node="approval",
+    kind="content_approval",
+    what="approval answer",
+    answers=Annotated[Approve | RequestChanges | Edit | Reject, Field(discriminator="action")],
+    feedback="approval_feedback",
 )
-
-
-def parse_answer(answer: Any) -> Approve | RequestChanges | Edit | Reject:
-    """Validate an approval answer; raise `InvalidInputError` saying what is accepted."""
-    try:
-        parsed = _answers.validate_python(answer)
-    except ValidationError as error:
-        raise InvalidInputError(
-            f"invalid approval answer ({describe_validation_error(error)}); expected {ANSWER_HELP}"
-        ) from None
-    if (
-        isinstance(parsed, RequestChanges | Edit)
-        and not getattr(parsed, "notes", getattr(parsed, "text", "")).strip()
-    ):
-        raise InvalidInputError("invalid approval answer: the text must not be blank")
-    return parsed
 
 
 def approval_request(state: ContentState) -> dict[str, Any]:
     """The interrupt payload: everything a person (or a client UI) needs to decide."""
     return {
-        "kind": "content_approval",
         "title": state.title,
         "draft": state.piece,
         "word_count": state.word_count,
@@ -95,8 +76,6 @@ def approval_request(state: ContentState) -> dict[str, Any]:
             for d in state.drafts.values()
         },
         "sources": [f"[{s['n']}] {s['title']} ({s['source']})" for s in state.sources],
-        "answer_format": ANSWER_HELP,
-        "error": state.approval_feedback or None,
     }
 
 
@@ -119,24 +98,16 @@ async def _approval(
 async def approval(state: ContentState, *, workspace: Workspace) -> dict:
     """Pause for the decision; a refused answer loops back here and pauses again.
 
-    `interrupt()` comes first: on resume the node re-runs from its first line. Nothing in the
-    draft or its sources can answer for the person: only the resume value decides.
+    Nothing in the draft or its sources can answer for the person: only the resume value decides.
     """
-    answer = ask_person(
-        "approval", approval_request(state), title=state.title, words=state.word_count
-    )
-    try:
-        parsed = parse_answer(answer)
-    except InvalidInputError as error:
-        emit("approval", "failed", error=str(error))
-        return {"approval_feedback": str(error)}
-    emit("approval", "finished", action=parsed.action)
-    workspace.audit("human_answer", "approval", action=parsed.action)
+    shown = {"title": state.title, "words": state.word_count}
+    parsed, update = APPROVAL.ask(state, approval_request(state), workspace, shown=shown)
+    if parsed is None:
+        return update
     if isinstance(parsed, Reject):
-        return {"approval_feedback": "", "approval": None, "outcome": "rejected"}
+        return update | {"approval": None, "outcome": "rejected"}
     if isinstance(parsed, RequestChanges):
-        return {
-            "approval_feedback": "",
+        return update | {
             "approval": None,
             "human_notes": [*state.human_notes, " ".join(parsed.notes.split())],
             "writing_round": state.writing_round + 1,
@@ -144,12 +115,11 @@ async def approval(state: ContentState, *, workspace: Workspace) -> dict:
     if isinstance(parsed, Edit):
         title = " ".join(parsed.title.split()) if parsed.title else state.title
         text = parsed.text.strip() + "\n"
-        return {
-            "approval_feedback": "",
+        return update | {
             "title": title,
             "piece": text,
             "word_count": count_words(text),
             "approval": await _approval("edit", title, text, workspace.db_path),
         }
     approved = await _approval("approve", state.title, state.piece, workspace.db_path)
-    return {"approval_feedback": "", "approval": approved}
+    return update | {"approval": approved}

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from ensemble.errors import InvalidInputError, describe_validation_error
-from ensemble.nodes.asking import ask_person
+from ensemble.nodes.gates import Gate
 from ensemble.nodes.planner import plan_from_texts
-from ensemble.progress import emit
-from ensemble.state.research import ResearchState
+from ensemble.state.research import MAX_RESEARCHERS, ResearchState
 from ensemble.workspace import Workspace
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
 
 
 class Approve(BaseModel):
@@ -26,9 +27,7 @@ class Edit(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     action: Literal["edit"]
-    subquestions: list[Annotated[str, Field(min_length=1, max_length=1000)]] = Field(
-        min_length=1, max_length=16
-    )
+    subquestions: list[Text] = Field(min_length=1, max_length=MAX_RESEARCHERS)
 
 
 class Cancel(BaseModel):
@@ -38,64 +37,30 @@ class Cancel(BaseModel):
     action: Literal["cancel"]
 
 
-PlanReviewAnswer = Annotated[Approve | Edit | Cancel, Field(discriminator="action")]
-_answers: TypeAdapter[Approve | Edit | Cancel] = TypeAdapter(PlanReviewAnswer)
+def _within_limit(parsed: Approve | Edit | Cancel, values: Mapping[str, Any]) -> str | None:
+    limit = int(values.get("max_researchers") or MAX_RESEARCHERS)
+    if isinstance(parsed, Edit) and len(parsed.subquestions) > limit:
+        return f"{len(parsed.subquestions)} sub-questions but max_researchers is {limit}"
+    return None
 
-ANSWER_HELP = (
-    '{"action": "approve"} | {"action": "edit", "subquestions": ["...", ...]} '
-    '| {"action": "cancel"}'
+
+PLAN_REVIEW: Gate[Approve | Edit | Cancel] = Gate(
+    node="plan_review",
+    kind="plan_review",
+    what="plan-review answer",
+    answers=Annotated[Approve | Edit | Cancel, Field(discriminator="action")],
+    feedback="plan_feedback",
+    check=_within_limit,
 )
 
 
-def parse_plan_answer(answer: Any, max_researchers: int = 16) -> Approve | Edit | Cancel:
-    """Validate a plan-review answer; raise `InvalidInputError` saying what is accepted."""
-    try:
-        parsed = _answers.validate_python(answer)
-    except ValidationError as error:
-        raise InvalidInputError(
-            f"invalid plan-review answer ({describe_validation_error(error)}); "
-            f"expected {ANSWER_HELP}"
-        ) from None
-    if isinstance(parsed, Edit):
-        texts = [" ".join(t.split()) for t in parsed.subquestions]
-        if not all(texts):
-            raise InvalidInputError("invalid plan-review answer: sub-questions must not be blank")
-        if len(texts) > max_researchers:
-            raise InvalidInputError(
-                f"invalid plan-review answer: {len(texts)} sub-questions but max_researchers "
-                f"is {max_researchers}"
-            )
-    return parsed
-
-
-def plan_review_request(state: ResearchState) -> dict[str, Any]:
-    """The interrupt payload: everything a person (or a client UI) needs to answer."""
-    return {
-        "kind": "plan_review",
-        "question": state.question,
-        "plan": state.plan,
-        "answer_format": ANSWER_HELP,
-        "error": state.plan_feedback or None,
-    }
-
-
 async def review_plan(state: ResearchState, *, workspace: Workspace) -> dict:
-    """Pause for the plan review; a refused answer loops back here and pauses again.
-
-    `interrupt()` comes first: on resume the node re-runs from its first line.
-    """
-    answer = ask_person(
-        "plan_review", plan_review_request(state), plan=[s["question"] for s in state.plan]
-    )
-    try:
-        parsed = parse_plan_answer(answer, state.max_researchers)
-    except InvalidInputError as error:
-        emit("plan_review", "failed", error=str(error))
-        return {"plan_feedback": str(error)}
-    emit("plan_review", "finished", action=parsed.action)
-    workspace.audit("human_answer", "plan_review", action=parsed.action)
+    """Pause for the plan review; a refused answer loops back here and pauses again."""
+    request = {"question": state.question, "plan": state.plan}
+    shown = {"plan": [s["question"] for s in state.plan]}
+    parsed, update = PLAN_REVIEW.ask(state, request, workspace, shown=shown)
     if isinstance(parsed, Cancel):
-        return {"plan_feedback": "", "outcome": "cancelled"}
+        return update | {"outcome": "cancelled"}
     if isinstance(parsed, Edit):
-        return {"plan_feedback": "", "plan": plan_from_texts(parsed.subquestions)}
-    return {"plan_feedback": ""}
+        return update | {"plan": plan_from_texts(parsed.subquestions)}
+    return update

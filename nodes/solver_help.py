@@ -6,13 +6,12 @@ stated result (the task counts as done with it), or `abort` (the run ends with w
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from ensemble.errors import InvalidInputError, describe_validation_error
-from ensemble.nodes.asking import ask_person
-from ensemble.progress import emit
+from ensemble.nodes.gates import Gate
 from ensemble.state.solver import SolverState, TaskResult
 from ensemble.workspace import Workspace
 
@@ -39,41 +38,34 @@ class Abort(BaseModel):
     action: Literal["abort"]
 
 
-HelpAnswer = Annotated[Retry | Skip | Abort, Field(discriminator="action")]
-_answers: TypeAdapter[Retry | Skip | Abort] = TypeAdapter(HelpAnswer)
-ANSWER_HELP = '{"action": "retry"} | {"action": "skip", "result": ...} | {"action": "abort"}'
+def _stated(parsed: Retry | Skip | Abort, values: Mapping[str, Any]) -> str | None:
+    return (
+        "skip needs a stated result"
+        if isinstance(parsed, Skip) and parsed.result in (None, "")
+        else None
+    )
 
 
-def parse_help_answer(answer: Any) -> Retry | Skip | Abort:
-    """Validate an answer; raise `InvalidInputError` saying what is accepted."""
-    try:
-        parsed = _answers.validate_python(answer)
-    except ValidationError as error:
-        raise InvalidInputError(
-            f"invalid answer ({describe_validation_error(error)}); expected {ANSWER_HELP}"
-        ) from None
-    if isinstance(parsed, Skip) and parsed.result in (None, ""):
-        raise InvalidInputError("invalid answer: skip needs a stated result")
-    return parsed
+SOLVER_HELP: Gate[Retry | Skip | Abort] = Gate(
+    node="help",
+    kind="solver_help",
+    what="solver-help answer",
+    answers=Annotated[Retry | Skip | Abort, Field(discriminator="action")],
+    feedback="help_feedback",
+    check=_stated,
+)
 
 
 async def solver_help(state: SolverState, *, workspace: Workspace) -> dict:
-    """Pause with the question; a refused answer asks again. `interrupt()` comes first."""
+    """Pause with the question; a refused answer asks again."""
     request = state.help or {"task": "", "reason": "", "detail": {}}
-    question = {
-        "kind": "solver_help",
-        **request,
-        "answer_format": ANSWER_HELP,
-        "error": state.help_feedback or None,
-    }
-    answer = ask_person("help", question, task=request["task"], reason=request["reason"])
-    try:
-        parsed = parse_help_answer(answer)
-    except InvalidInputError as error:
-        return {"help_feedback": str(error)}
-    emit("help", "finished", action=parsed.action, task=request["task"])
-    workspace.audit("human_answer", "help", action=parsed.action, task=request["task"])
-    update: dict[str, Any] = {"help_feedback": "", "help": None}
+    shown = {"task": request["task"], "reason": request["reason"]}
+    parsed, feedback = SOLVER_HELP.ask(
+        state, dict(request), workspace, shown=shown, recorded={"task": request["task"]}
+    )
+    if parsed is None:
+        return feedback
+    update: dict[str, Any] = feedback | {"help": None}
     if isinstance(parsed, Abort):
         return update | {"outcome": "aborted"}
     if isinstance(parsed, Skip):

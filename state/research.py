@@ -17,6 +17,8 @@ from ensemble.errors import InvalidInputError, describe_validation_error
 from ensemble.state.reducers import merge_dicts
 
 MAX_QUESTION_CHARS = 4000
+MAX_RESEARCHERS = 16
+"""The most researchers one research run may fan out to (sub-questions of a plan)."""
 
 Outcome = Literal["", "approved", "max_revisions", "stalled", "cancelled"]
 
@@ -27,7 +29,9 @@ class ResearchInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     question: str = Field(description="The research question.", max_length=MAX_QUESTION_CHARS)
-    max_researchers: int = Field(4, ge=1, le=16, description="At most this many sub-questions.")
+    max_researchers: int = Field(
+        4, ge=1, le=MAX_RESEARCHERS, description="At most this many sub-questions."
+    )
     max_revisions: int = Field(2, ge=0, le=5, description="At most this many gap-research rounds.")
     review_plan: bool = Field(False, description="Pause for a human to approve the plan.")
     corpus: str | None = Field(None, description="Folder of .md/.txt/.rst/.html files to search.")

@@ -8,7 +8,7 @@ from ensemble import settings
 from ensemble.errors import DatabaseError, InvalidInputError, ModelSpecError
 from ensemble.models import chat_model, register_model, unregister_model
 from ensemble.nodes.citations import attribute, drop_unknown, numbers_in, passage_ids_in, renumber
-from ensemble.nodes.plan_review import Approve, Cancel, Edit, parse_plan_answer
+from ensemble.nodes.plan_review import PLAN_REVIEW, Approve, Cancel, Edit
 from ensemble.nodes.planner import SubQuestionDraft, make_plan, plan_from_texts
 from ensemble.nodes.reviewer import decide
 from ensemble.offline import OfflineChatModel
@@ -59,7 +59,7 @@ def test_task_ids_are_stable_by_text():
     ],
 )
 def test_plan_answers_accepted(answer, kind):
-    assert isinstance(parse_plan_answer(answer), kind)
+    assert isinstance(PLAN_REVIEW.parse(answer), kind)
 
 
 @pytest.mark.parametrize(
@@ -78,7 +78,7 @@ def test_plan_answers_accepted(answer, kind):
 )
 def test_plan_answers_refused(answer):
     with pytest.raises(InvalidInputError, match="invalid plan-review answer"):
-        parse_plan_answer(answer, max_researchers=4)
+        PLAN_REVIEW.parse(answer, {"max_researchers": 4})
 
 
 def review(approved=False, gaps=(), issues=()) -> Review:

@@ -184,7 +184,7 @@ async def test_the_editor_loop_revises_named_requests_and_stops_on_a_stall(graph
     assert state.interrupts[0].value["editor_notes"][draft["title"]]["requests"] == ["Say more."]
 
 
-async def test_request_changes_is_exactly_one_more_writing_round(graph, team, corpus_dir):
+async def test_request_changes_is_exactly_one_more_writing_round(graph, team, corpus_dir, tmp_path):
     make, models, writes = team
     context = make()
     await graph.ainvoke(brief(corpus_dir), config(), context=context)

@@ -223,7 +223,7 @@ async def test_with_no_capable_agent_left_the_run_asks_a_person(graph, register)
     assert question["task"] == "only"
     await graph.ainvoke(Command(resume={"action": "dance"}), config(), context=Context())
     state = await graph.aget_state(config())
-    assert state.next == ("help",) and "invalid answer" in state.interrupts[0].value["error"]
+    assert state.next == ("help",) and "invalid solver-help answer" in state.interrupts[0].value["error"]
     out = await graph.ainvoke(
         Command(resume={"action": "skip", "result": "stated by hand"}), config(), context=Context()
     )  # `after` fails too (same bad agent): a second question
