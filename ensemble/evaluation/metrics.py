@@ -12,6 +12,8 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ensemble.text import tokens
+
 BOUNDARIES = "#./:"
 """Characters after which an id continues into a part of the same source.
 
@@ -49,7 +51,6 @@ MIN_QUESTION_WORDS = 4
 MAX_QUESTION_WORDS = 40
 
 _PAIRS = (("(", ")"), ("[", "]"), ('"', '"'), ("`", "`"), ("“", "”"))
-_WORD = re.compile(r"[^\W_](?:[\w'’.-]*[^\W_])?")
 
 
 def matches(passage_id: str, expected: str) -> bool:
@@ -116,7 +117,7 @@ def is_well_formed_question(text: str) -> bool:
         return False
     if not _balanced(stripped):
         return False
-    words = _WORD.findall(stripped)
+    words = tokens(stripped)
     if not MIN_QUESTION_WORDS <= len(words) <= MAX_QUESTION_WORDS:
         return False
     if not stripped.startswith(words[0]) or words[0] not in QUESTION_WORDS:
