@@ -431,6 +431,16 @@ def test_plan_is_padded_to_min_items_without_inventing() -> None:
     assert all("asyncio" in s for s in string_leaves(plan))
 
 
+def test_a_list_is_of_questions_only_when_its_schema_says_so() -> None:
+    class Notes(BaseModel):
+        gaps: list[str]  # the reviewer's field name, but nothing says these are questions
+
+    notes = OfflineChatModel().with_structured_output(Notes).invoke(QUESTION)
+    assert isinstance(notes, Notes)
+    assert notes.gaps and QUESTION not in notes.gaps
+    assert all(s in QUESTION for s in notes.gaps)  # key phrases of the request instead
+
+
 def test_verdict_and_keywords() -> None:
     verdict = OfflineChatModel().with_structured_output(Verdict).invoke(QUESTION)
     assert verdict == Verdict(approved=True, gaps=[QUESTION])
