@@ -69,7 +69,8 @@ def chat_model_for(
     return GuardedChatModel(
         role=role,
         chain=chain,
-        models=tuple(chat_model(s, timeout=timeout, retries=retries) for s in chain),
+        models=tuple(chat_model(s, timeout=timeout) for s in chain),
+        retries=retries,
         db=str(db),
         budget={str(k): float(v) for k, v in context.budget.items()},
         prices={k: {str(n): float(p) for n, p in v.items()} for k, v in context.prices.items()},
@@ -77,15 +78,12 @@ def chat_model_for(
     )
 
 
-def chat_model(
-    spec: str, *, timeout: float | None = None, retries: int | None = None
-) -> BaseChatModel:
+def chat_model(spec: str, *, timeout: float | None = None) -> BaseChatModel:
     """Return a (cached) chat model for `spec`; raise `ModelSpecError` on an unknown spec.
 
     `timeout` (seconds per request) applies to models that call a server. Their clients never
     retry: the guard (`ensemble.resilience.guard`) retries transient faults, so it counts and
-    audits every request; `retries` is the guard's setting and is not used here.
-    Registered and offline models ignore both.
+    audits every request. Registered and offline models ignore it.
     """
     spec = spec.strip()
     if spec in _registered:

@@ -118,7 +118,6 @@ def test_a_stalled_provider_pauses_a_run_with_a_reason_instead_of_hanging(tmp_pa
         elapsed = time.monotonic() - started
     assert done.returncode == 0, done.stderr
     assert "Paused: no model available for the planner" in done.stderr
-    # The guard's retries time out until the endpoint's breaker opens; the reason says so.
-    assert "out of rotation (circuit open)" in done.stderr
+    assert "Timeout" in done.stderr  # the reason: each request timed out (no retries asked)
     assert "Go on with: ensemble resume" in done.stderr
     assert elapsed < 60
