@@ -155,10 +155,13 @@ def solver_worker(
             finally:
                 LOAD.release(name)
         ok = error is None and not failed_checks
-        if ok:
-            breaker.record_success()
-        else:
-            breaker.record_failure()
+        old = breaker.state
+        breaker.record_success() if ok else breaker.record_failure()
+        if breaker.state != old:  # the agent left (or came back into) rotation
+            workspace.audit(
+                "breaker", name, outcome=breaker.state, breaker=breaker.name, old=old,
+                new=breaker.state,
+            )  # fmt: skip
         attempt: Attempt = {
             "id": order["attempt_id"],
             "task": task["id"],

@@ -16,6 +16,7 @@ from langgraph.types import Command
 
 from ensemble.agents import AgentRegistry
 from ensemble.agents.load import LOAD
+from ensemble import audit
 from ensemble.context import Context
 from ensemble.graphs.registry import SCENARIOS
 from ensemble.nodes.scheduler import plan_round
@@ -193,7 +194,9 @@ async def test_malformed_plans_are_repaired_or_refused_honestly(graph, register,
     assert any(note in n for n in out["plan_notes"])
 
 
-async def test_a_failing_agent_is_opened_and_its_tasks_finish_on_others(graph, register):
+async def test_a_failing_agent_is_opened_and_its_tasks_finish_on_others(
+    graph, register, workspace
+):
     bad = register(ScriptedChatModel(responder=failing))
     good = register(ScriptedChatModel(responder=answering("done")))
     team = [agent("bad", bad, ["analysis"], cost=0.1), agent("good", good, ["analysis"], cost=5)]
@@ -208,6 +211,9 @@ async def test_a_failing_agent_is_opened_and_its_tasks_finish_on_others(graph, r
     assert BOARD.breaker("agent:bad").state == "open"
     failed = [a for r in out["dag"] for a in r["attempts"] if not a["ok"]]
     assert failed and all("provider exploded" in a["error"] for a in failed)
+    audit.flush()
+    changes = audit.events(workspace.db_path, "s1", kinds={"breaker"})
+    assert [(e["agent"], e["outcome"]) for e in changes] == [("bad", "open")]
 
 
 async def test_with_no_capable_agent_left_the_run_asks_a_person(graph, register):
