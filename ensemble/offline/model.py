@@ -177,20 +177,6 @@ def respond(
     return _text_message(messages, stop)
 
 
-def message_text(message: BaseMessage) -> str:
-    """Return the plain text of a message (string content or its text blocks)."""
-    content = message.content
-    if isinstance(content, str):
-        return content
-    parts = []
-    for block in content:
-        if isinstance(block, str):
-            parts.append(block)
-        elif isinstance(block, dict) and isinstance(block.get("text"), str):
-            parts.append(block["text"])
-    return "\n".join(parts)
-
-
 def to_chunks(message: AIMessage) -> list[AIMessageChunk]:
     """Split an answer into word-sized chunks; the last carries usage and metadata."""
 
@@ -257,14 +243,14 @@ def _answered_by_tool(messages: Sequence[BaseMessage]) -> bool:
 def _read_prompt(messages: Sequence[BaseMessage]) -> FillContext:
     """Find the request (last non-empty human message) and cut the context into units."""
     humans = [i for i, m in enumerate(messages) if m.type == "human"]
-    spoken = [i for i in humans if message_text(messages[i]).strip()]
+    spoken = [i for i in humans if messages[i].text.strip()]
     at = (spoken or humans or [len(messages) - 1])[-1]
-    request = without_labels(message_text(messages[at])) if messages else ""
+    request = without_labels(messages[at].text) if messages else ""
     units: list[Unit] = []
     own: list[bool] = []
     for i, message in enumerate(messages):
         if message.type in _CONTEXT_TYPES or i == at:
-            found = split_units(message_text(message))
+            found = split_units(message.text)
             units.extend(found)
             own.extend([i == at] * len(found))
     return FillContext(request=request, units=units, own=own)
@@ -381,7 +367,7 @@ def _tool_call_message(messages: Sequence[BaseMessage], tool: dict[str, Any]) ->
     args = SchemaFiller(_read_prompt(messages)).fill(parameters)
     if not isinstance(args, dict):
         args = {}
-    transcript = [[m.type, message_text(m)] for m in messages]
+    transcript = [[m.type, m.text] for m in messages]
     digest = hashlib.sha256(
         json.dumps([function["name"], args, transcript], sort_keys=True, default=str).encode()
     ).hexdigest()
@@ -391,7 +377,7 @@ def _tool_call_message(messages: Sequence[BaseMessage], tool: dict[str, Any]) ->
 
 def _finish(messages: Sequence[BaseMessage], message: AIMessage, reason: str) -> AIMessage:
     """Attach word-count usage and the offline response metadata."""
-    words_in = sum(len(message_text(m).split()) for m in messages)
+    words_in = sum(len(m.text.split()) for m in messages)
     words_out = len(str(message.content).split()) + sum(
         len(json.dumps(c["args"]).split()) for c in message.tool_calls
     )
