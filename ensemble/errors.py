@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pydantic is imported by whoever raises one; `ensemble --help` needs none
@@ -28,15 +29,40 @@ class NotFoundError(EnsembleError, LookupError):
     """An unknown thread, checkpoint or scenario."""
 
 
-def describe_validation_error(error: ValidationError) -> str:
-    """Turn a pydantic error into one readable line: `field: problem; field: problem`."""
+def describe_validation_error(
+    error: ValidationError,
+    *,
+    known: Iterable[str] = (),
+    patterns: Mapping[str, str] | None = None,
+) -> str:
+    """Pydantic's errors as one line in the words of someone editing the input.
+
+    `field: problem; missing field 'x'; unknown field 'y' (known: ...)`. `known` lists the
+    fields an unknown one is compared with; `patterns` says in words what a field's pattern
+    accepts (`{"name": "must be 1-40 characters of [a-z0-9_-]"}`).
+    """
     parts = []
     for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"]) or "input"
-        message = item["msg"]
-        if message.startswith("Value error, "):
-            message = message[len("Value error, ") :]
-        parts.append(f"{where}: {message}")
+        loc, kind = item["loc"], item["type"]
+        where = ".".join(str(p) for p in loc)
+        message = item["msg"].removeprefix("Value error, ")
+        if kind == "missing":
+            parts.append(f"missing field {str(loc[-1])!r}")
+        elif kind == "extra_forbidden":
+            listed = ", ".join(known)
+            parts.append(
+                f"unknown field {str(loc[-1])!r}" + (f" (known: {listed})" if listed else "")
+            )
+        elif (
+            kind in ("too_short", "string_too_short") and item.get("ctx", {}).get("min_length") == 1
+        ):
+            parts.append(f"{where}: must not be empty")
+        elif kind in ("list_type", "tuple_type"):
+            parts.append(f"{where}: must be a list")
+        elif kind == "string_pattern_mismatch" and loc and str(loc[0]) in (patterns or {}):
+            parts.append(f"{where}: {item['input']!r} {(patterns or {})[str(loc[0])]}")
+        else:
+            parts.append(f"{where}: {message}" if where else message)
     return "; ".join(parts)
 
 

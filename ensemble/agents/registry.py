@@ -22,7 +22,10 @@ import yaml
 from pydantic import ValidationError
 
 from ensemble.agents.spec import AgentDefinitionError, AgentSpec
-from ensemble.errors import NotFoundError, describe_parse_error
+from ensemble.errors import NotFoundError, describe_parse_error, describe_validation_error
+
+PATTERNS = {"name": "must be 1-40 characters of [a-z0-9_-]"}
+"""What the pattern of an agent's name accepts, in words."""
 
 AGENT_FILE_SUFFIXES = (".yaml", ".yml", ".json")
 """What a folder given to `load_agents` contributes; other files there are ignored."""
@@ -284,26 +287,4 @@ def _validate(item: Mapping[str, Any], prefix: str) -> AgentSpec:
 
 
 def _describe(error: ValidationError) -> str:
-    """Pydantic's errors in the words of someone editing the YAML file."""
-    parts = []
-    for item in error.errors():
-        loc = item["loc"]
-        field = str(loc[0]) if loc else "agent"
-        where = ".".join(str(p) for p in loc) or "agent"
-        kind, message = item["type"], item["msg"]
-        if kind == "missing":
-            parts.append(f"missing field {field!r}")
-        elif kind == "extra_forbidden":
-            known = ", ".join(AgentSpec.model_fields)
-            parts.append(f"unknown field {field!r} (known: {known})")
-        elif kind == "value_error":  # the spec's own checks say what is wrong in full
-            parts.append(message.removeprefix("Value error, "))
-        elif kind in ("too_short", "string_too_short"):
-            parts.append(f"{where} must not be empty")
-        elif kind == "string_pattern_mismatch":
-            parts.append(f"{where} {item['input']!r} must be 1-40 characters of [a-z0-9_-]")
-        elif kind in ("tuple_type", "list_type"):
-            parts.append(f"{where} must be a list")
-        else:
-            parts.append(f"{where}: {message}")
-    return "; ".join(parts)
+    return describe_validation_error(error, known=AgentSpec.model_fields, patterns=PATTERNS)

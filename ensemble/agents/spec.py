@@ -52,7 +52,7 @@ class AgentSpec(BaseModel):
     def _role_has_text(cls, value: str) -> str:
         value = value.strip()
         if not value:
-            raise ValueError("role must not be blank")
+            raise ValueError("must not be blank")
         return value
 
     @field_validator("capabilities")

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from ensemble.errors import InvalidInputError, describe_parse_error
+from ensemble.errors import InvalidInputError, describe_parse_error, describe_validation_error
 
 MAX_QUESTION_CHARS = 4000
 """The research scenario's own limit on a question."""
@@ -34,6 +34,13 @@ SourceRef = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\
 
 class QuestionFileError(InvalidInputError):
     """A question file cannot be used; the message names the file and, when known, the line."""
+
+
+PATTERNS = {
+    "id": "must be 1-80 characters of letters, digits and _.:- (starting with a letter or digit)",
+    "expect": "is not a source id (no spaces, not empty)",
+}
+"""What the patterns of a question's fields accept, in words."""
 
 
 class Question(BaseModel):
@@ -185,30 +192,4 @@ def _validate(item: Any, prefix: str) -> Question:
 
 
 def _describe(error: ValidationError) -> str:
-    """Pydantic's errors in the words of someone editing the file."""
-    parts = []
-    for item in error.errors():
-        loc = item["loc"]
-        where = ".".join(str(p) for p in loc) or "question"
-        kind = item["type"]
-        if kind == "missing":
-            parts.append(f"missing field {str(loc[0])!r}")
-        elif kind == "extra_forbidden":
-            known = ", ".join(Question.model_fields)
-            parts.append(f"unknown field {str(loc[0])!r} (known: {known})")
-        elif where == "expect" and kind == "too_short":
-            parts.append("expect: must list at least one source id")
-        elif kind in ("tuple_type", "list_type"):
-            parts.append(f"{where}: must be a list")
-        elif kind == "string_too_short":
-            parts.append(f"{where}: must not be empty")
-        elif where == "id" and kind == "string_pattern_mismatch":
-            parts.append(
-                f"id {item['input']!r}: 1-80 characters of letters, digits and _.:- "
-                "(starting with a letter or digit)"
-            )
-        elif kind == "string_pattern_mismatch":
-            parts.append(f"{where}: {item['input']!r} is not a source id (no spaces, not empty)")
-        else:
-            parts.append(f"{where}: {item['msg']}")
-    return "; ".join(parts)
+    return describe_validation_error(error, known=Question.model_fields, patterns=PATTERNS)

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ensemble.errors import EnsembleError, describe_parse_error
+from ensemble.errors import EnsembleError, describe_parse_error, describe_validation_error
 from ensemble.voting import VotePolicy
 
 MAX_TASKS = 50
@@ -300,7 +300,7 @@ def _task(raw: Any, index: int, source: str) -> TaskSpec:
     try:
         return TaskSpec.model_validate(raw)
     except ValidationError as error:
-        raise WorkflowError(f"{source}: task {name}: {_one_line(error)}") from None
+        raise WorkflowError(f"{source}: task {name}: {_describe(error)}") from None
 
 
 def _task_name(raw: Any, index: int) -> str:
@@ -309,15 +309,6 @@ def _task_name(raw: Any, index: int) -> str:
     if isinstance(task_id, str) and task_id.strip():
         return repr(task_id)
     return f"#{index + 1}"
-
-
-def _one_line(error: ValidationError) -> str:
-    parts = []
-    for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"])
-        message = item["msg"].removeprefix("Value error, ")
-        parts.append(f"{where}: {message}" if where else message)
-    return "; ".join(parts)
 
 
 def _kind(value: Any) -> str:
@@ -382,7 +373,7 @@ def _repair_task(
     try:
         TaskSpec.model_validate({**task, "depends_on": []})
     except ValidationError as error:
-        notes.append(f"task {name}: dropped, {_one_line(error)}")
+        notes.append(f"task {name}: dropped, {_describe(error)}")
         return None
     return task
 
@@ -440,3 +431,7 @@ def _repair_dependencies(
         notes.append(
             f"task {node!r}: dropped dependency on {dep!r} to break the cycle {' -> '.join(cycle)}"
         )
+
+
+def _describe(error: ValidationError) -> str:
+    return describe_validation_error(error, known=TaskSpec.model_fields)

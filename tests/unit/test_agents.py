@@ -188,20 +188,23 @@ agents:
 def test_unknown_tool_names_file_line_and_known_tools(tmp_path):
     path = write(tmp_path / "agents.yaml", AGENTS_WITH_A_BAD_ONE)
     known = ", ".join(sorted(KNOWN_TOOLS))
-    assert failure(path) == f"{path}:7: agent 'calc2': unknown tool 'shell' (known: {known})"
+    assert failure(path) == f"{path}:7: agent 'calc2': tools: unknown tool 'shell' (known: {known})"
 
 
 @pytest.mark.parametrize(
     ("agent", "problem"),
     [
         ("{name: a, role: r}", "agent 'a': missing field 'capabilities'"),
-        ("{name: a, role: r, capabilities: []}", "agent 'a': capabilities must not be empty"),
-        ("{name: a, role: r, capabilities: math}", "agent 'a': capabilities must be a list"),
+        ("{name: a, role: r, capabilities: []}", "agent 'a': capabilities: must not be empty"),
+        ("{name: a, role: r, capabilities: math}", "agent 'a': capabilities: must be a list"),
         ("{name: a, role: r, capabilities: [Math]}", "capability 'Math' must match [a-z0-9_-]+"),
         ("{name: a, role: r, capabilities: [x, x]}", "capability 'x' is listed twice"),
-        ("{name: a, role: '  ', capabilities: [x]}", "agent 'a': role must not be blank"),
+        ("{name: a, role: '  ', capabilities: [x]}", "agent 'a': role: must not be blank"),
         ("{role: r, capabilities: [x]}", "agent #2: missing field 'name'"),
-        ("{name: Bad Name, role: r, capabilities: [x]}", "name 'Bad Name' must be 1-40 characters"),
+        (
+            "{name: Bad Name, role: r, capabilities: [x]}",
+            "name: 'Bad Name' must be 1-40 characters",
+        ),
         ("{name: a, role: r, capabilities: [x], colour: red}", "unknown field 'colour' (known: "),
         ("{name: a, role: r, capabilities: [x], max_concurrent: 17}", "max_concurrent: Input"),
         ("{name: a, role: r, capabilities: [x], max_concurrent: '2'}", "max_concurrent: Input"),
@@ -212,7 +215,7 @@ def test_unknown_tool_names_file_line_and_known_tools(tmp_path):
         ("{name: a, role: r, capabilities: [x], reliability: 0}", "reliability: Input should"),
         ("{name: a, role: r, capabilities: [x], model: 'anthropic:x'}", "is not a model spec"),
         ("{name: a, role: r, capabilities: [x], model: 'openai:'}", "is not a model spec"),
-        ("{name: a, role: r, capabilities: [x], tools: calculator}", "tools must be a list"),
+        ("{name: a, role: r, capabilities: [x], tools: calculator}", "tools: must be a list"),
         ("{name: a, role: r, capabilities: [x], tools: [python, python]}", "tool 'python' is"),
         (
             "{name: a, role: r, capabilities: [x], role: s}",
@@ -331,7 +334,7 @@ def test_from_specs_and_register():
     registry.register(AgentSpec(name="a", role="other", capabilities=["z"]), replace=True)
     assert [a.name for a in registry.agents] == ["a", "b", "c"]
     assert registry.get("a").role == "other"
-    with pytest.raises(AgentDefinitionError, match=r"^agent 'd': unknown tool 'shell'"):
+    with pytest.raises(AgentDefinitionError, match=r"^agent 'd': tools: unknown tool 'shell'"):
         registry.register({"name": "d", "role": "r", "capabilities": ["x"], "tools": ["shell"]})
 
 

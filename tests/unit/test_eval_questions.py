@@ -71,7 +71,7 @@ def test_jsonl_loads_and_skips_blank_lines(tmp_path: Path) -> None:
         (
             "set.yaml",
             "- id: a\n  question: What is a?\n  expect: []\n",
-            "set.yaml:1: question 'a': expect: must list at least one source id",
+            "set.yaml:1: question 'a': expect: must not be empty",
         ),
         (
             "set.yaml",
@@ -106,7 +106,7 @@ def test_jsonl_loads_and_skips_blank_lines(tmp_path: Path) -> None:
         (
             "set.yaml",
             "- id: has space\n  question: Q?\n  expect: [x]\n",
-            "set.yaml:1: question 'has space': id 'has space': 1-80 characters",
+            "set.yaml:1: question 'has space': id: 'has space' must be 1-80 characters",
         ),
         ("set.yaml", "- just a string\n", "set.yaml:1: question #1: expected a mapping"),
         ("set.yaml", "- id: a\n  question: [unclosed\n", "set.yaml:3: bad YAML"),

@@ -14,9 +14,9 @@ import yaml
 from langchain_core.messages import AIMessage, BaseMessage
 from langgraph.types import Command
 
+from ensemble import audit
 from ensemble.agents import AgentRegistry
 from ensemble.agents.load import LOAD
-from ensemble import audit
 from ensemble.context import Context
 from ensemble.graphs.registry import SCENARIOS
 from ensemble.nodes.scheduler import plan_round
@@ -194,9 +194,7 @@ async def test_malformed_plans_are_repaired_or_refused_honestly(graph, register,
     assert any(note in n for n in out["plan_notes"])
 
 
-async def test_a_failing_agent_is_opened_and_its_tasks_finish_on_others(
-    graph, register, workspace
-):
+async def test_a_failing_agent_is_opened_and_its_tasks_finish_on_others(graph, register, workspace):
     bad = register(ScriptedChatModel(responder=failing))
     good = register(ScriptedChatModel(responder=answering("done")))
     team = [agent("bad", bad, ["analysis"], cost=0.1), agent("good", good, ["analysis"], cost=5)]
@@ -229,7 +227,10 @@ async def test_with_no_capable_agent_left_the_run_asks_a_person(graph, register)
     assert question["task"] == "only"
     await graph.ainvoke(Command(resume={"action": "dance"}), config(), context=Context())
     state = await graph.aget_state(config())
-    assert state.next == ("help",) and "invalid solver-help answer" in state.interrupts[0].value["error"]
+    assert (
+        state.next == ("help",)
+        and "invalid solver-help answer" in state.interrupts[0].value["error"]
+    )
     out = await graph.ainvoke(
         Command(resume={"action": "skip", "result": "stated by hand"}), config(), context=Context()
     )  # `after` fails too (same bad agent): a second question

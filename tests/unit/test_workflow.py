@@ -110,8 +110,11 @@ def test_unreadable_files_are_one_line_errors(tmp_path: Path):
         (tasks({"id": "a", "replicas": 9}), "task 'a': replicas: Input should be less than"),
         (tasks({"id": "a", "priority": "high"}), "task 'a': priority: Input should be"),
         (tasks({"id": "Bad Id"}), "task 'Bad Id': id: String should match pattern"),
-        (tasks({"description": "no id"}), "task #1: id: Field required"),
-        (tasks({"id": "a"}, {"id": "b", "colour": "red"}), "task 'b': colour: Extra inputs"),
+        (tasks({"description": "no id"}), "task #1: missing field 'id'"),
+        (
+            tasks({"id": "a"}, {"id": "b", "colour": "red"}),
+            "task 'b': unknown field 'colour' (known: id, ",
+        ),
         (tasks({"id": "a", "tool": "python"}), "task 'a': tool 'python' needs an input"),
         (
             tasks({"id": "a", "checks": [{"kind": "range"}]}),
@@ -254,7 +257,7 @@ def test_repair_drops_invalid_tasks_and_unknown_fields():
     assert workflow is not None and [t.id for t in workflow.tasks] == ["a"]
     assert notes == [
         "task 'a': dropped unknown field(s) why",
-        "task 'b': dropped, description: Field required",
+        "task 'b': dropped, missing field 'description'",
         "task 'c': dropped, tool 'python' needs an input",
         "task #4: dropped, text is not a task",
     ]
