@@ -48,4 +48,3 @@ def _short(value: Any, limit: int = 500) -> Any:
     if isinstance(value, str) and len(value) > limit:
         return value[:limit] + " ..."
     return value
-
