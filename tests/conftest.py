@@ -74,6 +74,12 @@ async def checkpointer(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
             yield saver
 
 
+@pytest.fixture(params=["sync", "async", "exit"])
+def durability(request: pytest.FixtureRequest) -> str:
+    """LangGraph's durability modes: save before each step, alongside it, or only at the end."""
+    return str(request.param)
+
+
 @pytest.fixture
 def register() -> Iterator:
     """Register scripted models under unique names; returns a function name -> spec."""
