@@ -18,6 +18,7 @@ from ensemble.context import Context
 from ensemble.errors import InvalidInputError
 from ensemble.graphs.compiling import add_agent
 from ensemble.graphs.scenario import Scenario
+from ensemble.identity import item_id
 from ensemble.nodes.finalize import finalize
 from ensemble.nodes.intake import research_intake
 from ensemble.nodes.plan_review import PLAN_REVIEW, review_plan
@@ -25,7 +26,6 @@ from ensemble.nodes.planner import plan_from_texts, planner
 from ensemble.nodes.researcher import researcher
 from ensemble.nodes.reviewer import reviewer
 from ensemble.nodes.synthesizer import synthesizer
-from ensemble.state.identity import item_id
 from ensemble.state.research import (
     MAX_RESEARCHERS,
     ResearchInput,

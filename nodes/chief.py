@@ -10,11 +10,11 @@ from pydantic import BaseModel, Field
 
 from ensemble.context import Context
 from ensemble.errors import InvalidInputError
+from ensemble.identity import item_id, unique
 from ensemble.nodes.llm import ask_structured
 from ensemble.progress import emit
 from ensemble.prompts import render_prompt
 from ensemble.state.content import ContentInput, ContentState, Item
-from ensemble.state.identity import item_id, unique
 from ensemble.workspace import Workspace
 
 NEWSLETTER_ITEMS = (2, 4)

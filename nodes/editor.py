@@ -7,12 +7,12 @@ from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 
 from ensemble.context import Context
+from ensemble.identity import unique
 from ensemble.nodes import review_loop
 from ensemble.nodes.citations import numbers_in
 from ensemble.nodes.llm import ask_structured
 from ensemble.progress import emit
 from ensemble.prompts import render_prompt
-from ensemble.state.identity import unique
 from ensemble.state.writing import EditorReview, WritingState
 from ensemble.workspace import Workspace
 

@@ -9,10 +9,10 @@ from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 
 from ensemble.context import Context
+from ensemble.identity import unique
 from ensemble.nodes.llm import ask_structured
 from ensemble.progress import emit
 from ensemble.prompts import render_prompt
-from ensemble.state.identity import unique
 from ensemble.state.writing import WritingState
 from ensemble.workspace import Workspace
 

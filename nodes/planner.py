@@ -12,10 +12,10 @@ from pydantic import BaseModel, Field, create_model
 
 from ensemble.context import Context
 from ensemble.errors import EnsembleError
+from ensemble.identity import item_id, same_key, unique
 from ensemble.nodes.llm import ask_structured
 from ensemble.progress import emit
 from ensemble.prompts import render_prompt
-from ensemble.state.identity import item_id, same_key, unique
 from ensemble.state.research import ResearchState, SubQuestion
 from ensemble.workspace import Workspace
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ensemble.state.identity import same_key
+from ensemble.identity import same_key
 from ensemble.state.review import LoopOutcome
 
 

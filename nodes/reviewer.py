@@ -11,12 +11,12 @@ from pydantic import BaseModel, Field
 
 from ensemble.context import Context
 from ensemble.errors import EnsembleError
+from ensemble.identity import same_key, unique
 from ensemble.nodes import review_loop
 from ensemble.nodes.citations import NUMBERED_CITATION, numbers_in
 from ensemble.nodes.llm import SENTENCE, ask_structured
 from ensemble.progress import emit
 from ensemble.prompts import render_prompt
-from ensemble.state.identity import same_key, unique
 from ensemble.state.research import Outcome, ResearchState, Review
 from ensemble.text import key_terms
 from ensemble.workspace import Workspace

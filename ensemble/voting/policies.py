@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ensemble.errors import EnsembleError
-from ensemble.state.identity import same_key
+from ensemble.identity import same_key
 
 Status = Literal["agreed", "split", "empty"]
 
