@@ -20,6 +20,7 @@ from ensemble.graphs.registry import SCENARIOS
 from ensemble.graphs.scenario import Scenario
 from ensemble.persistence import open_checkpointer
 from ensemble.run_settings import RunSettings, resolve, saved_in
+from ensemble.runner import thread_config
 from ensemble.server.policy import ServerPolicy, served_workspace
 
 NAMESPACE_GRAPH = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
@@ -191,9 +192,6 @@ def _saved(thread_id: Any, checkpoint_id: str | None) -> Any:
     db = served_workspace().db_path
     if not db.is_file():
         return None
-    configurable = {"thread_id": str(thread_id), "checkpoint_ns": ""}
-    if checkpoint_id:
-        configurable["checkpoint_id"] = str(checkpoint_id)
     with open_checkpointer(db, create=False) as saver:
-        saved = saver.get_tuple({"configurable": configurable})
+        saved = saver.get_tuple(thread_config(str(thread_id), checkpoint_id))
     return saved_in(saved.metadata if saved else None)
