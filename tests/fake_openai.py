@@ -47,8 +47,10 @@ class FakeOpenAI:
         self._thread: threading.Thread | None = None
         self.faults: list[dict[str, Any]] = []
         """Faults for the next requests, in order: {"kind": "stall", "seconds": 5},
-        {"kind": "status", "code": 429, "headers": {"Retry-After": "1"}}, {"kind": "reset"},
-        {"kind": "garbage"}, {"kind": "bad_args"}, {"kind": "empty"}."""
+        {"kind": "status", "code": 429, "headers": {"Retry-After": "1"}, "message": "why"},
+        {"kind": "reset"}, {"kind": "garbage"}, {"kind": "bad_args"}, {"kind": "empty"},
+        {"kind": "empty_stream"} (a stream request ends with no data, as llama.cpp's server
+        ends one whose prompt is too long)."""
 
     @property
     def base_url(self) -> str:
@@ -242,15 +244,16 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "stall":
             time.sleep(float(fault.get("seconds", 5)))
         elif kind == "status":
-            return self._json(
-                int(fault["code"]), {"error": {"message": "injected"}}, fault.get("headers")
-            )
+            error = {"message": fault.get("message", "injected")}
+            return self._json(int(fault["code"]), {"error": error}, fault.get("headers"))
         elif kind == "reset":
             self.close_connection = True
             self.connection.shutdown(2)
             return None
         elif kind == "garbage":
             return self._raw(200, b'{"id": "x", "choices": [')
+        elif kind == "empty_stream" and body.get("stream"):
+            return self._events([])
         message = fake.handle(body)
         if kind == "bad_args" and message.get("tool_calls"):
             message["tool_calls"][0]["function"]["arguments"] = '{"not": valid json'
@@ -284,11 +287,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _stream(self, body: dict[str, Any], head: dict, message: dict, finish: str) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Connection", "close")  # the body ends when the connection does
-        self.end_headers()
-        self.close_connection = True
         head = head | {"object": "chat.completion.chunk"}
         deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
         for n, call in enumerate(message.get("tool_calls") or []):
@@ -306,6 +304,15 @@ class _Handler(BaseHTTPRequestHandler):
         events = [head | {"choices": [c]} for c in chunks]
         if (body.get("stream_options") or {}).get("include_usage"):
             events.append(head | {"choices": [], "usage": _usage(body, message)})
+        self._events(events)
+
+    def _events(self, events: list[dict[str, Any]]) -> None:
+        """Send server-sent events, then `[DONE]`, and close the connection."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")  # the body ends when the connection does
+        self.end_headers()
+        self.close_connection = True
         for event in events:
             self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
             self.wfile.flush()

@@ -1,23 +1,34 @@
-"""The `local` model spec without a server: parsing, reuse of a running server, payloads."""
+"""The `local` model spec: parsing, server processes, and what the model sends a server.
+
+Calls go to the fake OpenAI-compatible server (`tests.fake_openai`) standing in for
+llama-cpp-python's; no test starts a real one.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
+import logging
+import operator
+import os
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator, Iterator
+from functools import reduce
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
 from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
+    BaseMessage,
     HumanMessage,
     SystemMessage,
     ToolMessage,
 )
-from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_openai import ChatOpenAI
 
 from ensemble import processes
@@ -33,6 +44,7 @@ from ensemble.models import (
 from ensemble.nodes.llm import drop_repeats
 from ensemble.nodes.reviewer import Verdict
 from ensemble.nodes.synthesizer import report_body
+from tests.fake_openai import FakeOpenAI
 
 START_SERVER = llama_server.start_server
 
@@ -96,8 +108,7 @@ def test_local_path_spec_builds_chat_openai_without_starting(
     assert isinstance(model, ChatOpenAI)
     assert model.gguf_path == str(gguf.resolve())
     assert model.model_name == "tiny-model.Q4"
-    assert model.max_tokens == 64 and model.temperature == 0
-    assert llama_server._servers == {}
+    assert model.max_tokens == 64 and model.temperature == 0  # and nothing started (fixture)
 
 
 def test_without_the_extra_local_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -117,80 +128,152 @@ def test_without_the_weights_package_local_says_how_to_install(
         local.default_gguf()
 
 
-@pytest.mark.parametrize(
-    "url", ["http://127.0.0.1:8765/v1", "http://127.0.0.1:8765", "http://127.0.0.1:8765/v1/"]
-)
+@pytest.fixture
+def server() -> Iterator[FakeOpenAI]:
+    """An OpenAI-compatible server on 127.0.0.1 standing in for llama-cpp-python's."""
+    with FakeOpenAI() as fake:
+        yield fake
+
+
+@pytest.fixture
+def model(server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> ChatOpenAI:
+    """The `local` model, talking to the fake server named by ENSEMBLE_LOCAL_BASE_URL."""
+    monkeypatch.setenv(local.LOCAL_BASE_URL_ENV, server.base_url)
+    return local.build_local_model(None, {})
+
+
+def too_long(prompt_tokens: int) -> dict[str, object]:
+    """The fault llama-cpp-python's server answers a prompt longer than its window with."""
+    message = (
+        f"This model's maximum context length is {local.N_CTX} tokens. However, you requested "
+        f"{prompt_tokens + local.MAX_TOKENS} tokens ({prompt_tokens} in the messages, "
+        f"{local.MAX_TOKENS} in the completion). Please reduce the length of the messages."
+    )
+    return {"kind": "status", "code": 400, "message": message}
+
+
+PROMPT_BUDGET = local.N_CTX - local.MAX_TOKENS - local.PROMPT_RESERVE_TOKENS
+"""Tokens a prompt may take with the default answer length."""
+
+
+def sent_text(body: dict[str, Any]) -> str:
+    """The text of every message of a request the server received."""
+    return "".join(str(m.get("content") or "") for m in body["messages"])
+
+
+@pytest.mark.parametrize("written", ["{v1}", "{v1}/", "{root}"])
 def test_local_base_url_is_used_and_nothing_starts(
-    url: str, monkeypatch: pytest.MonkeyPatch
+    written: str, server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    url = written.format(v1=server.base_url, root=server.base_url.removesuffix("/v1"))
     monkeypatch.setenv(local.LOCAL_BASE_URL_ENV, url)
     # Neither llama-cpp-python nor the weights are needed to talk to a running server.
     monkeypatch.setattr(local.importlib.util, "find_spec", lambda name: None)
     model = local.build_local_model(None, {})
     assert isinstance(model, ChatOpenAI)
-    assert model.openai_api_base == "http://127.0.0.1:8765/v1"
-    assert model.root_async_client.base_url == "http://127.0.0.1:8765/v1/"
-    model._connect()  # what every call does first: still that server, nothing started
-    assert model.openai_api_base == "http://127.0.0.1:8765/v1"
-    assert llama_server._servers == {}
+    assert model.openai_api_base == server.base_url
+    answer = model.invoke("Where is honey stored?")  # starting a server would fail the test
+    assert (
+        answer.text
+        == "The fake model read: Where is honey stored?. It also noted: Where is honey stored?."
+    )
+    assert server.models() == ["local"]
 
 
-def test_warm_server_names_a_running_server_and_ignores_other_specs(
-    monkeypatch: pytest.MonkeyPatch, gguf: Path
+def test_the_server_is_chosen_at_call_time(
+    gguf: Path, server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert local.warm_server("offline") is None
-    assert local.warm_server("openai:gpt-4o-mini") is None
-    with pytest.raises(ModelSpecError, match="not found"):
-        local.warm_server(f"local:{gguf}.missing")
-    monkeypatch.setenv(local.LOCAL_BASE_URL_ENV, "http://127.0.0.1:9")
-    assert local.warm_server("local") == "http://127.0.0.1:9/v1"
-
-
-def test_the_server_is_chosen_at_call_time(gguf: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A cached model follows ENSEMBLE_LOCAL_BASE_URL set later (e.g. by `ensemble serve`)."""
     monkeypatch.setattr(local, "require_server_package", lambda: None)
     model = local.build_local_model(str(gguf), {})
-    monkeypatch.setenv(local.LOCAL_BASE_URL_ENV, "http://127.0.0.1:9/v1")
-    model._connect()
-    assert model.openai_api_base == "http://127.0.0.1:9/v1"
-    assert str(model.root_client.base_url) == "http://127.0.0.1:9/v1/"
-    assert str(model.root_async_client.base_url) == "http://127.0.0.1:9/v1/"
+    monkeypatch.setenv(local.LOCAL_BASE_URL_ENV, server.base_url)
+    model.invoke("sync")
+    asyncio.run(model.ainvoke("async"))
+    assert [sent_text(body) for body in server.requests] == ["sync", "async"]
+    assert server.models() == ["tiny-model.Q4", "tiny-model.Q4"]
 
 
 def test_structured_output_names_the_function_and_payload_suits_llama_cpp(
-    monkeypatch: pytest.MonkeyPatch,
+    model: ChatOpenAI, server: FakeOpenAI
 ) -> None:
-    monkeypatch.setenv(local.LOCAL_BASE_URL_ENV, "http://127.0.0.1:9/v1")
-    model = local.build_local_model(None, {})
-    runnable = model.with_structured_output(Verdict, method="function_calling")
-    kwargs = runnable.first.kwargs  # type: ignore[attr-defined]
-    assert kwargs["tool_choice"] == {"type": "function", "function": {"name": "Verdict"}}
     transcript = [
         SystemMessage("You review."),
         HumanMessage("Report"),
         AIMessage("", tool_calls=[{"name": "search_corpus", "args": {"query": "q"}, "id": "c1"}]),
         ToolMessage("passages", tool_call_id="c1"),
     ]
-    payload = model._get_request_payload(transcript, **kwargs)
-    assert payload["tool_choice"]["function"]["name"] == "Verdict"
+    verdict = model.with_structured_output(Verdict, method="function_calling").invoke(transcript)
+    assert verdict == Verdict(approved=True, gaps=["Report", "Report (part 2)"])
+    [payload] = server.requests
+    assert payload["tool_choice"] == {"type": "function", "function": {"name": "Verdict"}}
     assert payload["max_tokens"] == local.MAX_TOKENS and "max_completion_tokens" not in payload
     assert payload["messages"][2]["content"] == ""  # the server refuses null content
     assert payload["messages"][2]["tool_calls"][0]["function"]["name"] == "search_corpus"
 
 
 def test_a_prompt_too_long_for_the_window_is_trimmed_with_a_marker(
-    monkeypatch: pytest.MonkeyPatch,
+    model: ChatOpenAI, server: FakeOpenAI
 ) -> None:
-    monkeypatch.setenv(local.LOCAL_BASE_URL_ENV, "http://127.0.0.1:9/v1")
-    model = local.build_local_model(None, {})
     notes = "START " + "passage text " * 5000 + " END"
-    payload = model._get_request_payload([SystemMessage("Write a report."), HumanMessage(notes)])
-    system, human = (m["content"] for m in payload["messages"])
-    budget = (local.N_CTX - local.MAX_TOKENS - local.PROMPT_RESERVE_TOKENS) * local.CHARS_PER_TOKEN
+    model.invoke([SystemMessage("Write a report."), HumanMessage(notes)])
+    system, human = (m["content"] for m in server.requests[0]["messages"])
     assert system == "Write a report."
-    assert len(system) + len(human) <= budget
+    assert len(system) + len(human) <= PROMPT_BUDGET * local.CHARS_PER_TOKEN
     assert human.startswith("START ") and human.endswith(" END")
     assert local.TRIM_MARKER in human
+
+
+@pytest.mark.parametrize("call", ["invoke", "ainvoke", "stream", "astream"])
+def test_a_refused_prompt_is_retried_with_the_size_the_server_reported(
+    call: str, model: ChatOpenAI, server: FakeOpenAI
+) -> None:
+    """The retry fits the size the server counted; later calls keep the lesson."""
+    prompt = "字" * 5000  # fits the first estimate, yet takes more tokens than characters
+    server.faults.append(too_long(9043))
+    answer = answer_of(model, call, prompt)
+    assert answer.text.startswith("The fake model read: 字字")
+    first, retried = (sent_text(body) for body in server.requests)
+    assert first == prompt
+    fitted = PROMPT_BUDGET * local.CHARS_PER_TOKEN * 0.9 * PROMPT_BUDGET / 9043
+    assert len(retried) <= fitted and local.TRIM_MARKER in retried
+    answer_of(model, call, prompt)  # no refusal needed: trimmed at once
+    assert len(server.requests) == 3 and sent_text(server.requests[2]) == retried
+
+
+def answer_of(model: ChatOpenAI, call: str, prompt: str) -> BaseMessage:
+    """The model's answer through one of its public ways of being called."""
+    if call == "invoke":
+        return model.invoke(prompt)
+    if call == "ainvoke":
+        return asyncio.run(model.ainvoke(prompt))
+    if call == "stream":
+        chunks = list(model.stream(prompt))
+    else:
+        chunks = asyncio.run(collect(model.astream(prompt)))
+    return reduce(operator.add, chunks)
+
+
+async def collect(stream: AsyncIterator[AIMessageChunk]) -> list[AIMessageChunk]:
+    """Every chunk of an async stream."""
+    return [chunk async for chunk in stream]
+
+
+def test_refusals_for_size_are_retried_a_bounded_number_of_times(
+    model: ChatOpenAI, server: FakeOpenAI
+) -> None:
+    server.faults.extend(too_long(9043) for _ in range(local.FIT_ATTEMPTS + 1))
+    with pytest.raises(openai.BadRequestError, match="maximum context length"):
+        model.invoke("字" * 5000)
+    sizes = [len(sent_text(body)) for body in server.requests]
+    assert len(sizes) == local.FIT_ATTEMPTS
+    assert sizes[0] > sizes[1] > sizes[2]  # each try trimmed harder
+
+
+def test_another_bad_request_is_not_retried(model: ChatOpenAI, server: FakeOpenAI) -> None:
+    server.faults.append({"kind": "status", "code": 400, "message": "invalid tool"})
+    with pytest.raises(openai.BadRequestError, match="invalid tool"):
+        model.invoke("Where is honey stored?")
+    assert len(server.requests) == 1
 
 
 def test_fit_messages_leaves_short_prompts_alone() -> None:
@@ -209,32 +292,44 @@ def test_fit_messages_trims_several_when_one_is_not_enough() -> None:
     assert all(local.TRIM_MARKER in m["content"] for m in messages)
 
 
-def test_stop_local_servers_stops_the_process_group() -> None:
-    """A stand-in server (a sleeping child with a grandchild) is stopped as a whole."""
+def test_stop_local_servers_stops_the_process_group(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stand-in server (a child with a grandchild) is stopped as a whole, and forgotten."""
     script = (
         "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', "
         "'import time; time.sleep(60)']); time.sleep(60)"
     )
-    server = llama_server.LocalServer(
-        Path("x.gguf"), 1, processes.start([sys.executable, "-c", script])
-    )
-    process, log_path = server.child.process, server.child.log_path
-    llama_server._servers[Path("x.gguf")] = server
+    started: list[llama_server.LocalServer] = []
+
+    def stand_in(gguf: Path, timeout: float = 0) -> llama_server.LocalServer:
+        started.append(
+            llama_server.LocalServer(gguf, 1, processes.start([sys.executable, "-c", script]))
+        )
+        return started[-1]
+
+    monkeypatch.setattr(llama_server, "start_server", stand_in)
+    assert llama_server.ensure_server(Path("x.gguf")) == "http://127.0.0.1:1/v1"
+    process, log_path = started[0].child.process, started[0].child.log_path
     try:
         stop_local_servers()  # what the CLI calls when it ends
-        assert process.poll() is not None
-        assert llama_server._servers == {} and not log_path.exists()
+        assert process.poll() is not None and not log_path.exists()
         assert not _group_alive(process.pid)
+        with caplog.at_level(logging.WARNING, logger=llama_server.__name__):
+            llama_server.ensure_server(Path("x.gguf"))  # a fresh start, not a dead one restarted
+        assert len(started) == 2 and caplog.records == []
     finally:
-        if process.poll() is None:
-            process.kill()
+        stop_local_servers()
+        for server in started:
+            if server.child.process.poll() is None:
+                server.child.process.kill()
 
 
 def _group_alive(pgid: int) -> bool:
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         try:
-            local.os.killpg(pgid, 0)
+            os.killpg(pgid, 0)
         except ProcessLookupError:
             return False
         time.sleep(0.05)
@@ -281,7 +376,7 @@ def test_a_server_that_never_answers_times_out_and_is_stopped(
 def test_server_command_keeps_streams_whole_and_binds_loopback(gguf: Path) -> None:
     command = llama_server.server_command(gguf, 8123, threads=2)
     flags = dict(zip(command[4::2], command[5::2], strict=True))
-    assert command[:2] == [sys.executable, "-c"] and command[3] == str(local.os.getpid())
+    assert command[:2] == [sys.executable, "-c"] and command[3] == str(os.getpid())
     assert flags["--model"] == str(gguf) and flags["--host"] == "127.0.0.1"
     assert flags["--port"] == "8123" and flags["--n_ctx"] == str(local.N_CTX)
     assert flags["--interrupt_requests"] == "False"  # parallel streams are not cut short
@@ -309,41 +404,33 @@ def test_report_body_drops_unknown_citations_and_falls_back_to_the_cited_notes()
     assert report_body("Nothing was found.", notes, set()) == "Nothing was found."
 
 
-def bad_request(message: str) -> openai.BadRequestError:
-    """An openai.BadRequestError with this message (built without an HTTP response)."""
-    error = openai.BadRequestError.__new__(openai.BadRequestError)
-    Exception.__init__(error, message)
-    return error
-
-
-def test_a_refused_prompt_is_retried_with_the_size_the_server_reported(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize("call", ["stream", "astream"])
+def test_an_answer_served_without_streaming_becomes_one_whole_chunk(
+    call: str, model: ChatOpenAI, server: FakeOpenAI
 ) -> None:
-    monkeypatch.setenv(local.LOCAL_BASE_URL_ENV, "http://127.0.0.1:9/v1")
-    model = local.build_local_model(None, {})
-    refused = bad_request(
-        "Error code: 400 - This model's maximum context length is 4096 tokens. However, you "
-        "requested 9555 tokens (9043 in the messages, 512 in the completion)."
-    )
-    model._shrink_prompts(refused, attempt=1)
-    budget = local.N_CTX - local.MAX_TOKENS - local.PROMPT_RESERVE_TOKENS
-    assert model._chars_per_token == pytest.approx(local.CHARS_PER_TOKEN * 0.9 * budget / 9043)
-    payload = model._get_request_payload([HumanMessage("字" * 5000)])
-    assert len(payload["messages"][0]["content"]) <= budget * model._chars_per_token
-    with pytest.raises(openai.BadRequestError):
-        model._shrink_prompts(refused, attempt=local.FIT_ATTEMPTS)  # bounded
-    with pytest.raises(openai.BadRequestError, match="invalid tool"):
-        model._shrink_prompts(bad_request("invalid tool"), attempt=1)  # not a size problem
-
-
-def test_an_answer_served_without_streaming_becomes_one_whole_chunk() -> None:
-    message = AIMessage(
-        "",
-        id="run-1",
-        tool_calls=[{"name": "Verdict", "args": {"approved": True, "gaps": []}, "id": "c1"}],
-        usage_metadata={"input_tokens": 5, "output_tokens": 3, "total_tokens": 8},
-    )
-    chunk = local._as_chunk(ChatResult(generations=[ChatGeneration(message=message)]))
-    assert isinstance(chunk.message, AIMessageChunk)
-    assert chunk.message.tool_calls == message.tool_calls
-    assert chunk.message.usage_metadata == message.usage_metadata
+    """A stream the server ends empty is answered by a plain call, whole, in one chunk."""
+    server.faults.append({"kind": "empty_stream"})
+    tools = model.bind_tools([Verdict], tool_choice="Verdict")
+    prompt = "Is the report done?"
+    if call == "stream":
+        chunks = list(tools.stream(prompt))
+    else:
+        chunks = asyncio.run(collect(tools.astream(prompt)))
+    streamed, plain = server.requests
+    assert streamed["stream"] is True
+    assert plain["stream"] is False and "stream_options" not in plain
+    whole, end = chunks  # LangChain ends every stream with an empty "last" chunk
+    assert end.chunk_position == "last" and not end.content and not end.tool_call_chunks
+    assert whole.tool_calls == [
+        {
+            "name": "Verdict",
+            "args": {
+                "approved": True,
+                "gaps": ["Is the report done?", "Is the report done? (part 2)"],
+            },
+            "id": "call_2",
+            "type": "tool_call",
+        }
+    ]
+    usage = whole.usage_metadata or {}
+    assert (usage.get("input_tokens"), usage.get("output_tokens")) == (4, 26)  # the server's
