@@ -14,6 +14,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -226,17 +227,22 @@ def test_two_databases_get_their_own_rows(tmp_path: Path) -> None:
 def test_an_idle_writer_stops_and_the_next_event_starts_another(
     db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(trail, "IDLE_SECONDS", 0.05)
-    record(call(detail={"n": 1}), db)
+    monkeypatch.setattr(trail, "IDLE_SECONDS", 0.3)
+    [first] = writers_started_by(lambda: record(call(detail={"n": 1}), db))
     assert flush()
-    writer = trail._writer_for(db)
-    deadline = time.monotonic() + 5
-    while writer._thread is not None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert writer._thread is None
-    record(call(detail={"n": 2}), db)
+    first.join(timeout=5)
+    assert not first.is_alive()
+    [second] = writers_started_by(lambda: record(call(detail={"n": 2}), db))
+    assert second is not first
     assert flush()
     assert [r["detail"]["n"] for r in events(db, "t1")] == [1, 2]
+
+
+def writers_started_by(action: Callable[[], None]) -> list[threading.Thread]:
+    """The audit writer threads that `action` started."""
+    before = set(threading.enumerate())
+    action()
+    return [t for t in threading.enumerate() if t.name == "ensemble-audit" and t not in before]
 
 
 # Crash -------------------------------------------------------------------------------------------
