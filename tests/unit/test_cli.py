@@ -53,7 +53,7 @@ def test_run_to_completion(capsys, db, corpus_dir, tmp_path):
     code, result, err = run_research(capsys, db, corpus_dir, "--yes", "--out", str(out_file))
     assert code == 0, err
     assert result["status"] == "done"
-    assert result["output"]["outcome"] in {"approved", "stalled", "max_revisions"}
+    assert result["output"]["outcome"] == "approved"
     report = result["output"]["report"]
     assert "## Sources" in report and result["output"]["sources"]
     assert out_file.read_text() == report
@@ -75,8 +75,7 @@ def test_review_plan_stops_without_terminal_then_resume_edits(capsys, db, corpus
     assert done["status"] == "done"
     assert [sq["question"] for sq in done["output"]["plan"]] == edited
     started = [line for line in err.splitlines() if line.startswith("[researcher] started")]
-    assert {line.split(": ", 1)[1] for line in started} >= set(edited)
-    assert all(line.split(": ", 1)[1] in edited for line in started[: len(edited)])
+    assert sorted(line.split(": ", 1)[1] for line in started) == sorted(edited)  # once each
 
 
 def test_invalid_answer_is_refused_and_changes_nothing(capsys, db, corpus_dir):
