@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, with_config
 
 from ensemble import settings
 from ensemble.errors import InvalidInputError, describe_validation_error
@@ -20,12 +20,14 @@ MAX_SPEC_CHARS = 200
 BudgetName = Literal["calls", "tokens", "seconds", "cost"]
 
 
+@with_config(ConfigDict(use_attribute_docstrings=True))
 @dataclass(kw_only=True)
 class Context:
     """Run-time settings of one run (the graphs' `context_schema`).
 
     Everything a node needs that is not part of the task itself lives here, so the same graph
-    runs unchanged from the CLI, a notebook or the LangGraph server.
+    runs unchanged from the CLI, a notebook or the LangGraph server. Each field's docstring is its
+    description: the CLI's run-settings flags and the context's JSON schema show it.
     """
 
     model: Annotated[str, Field(min_length=1, max_length=MAX_SPEC_CHARS)] = field(

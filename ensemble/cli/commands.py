@@ -15,11 +15,19 @@ from typing import Any
 
 from ensemble import settings
 from ensemble.cli import prompt
-from ensemble.cli.flags import add_input_flags, describe, describe_schema, flag_name, given_inputs
-from ensemble.cli.main import common_flags, operator_workspace, running_flags
+from ensemble.cli.flags import (
+    add_input_flags,
+    add_setting_flags,
+    describe,
+    describe_schema,
+    flag_name,
+    given_inputs,
+    given_settings,
+)
+from ensemble.cli.main import common_flags, operator_workspace
 from ensemble.cli.render import Progress, print_json, stdin_is_interactive, table
 from ensemble.context import validate_context
-from ensemble.errors import EnsembleError, InvalidInputError, describe_parse_error
+from ensemble.errors import EnsembleError, InvalidInputError
 from ensemble.graphs.registry import SCENARIOS, get_scenario, parse_json_value
 from ensemble.graphs.scenario import Scenario
 from ensemble.persistence import ensure_writable, list_threads, open_async_checkpointer
@@ -41,6 +49,34 @@ from ensemble.runner import (
 )
 
 EXIT_FAILED = 1
+
+
+def running_flags() -> argparse.ArgumentParser:
+    """The flags of every command that runs a graph: run settings, answers, output."""
+    running = argparse.ArgumentParser(add_help=False)
+    add_setting_flags(running)
+    running.add_argument("--yes", action="store_true", help="approve every human review")
+    running.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    running.add_argument("--out", type=Path, help="also write the result (markdown) to this file")
+    return running
+
+
+def thread_parser(command: str, about: str) -> argparse.ArgumentParser:
+    """`ensemble resume|fork THREAD ...`: the whole grammar, built once the command is chosen."""
+    parser = argparse.ArgumentParser(
+        prog=f"ensemble {command}", description=about, parents=[common_flags(), running_flags()]
+    )
+    parser.add_argument("thread")
+    if command == "resume":
+        parser.add_argument(
+            "--answer",
+            help="answer to the pending question: a word (approve, reject, retry, ...) or JSON "
+            'such as \'{"action": "edit", "subquestions": [...]}\'',
+        )
+    else:
+        parser.add_argument("--checkpoint", required=True, help="checkpoint id to branch from")
+        parser.add_argument("--set", dest="sets", action="append", default=[], metavar="FIELD=JSON")
+    return parser
 
 
 def scenario_parser(scenario: Scenario) -> argparse.ArgumentParser:
@@ -101,54 +137,6 @@ def _check_answer(answer: Any, scenario: Scenario, values: Any, *, halted: bool)
         read_answer(answer)
     except ValueError as error:
         raise InvalidInputError(str(error)) from error
-
-
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The run settings given explicitly on the command line (the rest follow the thread)."""
-    given: dict[str, Any] = {
-        "model": args.model,
-        "max_concurrency": args.max_concurrency,
-        "search_k": args.search_k,
-        "model_timeout": args.model_timeout,
-        "model_retries": args.model_retries,
-        "cache": args.cache,
-        "budget": parse_json_value(args.budget, "--budget") if args.budget else None,
-        "prices": _read_prices(args.prices) if args.prices else None,
-    }
-    if args.fallbacks:
-        chains: dict[str, list[str]] = {}
-        for item in args.fallbacks:
-            role, sep, spec = item.partition("=")
-            if not sep or any(c in role for c in ":?"):  # a plain spec, e.g. offline?latency=1
-                role, spec = "*", item
-            chains.setdefault(role.strip() or "*", []).append(spec.strip())
-        given["fallbacks"] = chains
-    if args.role_models:
-        pairs = [item.partition("=") for item in args.role_models]
-        bad = [role for role, sep, spec in pairs if not sep or not role.strip() or not spec]
-        if bad:
-            raise InvalidInputError("--role-model takes ROLE=SPEC, e.g. reviewer=offline")
-        given["role_models"] = {role.strip(): spec.strip() for role, _, spec in pairs}
-    given = {k: v for k, v in given.items() if v is not None}
-    for name, value in given.items():  # name the flag in the error, not the setting
-        try:
-            validate_context({name: value})
-        except InvalidInputError as error:
-            problem = str(error).split(": ", 2)[-1]
-            raise InvalidInputError(f"--{name.replace('_', '-')}: {problem}") from None
-    return given
-
-
-def _read_prices(path: Path) -> Any:
-    """The `--prices` file: a YAML or JSON mapping of model spec to input/output prices."""
-    import yaml
-
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise InvalidInputError(f"--prices: cannot read {path}: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        raise InvalidInputError(f"--prices: {describe_parse_error(error, str(path))}") from None
 
 
 def _answerer(args: argparse.Namespace, given: Any = None) -> Answerer:
@@ -226,7 +214,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
     current = operator_workspace(args)  # `--db` of `run` is known only now
     data = _run_input(scenario, args)
     db = current.db_path
-    run_settings = resolve_settings(None, _overrides(args), how="run")
+    run_settings = resolve_settings(None, given_settings(args), how="run")
     for field, kind in scenario.folders.items():  # refuse a bad folder before anything is stored
         if kind == "output":
             current.output_dir(data.get(field))
@@ -270,7 +258,7 @@ async def cmd_resume(args: argparse.Namespace) -> int:
     ):
         config = thread_config(args.thread)
         snapshot = await require_checkpoint(graph, config)
-        overrides = _overrides(args)
+        overrides = given_settings(args)
         halted = bool(snapshot.interrupts) and all(is_halt(i.value) for i in snapshot.interrupts)
         budget = _budget_answer(args.answer) if halted or not snapshot.interrupts else None
         if budget is not None:  # `--answer '{"budget": {...}}'` raises the run's budget
@@ -315,7 +303,7 @@ async def cmd_fork(args: argparse.Namespace) -> int:
     ):
         at = thread_config(args.thread, args.checkpoint)
         snapshot = await require_checkpoint(graph, at)
-        run_settings = await for_thread(saver, at, _overrides(args), how="fork")
+        run_settings = await for_thread(saver, at, given_settings(args), how="fork")
         values = snapshot.values if isinstance(snapshot.values, dict) else {}
         updates = scenario.fork_updates(values, sets) if sets else {}
         config = snapshot.config

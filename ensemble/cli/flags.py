@@ -1,22 +1,34 @@
-"""Command-line flags made from a scenario's input schema: one source of truth for inputs.
+"""Command-line flags made from schemas: a scenario's inputs and the run settings (`Context`).
 
-Each pydantic field of the input schema becomes `--field-name`, with its description, default
-and limits as help. Values are passed on as given (text) and validated by the schema itself, so
-the CLI, a notebook and the server accept and refuse exactly the same inputs.
+Each field becomes `--field-name`, with its description, default and limits as help. Values are
+passed on as given (text) and validated by the schema itself, so the CLI, a notebook and the
+server accept and refuse exactly the same inputs and settings.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import types
 import typing
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from annotated_types import Ge, Gt, Le, Lt, MaxLen, MinLen
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
+
+from ensemble.context import Context, validate_context
+from ensemble.errors import InvalidInputError, describe_parse_error
+from ensemble.graphs.registry import parse_json_value
+
+SCALARS = (str, int, float, bool)
+"""Types of the run settings whose flag is made from the field; mappings have flags of their own."""
+
+MAPPING_FLAGS = {"role_models": "--role-model", "fallbacks": "--fallback"}
+"""Run settings whose flag is not their name: one item of the mapping per (repeated) flag."""
 
 
 def flag_name(field: str) -> str:
@@ -36,36 +48,126 @@ def add_input_flags(
     """
     group = parser.add_argument_group("inputs", f"fields of {schema.__name__}")
     for name, info in schema.model_fields.items():
-        if name == primary or name in skip:
-            continue
-        kind = _kind(info.annotation)
-        dest = f"input__{name}"
-        if kind is bool:
-            group.add_argument(
-                flag_name(name),
-                dest=dest,
-                action=argparse.BooleanOptionalAction,
-                default=None,
-                help=describe(info),
-            )
-        elif kind is list:
-            group.add_argument(
-                flag_name(name),
-                dest=dest,
-                action="append",
-                default=None,
-                metavar="VALUE",
-                help=describe(info) + " (repeatable)",
-            )
-        else:
-            group.add_argument(
-                flag_name(name),
-                dest=dest,
-                default=None,
-                metavar=_metavar(info),
-                choices=None,
-                help=describe(info),
-            )
+        if name != primary and name not in skip:
+            _add_flag(group, name, info, f"input__{name}")
+
+
+def _add_flag(group: argparse._ArgumentGroup, name: str, info: FieldInfo, dest: str) -> None:
+    """`--name` for one field, unset by default; the value is validated by the schema later."""
+    kind = _kind(info.annotation)
+    if kind is bool:
+        group.add_argument(
+            flag_name(name),
+            dest=dest,
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help=describe(info),
+        )
+    elif kind is list:
+        group.add_argument(
+            flag_name(name),
+            dest=dest,
+            action="append",
+            default=None,
+            metavar="VALUE",
+            help=describe(info) + " (repeatable)",
+        )
+    else:
+        group.add_argument(
+            flag_name(name), dest=dest, default=None, metavar=_metavar(info), help=describe(info)
+        )
+
+
+def setting_fields() -> dict[str, FieldInfo]:
+    """`Context`'s fields as pydantic reads them: type, limits, default and docstring."""
+    hints = typing.get_type_hints(Context, include_extras=True)
+    docs = TypeAdapter(Context).json_schema()["properties"]
+    found = {}
+    for item in dataclasses.fields(Context):
+        found[item.name] = info = FieldInfo.from_annotated_attribute(hints[item.name], item)
+        info.description = docs[item.name].get("description")
+    return found
+
+
+def add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """A flag per run setting: scalars made from their `Context` field, mappings written here.
+
+    Every flag is unset by default, so a resumed or forked thread keeps its own settings
+    (`ensemble.run_settings`); the help shows the default a new thread starts with.
+    """
+    group = parser.add_argument_group(
+        "run settings", "unset, a setting keeps the thread's value; a new thread takes the default"
+    )
+    for name, info in setting_fields().items():
+        if info.annotation in SCALARS:
+            _add_flag(group, name, info, name)
+    group.add_argument(
+        MAPPING_FLAGS["role_models"], dest="role_models", action="append", metavar="ROLE=SPEC",
+        help="model of one role, e.g. reviewer=openai:gpt-4o (repeatable)",
+    )  # fmt: skip
+    group.add_argument(
+        MAPPING_FLAGS["fallbacks"], dest="fallbacks", action="append", metavar="[ROLE=]SPEC",
+        help="a model to use while a role's model is unavailable (repeatable; no ROLE: every role)",
+    )  # fmt: skip
+    group.add_argument(
+        "--budget",
+        metavar="JSON",
+        help='limits of the thread\'s spending, e.g. \'{"calls": 200, "tokens": 500000}\' '
+        "(calls, tokens, seconds, cost)",
+    )
+    group.add_argument(
+        "--prices",
+        type=Path,
+        metavar="FILE",
+        help="prices per million tokens by model, for a cost budget and `ensemble stats`: "
+        'YAML or JSON such as {"openai:gpt-4o": {"input": 2.5, "output": 10}}',
+    )
+
+
+def given_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The run settings set on the command line, validated (unset ones follow the thread).
+
+    Raises:
+        InvalidInputError: A value is refused; the message names the flag.
+    """
+    given = {k: v for k in setting_fields() if (v := getattr(args, k, None)) not in (None, [])}
+    if "budget" in given:
+        given["budget"] = parse_json_value(given["budget"], "--budget")
+    if "prices" in given:
+        given["prices"] = _read_prices(given["prices"])
+    if "fallbacks" in given:
+        chains: dict[str, list[str]] = {}
+        for item in given["fallbacks"]:
+            role, sep, spec = item.partition("=")
+            if not sep or any(c in role for c in ":?"):  # a plain spec, e.g. offline?latency=1
+                role, spec = "*", item
+            chains.setdefault(role.strip() or "*", []).append(spec.strip())
+        given["fallbacks"] = chains
+    if "role_models" in given:
+        pairs = [item.partition("=") for item in given["role_models"]]
+        if any(not sep or not role.strip() or not spec for role, sep, spec in pairs):
+            raise InvalidInputError("--role-model takes ROLE=SPEC, e.g. reviewer=offline")
+        given["role_models"] = {role.strip(): spec.strip() for role, _, spec in pairs}
+    for name, value in given.items():  # name the flag in the error, not the setting
+        try:
+            given[name] = getattr(validate_context({name: value}), name)
+        except InvalidInputError as error:
+            problem = str(error).split(": ", 2)[-1]
+            flag = MAPPING_FLAGS.get(name, flag_name(name))
+            raise InvalidInputError(f"{flag}: {problem}") from None
+    return given
+
+
+def _read_prices(path: Path) -> Any:
+    """The `--prices` file: a YAML or JSON mapping of model spec to input/output prices."""
+    import yaml
+
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise InvalidInputError(f"--prices: cannot read {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise InvalidInputError(f"--prices: {describe_parse_error(error, str(path))}") from None
 
 
 def given_inputs(args: argparse.Namespace) -> dict[str, Any]:

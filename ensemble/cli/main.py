@@ -41,70 +41,12 @@ def common_flags() -> argparse.ArgumentParser:
     return common
 
 
-def running_flags() -> argparse.ArgumentParser:
-    """The flags of every command that runs a graph: run settings, answers, output."""
-    running = argparse.ArgumentParser(add_help=False)
-    running.add_argument(
-        "--model",
-        help="model spec: offline, openai:<name>, local (default: the thread's, for a new "
-        "thread $ENSEMBLE_MODEL)",
-    )
-    running.add_argument(
-        "--role-model",
-        dest="role_models",
-        action="append",
-        default=[],
-        metavar="ROLE=SPEC",
-        help="model of one role, e.g. reviewer=openai:gpt-4o (repeatable)",
-    )
-    running.add_argument("--search-k", type=int, help="passages per corpus search (default 5)")
-    running.add_argument(
-        "--model-timeout",
-        type=float,
-        metavar="SECONDS",
-        help="seconds one model request may take (default 120, or the thread's)",
-    )
-    running.add_argument(
-        "--fallback",
-        dest="fallbacks",
-        action="append",
-        default=[],
-        metavar="[ROLE=]SPEC",
-        help="a model to use while a role's model is unavailable (repeatable; no ROLE: every role)",
-    )
-    running.add_argument(
-        "--budget",
-        metavar="JSON",
-        help='limits of the thread\'s spending, e.g. \'{"calls": 200, "tokens": 500000}\' '
-        "(calls, tokens, seconds, cost)",
-    )
-    running.add_argument(
-        "--prices",
-        type=Path,
-        metavar="FILE",
-        help="prices per million tokens by model, for a cost budget and `ensemble stats`: "
-        'YAML or JSON such as {"openai:gpt-4o": {"input": 2.5, "output": 10}}',
-    )
-    running.add_argument(
-        "--no-cache",
-        dest="cache",
-        action="store_false",
-        default=None,
-        help="call the models even for a request answered before",
-    )
-    running.add_argument(
-        "--model-retries",
-        type=int,
-        metavar="N",
-        help="retries of a request on timeouts, 429, 5xx, lost connections (default 2)",
-    )
-    running.add_argument("--yes", action="store_true", help="approve every human review")
-    running.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    running.add_argument("--out", type=Path, help="also write the result (markdown) to this file")
-    running.add_argument(
-        "--max-concurrency", type=int, help="agents running at once (default 4, or the thread's)"
-    )
-    return running
+STAGED = {
+    "resume": "continue a paused or crashed thread",
+    "fork": "branch a thread from a checkpoint",
+}
+"""Commands that take run settings: their flags come from `Context` (pydantic), so their whole
+grammar is built once the command is chosen (`ensemble.cli.commands.thread_parser`)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"ensemble {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    common, running = common_flags(), running_flags()
+    common = common_flags()
 
     run = sub.add_parser(
         "run",
@@ -129,15 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
         "args", nargs=argparse.REMAINDER, help="the scenario's input and flags", metavar="..."
     )
 
-    resume = sub.add_parser(
-        "resume", parents=[common, running], help="continue a paused or crashed thread"
-    )
-    resume.add_argument("thread")
-    resume.add_argument(
-        "--answer",
-        help="answer to the pending question: a word (approve, reject, retry, ...) or JSON "
-        'such as \'{"action": "edit", "subquestions": [...]}\'',
-    )
+    for name, about in STAGED.items():  # the flags are read by the second stage, in `_main`
+        sub.add_parser(name, help=about, add_help=False)
 
     threads = sub.add_parser("threads", parents=[common], help="list threads")
     threads.add_argument("--scenario", help="only threads of this scenario")
@@ -150,13 +85,6 @@ def build_parser() -> argparse.ArgumentParser:
     history = sub.add_parser("history", parents=[common], help="list a thread's checkpoints")
     history.add_argument("thread")
     history.add_argument("--limit", type=int, default=50)
-
-    fork = sub.add_parser(
-        "fork", parents=[common, running], help="branch a thread from a checkpoint"
-    )
-    fork.add_argument("thread")
-    fork.add_argument("--checkpoint", required=True, help="checkpoint id to branch from")
-    fork.add_argument("--set", dest="sets", action="append", default=[], metavar="FIELD=JSON")
 
     show = sub.add_parser("show", parents=[common], help="show a thread's state")
     show.add_argument("thread")
@@ -201,7 +129,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command in STAGED:
+        from ensemble.cli.commands import thread_parser
+
+        args = thread_parser(args.command, STAGED[args.command]).parse_args(rest, args)
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         return asyncio.run(_command(args.command)(args))
     except EnsembleError as error:
