@@ -199,12 +199,11 @@ def test_a_person_can_stop_a_paused_run_with_its_work_kept(capsys, corpus_dir, t
         "--yes", "--json",
     )  # fmt: skip
     assert out["status"] == "interrupted"
-    pending = len(out["next"])
+    assert out["next"] == ["synthesizer"]  # the budget ran out before the report
     code, _, err = cli(capsys, "resume", thread, "--answer", '"stop"', "--db", db)
     assert code == 1 and "stopped by a person: budget exhausted" in err
     code, shown, _ = cli(capsys, "show", thread, "--db", db, "--json")
     assert shown["values"]["plan"], "the planner's work is kept"
-    assert pending >= 1
 
 
 def test_a_fork_that_changes_only_max_revisions_reuses_earlier_work(
@@ -247,7 +246,7 @@ def test_a_fork_that_changes_only_max_revisions_reuses_earlier_work(
         assert code == 0 and forked["status"] == "done"
         measured[label] = calls() - before
     print(f"\nfork changing only max_revisions: model calls {measured}")
-    assert measured["cache"] == 0 and measured["no cache"] >= 4
+    assert measured == {"cache": 0, "no cache": 6}
 
 
 def test_a_synchronous_call_goes_through_the_same_guard(register, fresh):
