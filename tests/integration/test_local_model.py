@@ -22,7 +22,6 @@ import pytest
 from langchain_core.messages import AIMessageChunk
 from langgraph.types import Command
 
-from ensemble import workspace
 from ensemble.context import Context
 from ensemble.corpus import CorpusIndex
 from ensemble.graphs.registry import SCENARIOS
@@ -30,6 +29,7 @@ from ensemble.models import chat_model, llama_server, local
 from ensemble.nodes.reviewer import Verdict
 from ensemble.persistence import open_async_checkpointer
 from ensemble.publishing.piece import count_words
+from ensemble.workspace import Workspace
 
 pytestmark = [
     pytest.mark.integration,
@@ -121,13 +121,13 @@ async def test_structured_call_names_the_function_and_parses(context: Context) -
 
 
 async def test_research_end_to_end_streams_tokens(
-    context: Context, corpus_dir: Path, tmp_path: Path
+    context: Context, corpus_dir: Path, tmp_path: Path, workspace: Workspace
 ) -> None:
     nodes: list[str] = []
     chunks: dict[str, list[AIMessageChunk]] = {}
     started = time.monotonic()
     async with open_async_checkpointer(tmp_path / "checkpoints.db") as saver:
-        graph = SCENARIOS["research"].compile(saver)
+        graph = SCENARIOS["research"].compile(saver, workspace)
         config = {"configurable": {"thread_id": "local-e2e"}}
         async for mode, item in graph.astream(
             run_input(corpus_dir),
@@ -146,7 +146,7 @@ async def test_research_end_to_end_streams_tokens(
 
     values = state.values
     assert not state.next
-    assert_valid_result(values, workspace.current().db_path, corpus_dir)
+    assert_valid_result(values, workspace.db_path, corpus_dir)
     assert_notes_cite_retrieved_passages(values)
     # Routing: intake, planner, researchers, then write/review rounds, then finalize.
     assert nodes[:2] == ["intake", "planner"] and nodes[-1] == "finalize"
@@ -160,10 +160,10 @@ async def test_research_end_to_end_streams_tokens(
 
 
 async def test_resume_after_plan_review_interrupt(
-    context: Context, corpus_dir: Path, tmp_path: Path
+    context: Context, corpus_dir: Path, tmp_path: Path, workspace: Workspace
 ) -> None:
     async with open_async_checkpointer(tmp_path / "checkpoints.db") as saver:
-        graph = SCENARIOS["research"].compile(saver)
+        graph = SCENARIOS["research"].compile(saver, workspace)
         config = {"configurable": {"thread_id": "local-review"}}
         paused = await graph.ainvoke(
             run_input(corpus_dir, review_plan=True, max_revisions=0), config, context=context
@@ -182,7 +182,7 @@ async def test_resume_after_plan_review_interrupt(
     values = state.values
     assert values["plan"] == pending.value["plan"]  # approved as it was
     assert values["revision"] == 0
-    assert_valid_result({**values, "revision": 0}, workspace.current().db_path, corpus_dir)
+    assert_valid_result({**values, "revision": 0}, workspace.db_path, corpus_dir)
     assert {n["task_id"] for n in values["notes"].values() if n["round"] == 0} == {
         sq["id"] for sq in values["plan"]
     }
@@ -283,24 +283,23 @@ async def test_content_pipeline_pauses_for_approval_then_publishes(
         "max_revisions": 0,
     }
     started = time.monotonic()
-    with workspace.use(workspace.Workspace(db_path=db)):
-        async with open_async_checkpointer(db) as saver:
-            graph = SCENARIOS["content"].compile(saver)
-            config = {"configurable": {"thread_id": "local-content"}}
-            paused = await graph.ainvoke(brief, config, context=context)
-            state = await graph.aget_state(config)
-            assert state.next == ("approval",)
-            (pending,) = paused["__interrupt__"]
-            request = pending.value
-            assert request["kind"] == "content_approval"
-            assert request["title"].strip() and request["error"] is None
-            assert request["word_count"] == count_words(request["draft"])
-            assert len(request["sources"]) == len(state.values["sources"])
-            assert not published.exists(), "nothing is published before the approval"
-            drafting = time.monotonic() - started
+    async with open_async_checkpointer(db) as saver:
+        graph = SCENARIOS["content"].compile(saver, Workspace(db_path=db))
+        config = {"configurable": {"thread_id": "local-content"}}
+        paused = await graph.ainvoke(brief, config, context=context)
+        state = await graph.aget_state(config)
+        assert state.next == ("approval",)
+        (pending,) = paused["__interrupt__"]
+        request = pending.value
+        assert request["kind"] == "content_approval"
+        assert request["title"].strip() and request["error"] is None
+        assert request["word_count"] == count_words(request["draft"])
+        assert len(request["sources"]) == len(state.values["sources"])
+        assert not published.exists(), "nothing is published before the approval"
+        drafting = time.monotonic() - started
 
-            await graph.ainvoke(Command(resume={"action": "approve"}), config, context=context)
-            state = await graph.aget_state(config)
+        await graph.ainvoke(Command(resume={"action": "approve"}), config, context=context)
+        state = await graph.aget_state(config)
     print(
         f"content on the local model: {drafting:.1f}s to approval, "
         f"{time.monotonic() - started:.1f}s in all"
