@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 from langgraph.checkpoint.sqlite import SqliteSaver
@@ -156,22 +157,34 @@ class ThreadSummary:
 
 def list_threads(path: str | Path) -> list[ThreadSummary]:
     """List the threads stored in `path`, newest first, without creating the file."""
-    target = Path(path)
-    if not target.exists():
-        return []
-    conn = connect(target, create=False)
     try:
-        has_table = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='checkpoints'"
-        ).fetchone()
-        if not has_table:
-            return []
-        rows = conn.execute(
+        rows = read_rows(
+            path,
+            "checkpoints",
             "SELECT thread_id, MAX(checkpoint_id), COUNT(*) FROM checkpoints "
-            "WHERE checkpoint_ns = '' GROUP BY thread_id ORDER BY MAX(checkpoint_id) DESC"
-        ).fetchall()
+            "WHERE checkpoint_ns = '' GROUP BY thread_id ORDER BY MAX(checkpoint_id) DESC",
+        )
     except sqlite3.Error as error:
-        raise _explain(target, error) from error
-    finally:
-        conn.close()
+        raise _explain(Path(path), error) from error
     return [ThreadSummary(str(t), str(c), int(n)) for t, c, n in rows]
+
+
+def read_rows(
+    path: str | Path, table: str, query: str, params: Sequence[Any] = ()
+) -> list[tuple[Any, ...]]:
+    """Run a read-only query; a missing file, or a database without `table` yet, has no rows.
+
+    A missing file is not created: reading (`ensemble threads`, a budget seeding itself) must
+    not leave empty databases behind.
+
+    Raises:
+        sqlite3.Error: The query failed (the caller says what it was reading).
+    """
+    target = Path(path).expanduser()
+    if str(path) != ":memory:" and not target.exists():
+        return []
+    with closing(connect(target, create=False)) as conn:
+        exists = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+        ).fetchone()
+        return conn.execute(query, params).fetchall() if exists else []

@@ -25,7 +25,7 @@ from typing import Any
 from langgraph.config import get_config
 
 from ensemble.errors import DatabaseError
-from ensemble.persistence import connect
+from ensemble.persistence import connect, read_rows
 
 log = logging.getLogger(__name__)
 
@@ -380,23 +380,10 @@ def _where(thread_id: str, kinds: Iterable[str] | None) -> tuple[str, list[Any]]
 
 
 def _read(db_path: str | Path, query: str, params: list[Any]) -> list[tuple[Any, ...]]:
-    """Run a query; a missing file, or a database without the audit table yet, has no rows.
-
-    A missing file is not created: reading (a budget seeding itself, `ensemble audit`) must
-    not leave empty databases behind.
-    """
-    if str(db_path) != ":memory:" and not Path(db_path).expanduser().exists():
-        return []
-    conn = connect(db_path, create=False)
     try:
-        exists = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit'"
-        ).fetchone()
-        return conn.execute(query, params).fetchall() if exists else []
+        return read_rows(db_path, "audit", query, params)
     except sqlite3.Error as error:
         raise DatabaseError(f"cannot read the audit trail in {db_path}: {error}") from error
-    finally:
-        conn.close()
 
 
 def _event_dict(row: tuple[Any, ...]) -> dict[str, Any]:

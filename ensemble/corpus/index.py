@@ -289,8 +289,8 @@ class CorpusIndex:
         if self._is_built(conn):
             return 0
         documents = list(sources.iter_default_documents())  # slow part: outside the write lock
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with conn:  # one transaction: committed at the end, rolled back on any exception
+            conn.execute("BEGIN IMMEDIATE")
             if self._is_built(conn):  # another process built it meanwhile
                 conn.execute("ROLLBACK")
                 return 0
@@ -309,11 +309,6 @@ class CorpusIndex:
             )
             self._insert_passages(conn, documents)
             self._write_meta(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
         logger.info("indexed %d documents of %s", len(documents), self.key)
         return len(documents)
 
@@ -341,23 +336,18 @@ class CorpusIndex:
         planned, deleted = self._plan(conn, files, cache)
         if not planned and not deleted and self._is_built(conn):
             return 0
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with conn:
+            conn.execute("BEGIN IMMEDIATE")
             planned, deleted = self._plan(conn, files, cache)
-            for doc_id in deleted:
-                conn.execute(
-                    "DELETE FROM corpus_passages WHERE corpus_key = ? AND doc_id = ?",
-                    (self.key, doc_id),
-                )
-                conn.execute(
-                    "DELETE FROM corpus_documents WHERE corpus_key = ? AND doc_id = ?",
-                    (self.key, doc_id),
-                )
             changed = [p.document for p in planned if p.document is not None]
-            conn.executemany(
-                "DELETE FROM corpus_passages WHERE corpus_key = ? AND doc_id = ?",
-                ((self.key, d.doc_id) for d in changed),
-            )
+            for table, doc_ids in (
+                ("corpus_passages", [*deleted, *(d.doc_id for d in changed)]),
+                ("corpus_documents", deleted),
+            ):
+                conn.executemany(
+                    f"DELETE FROM {table} WHERE corpus_key = ? AND doc_id = ?",
+                    ((self.key, doc_id) for doc_id in doc_ids),
+                )
             self._insert_passages(conn, changed)
             conn.executemany(
                 "INSERT OR REPLACE INTO corpus_documents VALUES (?, ?, ?, ?, ?, ?)",
@@ -374,11 +364,6 @@ class CorpusIndex:
                 ),
             )
             self._write_meta(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
         if changed or deleted:
             logger.info(
                 "corpus %s: %d files indexed, %d removed", self.key, len(changed), len(deleted)
