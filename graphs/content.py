@@ -132,12 +132,6 @@ def build_content(
     return builder
 
 
-def check_answer(answer: Any, values: Mapping[str, Any]) -> Any:
-    """A resume answer of the content scenario: its one question is the approval."""
-    APPROVAL.parse(answer, values)
-    return answer
-
-
 def summary(values: Mapping[str, Any]) -> str:
     """What the CLI prints at the end: the piece, its sources, and where it was published."""
     lines = [f"# {values.get('title', '')}", "", str(values.get("piece", "")).rstrip(), ""]
@@ -172,7 +166,7 @@ SCENARIO = Scenario(
         "published",
     ),
     approve_answer={"action": "approve"},
-    check_answer=check_answer,
+    check_answer=APPROVAL.check_answer,
     folders={"corpus": "corpus", "output_dir": "output"},
     summary=summary,
 )

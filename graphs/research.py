@@ -6,7 +6,6 @@ Routing uses typed conditional edges rather than `Command` so that a fork writte
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from functools import partial
 from typing import Any, Literal
 
@@ -131,12 +130,6 @@ def build_research(
     return builder
 
 
-def check_answer(answer: Any, values: Mapping[str, Any]) -> Any:
-    """A resume answer of the research scenario: its one question is the plan review."""
-    PLAN_REVIEW.parse(answer, values)
-    return answer
-
-
 def fork_plan(value: Any, valid: BaseModel) -> list[SubQuestion]:
     """A fork may replace the plan: a JSON list of sub-question texts (or {"question": ...})."""
     max_researchers = int(getattr(valid, "max_researchers", MAX_RESEARCHERS))
@@ -162,7 +155,7 @@ SCENARIO = Scenario(
     primary_field="question",
     output_keys=("question", "plan", "report", "sources", "outcome", "revision"),
     approve_answer={"action": "approve"},
-    check_answer=check_answer,
+    check_answer=PLAN_REVIEW.check_answer,
     fork_extras={"plan": fork_plan},
     folders={"corpus": "corpus"},
 )

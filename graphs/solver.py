@@ -124,12 +124,6 @@ def check_input(valid: BaseModel) -> None:
             )
 
 
-def check_answer(answer: Any, values: Mapping[str, Any]) -> Any:
-    """A resume answer of the solver: its one question is the help request."""
-    SOLVER_HELP.parse(answer, values)
-    return answer
-
-
 def summary(values: Mapping[str, Any]) -> str:
     """What the CLI prints: the answer with its trace."""
     return str(values.get("answer") or "")
@@ -144,7 +138,7 @@ SCENARIO = Scenario(
     primary_field="problem",
     output_keys=("problem", "answer", "outcome", "results", "dag", "plan_notes"),
     approve_answer={"action": "retry"},
-    check_answer=check_answer,
+    check_answer=SOLVER_HELP.check_answer,
     folders={"corpus": "corpus"},
     summary=summary,
     file_inputs={"tasks": ("workflow", read_workflow), "agents": ("agents", read_agents)},

@@ -77,6 +77,11 @@ class Gate(Generic[A]):
             raise InvalidInputError(f"invalid {self.what}: {problem}")
         return parsed
 
+    def check_answer(self, answer: Any, values: Mapping[str, Any]) -> Any:
+        """A scenario's resume-answer check (`Scenario.check_answer`): the answer, if valid."""
+        self.parse(answer, values)
+        return answer
+
     def ask(
         self,
         state: Any,

@@ -283,8 +283,5 @@ def _validate(item: Mapping[str, Any], prefix: str) -> AgentSpec:
     try:
         return AgentSpec.model_validate(dict(item))
     except ValidationError as error:
-        raise AgentDefinitionError(f"{prefix}: {_describe(error)}") from None
-
-
-def _describe(error: ValidationError) -> str:
-    return describe_validation_error(error, known=AgentSpec.model_fields, patterns=PATTERNS)
+        problem = describe_validation_error(error, known=AgentSpec.model_fields, patterns=PATTERNS)
+        raise AgentDefinitionError(f"{prefix}: {problem}") from None

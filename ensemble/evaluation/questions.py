@@ -188,8 +188,5 @@ def _validate(item: Any, prefix: str) -> Question:
     try:
         return Question.model_validate(dict(item))
     except ValidationError as error:
-        raise QuestionFileError(f"{prefix}: {_describe(error)}") from None
-
-
-def _describe(error: ValidationError) -> str:
-    return describe_validation_error(error, known=Question.model_fields, patterns=PATTERNS)
+        problem = describe_validation_error(error, known=Question.model_fields, patterns=PATTERNS)
+        raise QuestionFileError(f"{prefix}: {problem}") from None

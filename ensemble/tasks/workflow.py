@@ -300,7 +300,8 @@ def _task(raw: Any, index: int, source: str) -> TaskSpec:
     try:
         return TaskSpec.model_validate(raw)
     except ValidationError as error:
-        raise WorkflowError(f"{source}: task {name}: {_describe(error)}") from None
+        problem = describe_validation_error(error, known=TaskSpec.model_fields)
+        raise WorkflowError(f"{source}: task {name}: {problem}") from None
 
 
 def _task_name(raw: Any, index: int) -> str:
@@ -373,7 +374,9 @@ def _repair_task(
     try:
         TaskSpec.model_validate({**task, "depends_on": []})
     except ValidationError as error:
-        notes.append(f"task {name}: dropped, {_describe(error)}")
+        notes.append(
+            f"task {name}: dropped, {describe_validation_error(error, known=TaskSpec.model_fields)}"
+        )
         return None
     return task
 
@@ -431,7 +434,3 @@ def _repair_dependencies(
         notes.append(
             f"task {node!r}: dropped dependency on {dep!r} to break the cycle {' -> '.join(cycle)}"
         )
-
-
-def _describe(error: ValidationError) -> str:
-    return describe_validation_error(error, known=TaskSpec.model_fields)
