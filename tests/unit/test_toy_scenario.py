@@ -19,6 +19,7 @@ from ensemble.context import Context
 from ensemble.errors import InvalidInputError
 from ensemble.graphs import registry
 from ensemble.graphs.scenario import Scenario
+from ensemble.workspace import Workspace
 
 
 class GreetInput(BaseModel):
@@ -54,7 +55,7 @@ def confirm(state: GreetState) -> dict:
     return {"approved": answer == "ok"}
 
 
-def build_toy() -> StateGraph:
+def build_toy(workspace: Workspace) -> StateGraph:
     builder = StateGraph(GreetState, context_schema=Context, input_schema=GreetInput)
     builder.add_node("compose", compose)
     builder.add_node("confirm", confirm)
