@@ -355,16 +355,7 @@ def totals(db_path: str | Path, thread_id: str) -> dict[str, Any]:
         "COALESCE(SUM(outcome != 'ok'), 0) FROM audit WHERE thread_id = ?",
         [thread_id],
     )
-    keys = (
-        "events",
-        "calls",
-        "cache_hits",
-        "tokens_in",
-        "tokens_out",
-        "cost",
-        "seconds",
-        "errors",
-    )
+    keys = "events calls cache_hits tokens_in tokens_out cost seconds errors".split()
     values = rows[0] if rows else (0, 0, 0, 0, 0, 0.0, 0.0, 0)
     return dict(zip(keys, values, strict=True))
 

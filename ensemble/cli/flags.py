@@ -55,27 +55,13 @@ def add_input_flags(
 def _add_flag(group: argparse._ArgumentGroup, name: str, info: FieldInfo, dest: str) -> None:
     """`--name` for one field, unset by default; the value is validated by the schema later."""
     kind = _kind(info.annotation)
+    options: dict[str, Any] = {"metavar": _metavar(info)}
     if kind is bool:
-        group.add_argument(
-            flag_name(name),
-            dest=dest,
-            action=argparse.BooleanOptionalAction,
-            default=None,
-            help=describe(info),
-        )
+        options = {"action": argparse.BooleanOptionalAction}
     elif kind is list:
-        group.add_argument(
-            flag_name(name),
-            dest=dest,
-            action="append",
-            default=None,
-            metavar="VALUE",
-            help=describe(info) + " (repeatable)",
-        )
-    else:
-        group.add_argument(
-            flag_name(name), dest=dest, default=None, metavar=_metavar(info), help=describe(info)
-        )
+        options = {"action": "append", "metavar": "VALUE"}
+    about = describe(info) + (" (repeatable)" if kind is list else "")
+    group.add_argument(flag_name(name), dest=dest, default=None, help=about, **options)
 
 
 def setting_fields() -> dict[str, FieldInfo]:

@@ -93,26 +93,16 @@ def add_serve_parser(
     _add_if_missing(
         serve, "--model", help="default model spec of server runs (default: $ENSEMBLE_MODEL)"
     )
-    serve.add_argument(
-        "--corpus-root",
-        dest="corpus_roots",
-        action="append",
-        default=[],
-        type=Path,
-        metavar="DIR",
-        help="a folder whose subfolders clients may use as a corpus (repeatable; default: none, "
-        "only Python's documentation; also $ENSEMBLE_CORPUS_ROOTS)",
-    )
-    serve.add_argument(
-        "--output-root",
-        dest="output_roots",
-        action="append",
-        default=[],
-        type=Path,
-        metavar="DIR",
-        help="a folder clients may publish into (repeatable; default: only published/ beside "
-        "the database; also $ENSEMBLE_OUTPUT_ROOTS)",
-    )
+    for flag, about in (
+        ("corpus-root", "a folder whose subfolders clients may use as a corpus (repeatable; "
+         "default: none, only Python's documentation; also $ENSEMBLE_CORPUS_ROOTS)"),
+        ("output-root", "a folder clients may publish into (repeatable; default: only "
+         "published/ beside the database; also $ENSEMBLE_OUTPUT_ROOTS)"),
+    ):  # fmt: skip
+        serve.add_argument(
+            f"--{flag}", dest=flag.replace("-", "_") + "s", action="append", default=[],
+            type=Path, metavar="DIR", help=about,
+        )  # fmt: skip
     serve.add_argument(
         "--keys",
         type=Path,
