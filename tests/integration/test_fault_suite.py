@@ -4,18 +4,19 @@ Real `ensemble` processes talk to the fake OpenAI-compatible server (`tests.fake
 breaks the FIRST few requests of a run with one fault: a request held open past the timeout,
 429 with Retry-After, 500, a reset connection, a malformed JSON body, malformed tool arguments,
 an empty answer. Every run uses `--model openai:fault-model --model-timeout 1
---model-retries 1`, so one model call is at most two requests; the counts are chosen so that
-some faults are absorbed by the client's retry, others exhaust it (then the node's retry
-policy, the structured-output retry, a team's or a solver worker's retry, or nothing, absorbs
-the failed call), and some stop the run.
+--model-retries 1`, so one model call is at most two requests, both made by Ensemble's guard
+(the client never retries); the counts are chosen so that some faults are absorbed by the
+guard's retry, others exhaust it (then the node's retry policy, the structured-output retry, a
+team's or a solver worker's retry, or nothing, absorbs the failed call), and some open the
+endpoint's breaker (three failed requests in a row) and stop the run.
 
 For each case the suite asserts the outcome honestly: the run finishes (status done), or it
 stops with a one-line reason and a "Resume with" hint, and `ensemble resume` with the fault
 gone finishes it. For every run it also checks that no agent prompt got more good answers
 than in a clean run of the scenario (finished work is not redone, by a retry or by the
 resume; when the retries absorb the fault, the good answers are exactly the clean run's), and
-that the audit trail holds one `model_call` row per call: `ok` for every answered request,
-`error` (naming the fault) for every call whose retries the fault exhausted. Runs that stop
+that the audit trail holds one `model_call` row per request the server saw: `ok` for every
+answered request, `error` (naming the fault) for every failed one. Runs that stop
 and are resumed, the breaker and the budget read the trail through `ensemble audit THREAD
 --json`; the others read the same rows in-process (`ensemble.audit.events`, what the command
 prints), which saves a process start per case.
@@ -360,7 +361,7 @@ class Case:
     count: int
     """How many of the first requests get the fault."""
     errors: int
-    """`model_call` rows with outcome `error`: calls whose retries the fault exhausted."""
+    """`model_call` rows with outcome `error`: one per failed request."""
     stops: bool = False
     """The run pauses for a person (no model left) and a resume with the fault gone finishes it."""
     outcome: str | None = None
@@ -380,11 +381,11 @@ CLEAN = "as in the clean run"
 
 CASES = [
     # research: every fault. The planner calls first; its node retries 3 times.
-    Case("research", "stall", 1, 0, outcome=CLEAN, absorbed_by="the client's retry"),
-    Case("research", "429", 2, 1, outcome=CLEAN, absorbed_by="the planner node's retry"),
-    Case("research", "500", 6, 3, stops=True, outcome=CLEAN,
-         absorbed_by="nothing: 3 failed calls open the breaker, the run pauses for a person"),
-    Case("research", "reset", 4, 2, outcome=CLEAN, absorbed_by="the planner node's retry"),
+    Case("research", "stall", 1, 1, outcome=CLEAN, absorbed_by="the guard's retry"),
+    Case("research", "429", 2, 2, outcome=CLEAN, absorbed_by="the planner node's retry"),
+    Case("research", "500", 3, 3, stops=True, outcome=CLEAN,
+         absorbed_by="nothing: 3 failed requests open the breaker, the run pauses for a person"),
+    Case("research", "reset", 2, 2, outcome=CLEAN, absorbed_by="the planner node's retry"),
     Case("research", "garbage", 1, 1, outcome=CLEAN,
          absorbed_by="the planner node's retry (a garbled body counts as an endpoint fault)"),
     Case("research", "bad_args", 3, 0, same_requests=False,
@@ -394,16 +395,16 @@ CASES = [
     Case("research", "empty", 2, 0, outcome="max_revisions", same_requests=False,
          absorbed_by="the structured-output retry (the fake then plans from the retry's note)"),
     # content: the research team (a subgraph) calls first; a failed team is sent again.
-    Case("content", "429", 1, 0, absorbed_by="the client's retry"),
-    Case("content", "stall", 2, 1, absorbed_by="the research planner node's retry"),
-    Case("content", "500", 6, 3, stops=True,
+    Case("content", "429", 1, 1, absorbed_by="the guard's retry"),
+    Case("content", "stall", 2, 2, absorbed_by="the research planner node's retry"),
+    Case("content", "500", 3, 3, stops=True,
          absorbed_by="nothing: the breaker opens, the run pauses for a person"),
     Case("content", "garbage", 1, 1, absorbed_by="the chief sends the failed research team again"),
     Case("content", "bad_args", 3, 0, same_requests=False,
          absorbed_by="structured-output retries exhausted; the plan falls back to the topic"),
     # solver: the research task's planner calls first (the code tasks call no model).
-    Case("solver", "500", 2, 1, outcome="solved", absorbed_by="a retry of the research task"),
-    Case("solver", "reset", 6, 3, outcome="partial", same_requests=False,
+    Case("solver", "500", 2, 2, outcome="solved", absorbed_by="a retry of the research task"),
+    Case("solver", "reset", 3, 3, outcome="partial", same_requests=False,
          absorbed_by="nothing: the breaker opens, the research task and its dependants fail"),
     Case("solver", "garbage", 1, 1, outcome="solved", absorbed_by="a retry of the research task"),
     Case("solver", "empty", 3, 0, outcome="solved", same_requests=False,
@@ -526,9 +527,9 @@ def test_a_primary_that_keeps_failing_is_replaced_by_the_fallback(
     result = run.result
     assert result["status"] == "done" and result["output"]["report"], result
     errors = model_calls(rows, "error")
-    assert 3 <= len(errors) <= 4 and {r["model"] for r in errors} == {MODEL}, errors
-    # every failed call was two requests (client retry); once the breaker opened, none went out
-    assert len(run.served) == 2 * len(errors), len(run.served)
+    assert len(errors) == 3 and {r["model"] for r in errors} == {MODEL}, errors
+    # every failed request is an error row; once the breaker opened, none went out
+    assert len(run.served) == len(errors), len(run.served)
     assert {fault for _, fault in run.served} == {"status"}
     opened = [r for r in rows if r["kind"] == "breaker" and r["outcome"] == "open"]
     assert [r["detail"]["breaker"] for r in opened] == [f"model:{MODEL}"], opened
@@ -543,7 +544,7 @@ def test_a_primary_that_keeps_failing_is_replaced_by_the_fallback(
     assert "**Degraded run:**" in report and "the fallback model `offline`" in report, report
     TABLE_ROWS.append(
         Row("breaker", "500", "every request; `--fallback offline`",
-            "the breaker opens after 3 failed calls; the fallback answers",
+            "the breaker opens after 3 failed requests; the fallback answers",
             f"{result['status']} on the fallback, {result['output']['outcome']}; "
             f"{len(errors)} error rows, breaker open, {len(fallbacks)} fallback rows",
             len(run.served), run.seconds)
