@@ -12,8 +12,6 @@ from pathlib import Path
 DEFAULT_DB = Path(".ensemble") / "ensemble.db"
 """Where checkpoints and the corpus index live unless `--db` or `ENSEMBLE_DB` says otherwise."""
 
-SERVED_FLAG = "ENSEMBLE_SERVED"
-"""Set to 1 in the server's environment: its runs come from clients, who choose no folders."""
 
 DEFAULT_OPENAI_MODEL = "openai:gpt-4o-mini"
 """The model used when an OpenAI key is present and no model is named."""

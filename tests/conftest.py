@@ -13,6 +13,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from ensemble.corpus import open_corpus
 from ensemble.models import register_model, unregister_model
 from ensemble.persistence import open_async_checkpointer
+from ensemble.server.policy import served_workspace
 from ensemble.workspace import Workspace
 from tests.corpus import write_corpus
 
@@ -26,11 +27,11 @@ def offline_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in (
         "ENSEMBLE_CORPUS_ROOTS",
         "ENSEMBLE_OUTPUT_ROOTS",
-        "ENSEMBLE_SERVED",
         "ENSEMBLE_API_KEYS_FILE",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    served_workspace.cache_clear()  # a served process reads its workspace once; each test anew
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
 
 

@@ -378,8 +378,8 @@ def server_env(
     """The server's environment: offline switches, the database, default model and access.
 
     The keys file and corpus roots travel as environment variables, which the server's auth
-    module reads once; `ENSEMBLE_SERVED` makes every run of the process treat its client as
-    untrusted. Origins go into the generated langgraph.json, not `CORS_ALLOW_ORIGINS`.
+    module reads once; the served graphs hold every client to them (`ensemble/server/graphs.py`).
+    Origins go into the generated langgraph.json, not `CORS_ALLOW_ORIGINS`.
     """
     access = access or ServerAccess()
     env = dict(os.environ if base is None else base)
@@ -390,7 +390,6 @@ def server_env(
     env["BG_JOB_TIMEOUT_SECS"] = f"{access.policy.run_seconds:g}"  # LangGraph stops the run
     env["HTTP_MAX_REQUEST_BODY_BYTES"] = str(MAX_BODY_BYTES)
     env["ENSEMBLE_DB"] = str(Path(db).resolve())
-    env[settings.SERVED_FLAG] = "1"
     env["ENSEMBLE_CORPUS_ROOTS"] = os.pathsep.join(map(str, access.corpus_roots))
     env["ENSEMBLE_OUTPUT_ROOTS"] = os.pathsep.join(map(str, access.output_roots))
     if access.keys_file is not None:

@@ -112,7 +112,6 @@ def test_answers_are_recognised():
 
 
 async def test_input_is_validated_and_normalised(monkeypatch, tmp_path):
-    monkeypatch.setenv("ENSEMBLE_SERVED", "1")
     research = SCENARIOS["research"]
     kwargs = {"input": {"question": "  How?  "}}
     await check_input(research, kwargs, POLICY)
@@ -169,7 +168,7 @@ def test_server_environment_and_config_carry_the_operator_choices(tmp_path, monk
     keys = write_keys(tmp_path / "k.json", [{"user": "a", "key": KEY}])
     access = server_access(serve_args(keys=keys, corpus_roots=[tmp_path]))
     env = server_env(tmp_path / "db.sqlite", access=access)
-    assert env["ENSEMBLE_SERVED"] == "1" and env["ENSEMBLE_API_KEYS_FILE"] == str(keys)
+    assert env["ENSEMBLE_API_KEYS_FILE"] == str(keys)
     assert env["ENSEMBLE_CORPUS_ROOTS"] == str(tmp_path.resolve())
     assert "CORS_ALLOW_ORIGINS" not in env
     plain = json.loads(server_config(tmp_path).read_text())
