@@ -12,7 +12,6 @@ from ensemble.tasks.workflow import (
     load_workflow,
     ready,
     repair_plan,
-    topological_order,
     validate_workflow,
 )
 
@@ -26,6 +25,5 @@ __all__ = [
     "load_workflow",
     "ready",
     "repair_plan",
-    "topological_order",
     "validate_workflow",
 ]

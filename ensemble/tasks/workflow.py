@@ -224,23 +224,6 @@ def find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
     return None
 
 
-def topological_order(workflow: Workflow) -> list[str]:
-    """Task ids in an order that runs every dependency first, as `ready` would pick them.
-
-    A `Workflow` has no cycle (it is checked when built), so the sort always succeeds.
-    """
-    rank = {task.id: (-task.priority, i) for i, task in enumerate(workflow.tasks)}
-    sorter = TopologicalSorter({task.id: task.depends_on for task in workflow.tasks})
-    sorter.prepare()
-    waiting: list[str] = []
-    order: list[str] = []
-    while sorter.is_active():
-        waiting = sorted([*waiting, *sorter.get_ready()], key=rank.__getitem__)
-        order.append(waiting.pop(0))
-        sorter.done(order[-1])
-    return order
-
-
 def ready(workflow: Workflow, done: set[str], running: set[str]) -> list[TaskSpec]:
     """Tasks that can start now: dependencies done, not done or running; by priority, then file."""
     waiting = [
