@@ -36,16 +36,14 @@ def resolve_corpus(value: str | None, roots: Sequence[Path] | None) -> Path | No
         if not folder.is_dir():
             raise CorpusError(f"corpus folder not found: {folder}")
         return folder.resolve()
-    return _inside_roots(value.strip(), [Path(r).resolve() for r in roots])
-
-
-def _inside_roots(value: str, roots: list[Path]) -> Path:
     if not roots:
         raise CorpusError(
             "this server only searches its default corpus: the operator has allowed no corpus "
             "folders (ensemble serve --corpus-root DIR)"
         )
-    return inside_roots(value, roots, what="corpus", error=CorpusError)
+    return inside_roots(
+        value.strip(), [Path(r).resolve() for r in roots], what="corpus", error=CorpusError
+    )
 
 
 def inside_roots(

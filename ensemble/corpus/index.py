@@ -12,7 +12,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,20 +136,12 @@ class IndexStats:
     seconds: float
 
 
-def query_tokens(query: str) -> list[str]:
-    """Return the distinct searchable words of free user text, in order.
-
-    Words are lowercased; one-character words and stopwords are dropped so "what is the X" finds
-    X rather than every passage.
-    """
-    return list(dict.fromkeys(query_sequence(query)))
-
-
 def query_sequence(query: str) -> list[str]:
     """Return the searchable words of free user text as written, repeats kept.
 
-    Adjacency matters for compounds: "abstract base class with abstract methods" has
-    "abstract methods" (`abstractmethod`), which the distinct words no longer show.
+    Words are lowercased; one-character words and stopwords are dropped so "what is the X" finds
+    X rather than every passage. Adjacency matters for compounds: "abstract base class with
+    abstract methods" has "abstract methods" (`abstractmethod`).
     """
     words: list[str] = []
     distinct: set[str] = set()
@@ -173,7 +165,7 @@ def fts_query(query: str) -> str:
     Quoting makes FTS5 operators and syntax in user text (`AND`, `NEAR(`, `"`) plain words.
     Python keywords used as keywords ("the with statement") are searched too.
     """
-    words = dict.fromkeys([*query_tokens(query), *keywords_in(query), *operator_words(query)])
+    words = dict.fromkeys([*query_sequence(query), *keywords_in(query), *operator_words(query)])
     return " OR ".join('"' + token.replace('"', '""') + '"' for token in words)
 
 
@@ -223,8 +215,6 @@ class CorpusIndex:
         """Show the database and corpus key, which identify the index in logs."""
         return f"CorpusIndex(db_path={str(self.db_path)!r}, key={self.key!r})"
 
-    # ------------------------------------------------------------------ connection
-
     def _connection(self) -> sqlite3.Connection:
         if self._conn is not None:
             return self._conn
@@ -250,8 +240,6 @@ class CorpusIndex:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
-
-    # ------------------------------------------------------------------ building
 
     def ensure(self) -> IndexStats:
         """Build the index or bring it up to date with the source; cheap when nothing changed.
@@ -311,14 +299,6 @@ class CorpusIndex:
             self._write_meta(conn)
         logger.info("indexed %d documents of %s", len(documents), self.key)
         return len(documents)
-
-    def built(self) -> bool:
-        """Whether this corpus was indexed before (a folder may still have changed files)."""
-        with self._lock:
-            try:
-                return self._is_built(self._connection())
-            except sqlite3.Error as exc:
-                raise CorpusError(f"corpus database error in {self.db_path}: {exc}") from exc
 
     def _is_built(self, conn: sqlite3.Connection) -> bool:
         row = conn.execute("SELECT 1 FROM corpus_meta WHERE key = ?", (self.key,)).fetchone()
@@ -414,15 +394,14 @@ class CorpusIndex:
     def _insert_passages(
         self, conn: sqlite3.Connection, documents: Iterable[sources.Document]
     ) -> None:
-        def rows() -> Iterator[tuple[str, str, str, str, str, str]]:
-            for doc in documents:
-                for n, chunk in enumerate(sources.chunk_text(doc.text), start=1):
-                    yield (self.key, f"{doc.doc_id}#{n}", doc.doc_id, doc.title, doc.source, chunk)
-
         conn.executemany(
             "INSERT INTO corpus_passages(corpus_key, passage_id, doc_id, title, source, text) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            rows(),
+            (
+                (self.key, f"{doc.doc_id}#{n}", doc.doc_id, doc.title, doc.source, chunk)
+                for doc in documents
+                for n, chunk in enumerate(sources.chunk_text(doc.text), start=1)
+            ),
         )
 
     def _write_meta(self, conn: sqlite3.Connection) -> None:
@@ -438,8 +417,6 @@ class CorpusIndex:
             if not self._ensured:
                 self.ensure()
             return self._connection()
-
-    # ------------------------------------------------------------------ reading
 
     def search(self, query: str, k: int = 5) -> list[Passage]:
         """Return up to `k` passages best matching free text, best first.

@@ -178,16 +178,23 @@ def topic_heading(text: str) -> str:
 
 
 @functools.cache
+def _pydoc_topics() -> dict[str, str]:
+    """The topics `help()` shows (`pydoc_data.topics`); none in stripped-down Python builds."""
+    try:
+        return importlib.import_module("pydoc_data.topics").topics  # type: ignore[no-any-return]
+    except (ImportError, AttributeError):
+        logger.warning("pydoc_data.topics is not available; default corpus has no topics")
+        return {}
+
+
+@functools.cache
 def pydoc_chapters() -> frozenset[str]:
     """The pydoc topics that repeat two or more other topics whole (`compound`, `specialnames`).
 
     "Compound statements" holds the `with`, `try` and `for` topics word for word; the dedicated
     topic is the same text under a title that says what it is about, so it should rank first.
     """
-    try:
-        topics: dict[str, str] = importlib.import_module("pydoc_data.topics").topics
-    except (ImportError, AttributeError):
-        return frozenset()
+    topics = _pydoc_topics()
     flat = {name: " ".join(text.split()) for name, text in topics.items()}
     openings = {  # a topic's first paragraph after its heading, where it is long enough to tell
         name: " ".join(text.strip().split("\n\n", 2)[-1].split())[:150]
@@ -203,11 +210,7 @@ def pydoc_chapters() -> frozenset[str]:
 
 def iter_pydoc_topics() -> Iterator[Document]:
     """Yield the language-reference topics that `help()` shows (`pydoc_data.topics`)."""
-    try:
-        topics: dict[str, str] = importlib.import_module("pydoc_data.topics").topics
-    except (ImportError, AttributeError):  # stripped-down Python builds
-        logger.warning("pydoc_data.topics is not available; default corpus has no topics")
-        return
+    topics = _pydoc_topics()
     for name in sorted(topics):
         text = normalize_text(flatten_tables(topics[name]))
         if text:
@@ -229,9 +232,7 @@ def _defs(body: list[ast.stmt]) -> Iterator[ast.ClassDef | ast.FunctionDef | ast
     for stmt in body:
         if isinstance(stmt, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
             yield stmt
-        elif isinstance(stmt, ast.If | ast.Try | ast.With | ast.For | ast.While) or (
-            type(stmt).__name__ == "TryStar"
-        ):
+        elif isinstance(stmt, ast.If | ast.Try | ast.TryStar | ast.With | ast.For | ast.While):
             for field in ("body", "orelse", "finalbody"):
                 yield from _defs(getattr(stmt, field, []) or [])
             for handler in getattr(stmt, "handlers", []) or []:
@@ -331,10 +332,6 @@ class _HTMLText(HTMLParser):
             self.parts.append("\n\n")
         if tag in {"h1", "h2", "h3"} and not self.heading and self._heading_tag is None:
             self._heading_tag = tag
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self._BLOCKS:
-            self.parts.append("\n\n")
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "title":

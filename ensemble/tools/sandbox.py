@@ -20,6 +20,7 @@ run unisolated.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import pwd
@@ -147,10 +148,6 @@ def run_python(code: str, *, limits: SandboxLimits = SandboxLimits()) -> Sandbox
     LANG, PYTHONDONTWRITEBYTECODE and MALLOC_ARENA_MAX only, no network, and a scratch
     directory (cwd, HOME and /tmp) that is deleted afterwards. It blocks until the run
     ends (at most about `limits.wall_seconds`); call it from a thread in async code.
-
-    Args:
-        code: The Python source to run.
-        limits: Resource limits for this run.
 
     Returns:
         The outcome; a failing script is a result with `ok=False`, not an exception.
@@ -281,10 +278,8 @@ def _hidden_dirs() -> list[str]:
     """Directories replaced by empty read-only ones inside the sandbox."""
     hidden = [d for d in _HIDDEN_DIRS if os.path.isdir(d) and not os.path.islink(d)]
     callers = [os.path.expanduser("~")]
-    try:
+    with contextlib.suppress(OSError):  # a deleted working directory
         callers.append(os.getcwd())
-    except OSError:  # a deleted working directory
-        pass
     for path in callers:
         parts = Path(path).resolve().parts
         if len(parts) > 1 and parts[1] not in _SYSTEM_DIRS:
@@ -350,11 +345,12 @@ def _supervise(setup: _Setup, command: list[str], limits: SandboxLimits) -> Sand
                 _kill(process)
             process.wait()
     exit_code = None if killed is not None else process.returncode
-    stderr = _decode(err[: limits.output_bytes])
+    # Invalid or cut-off UTF-8 must not fail the run.
+    stdout, stderr = (bytes(b[: limits.output_bytes]).decode(errors="replace") for b in (out, err))
     reason = killed or _reason(exit_code, stderr)
     return SandboxResult(
         ok=reason is None,
-        stdout=_decode(out[: limits.output_bytes]),
+        stdout=stdout,
         stderr=stderr,
         truncated=len(out) > limits.output_bytes or len(err) > limits.output_bytes,
         exit_code=exit_code,
@@ -397,10 +393,8 @@ def _collect(
 
 def _kill(process: subprocess.Popen[bytes]) -> None:
     """Kill bwrap's process group; the sandbox's pid namespace dies with bwrap."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def _reason(exit_code: int | None, stderr: str) -> Reason | None:
@@ -412,8 +406,3 @@ def _reason(exit_code: int | None, stderr: str) -> Reason | None:
     if "MemoryError" in stderr:
         return "memory"
     return "error"
-
-
-def _decode(data: bytes | bytearray) -> str:
-    """Bytes to text without failing on invalid or cut-off UTF-8."""
-    return bytes(data).decode("utf-8", errors="replace")

@@ -27,27 +27,6 @@ REPO = Path(__file__).resolve().parents[2]
 FAST = SandboxLimits(cpu_seconds=1, wall_seconds=5)
 
 
-# --- the package keeps its old face -------------------------------------------------------
-
-
-def test_corpus_names_are_still_exported_by_the_package() -> None:
-    from ensemble import tools
-    from ensemble.tools import corpus
-
-    assert tools.SEARCH_TOOL_NAME == corpus.SEARCH_TOOL_NAME == "search_corpus"
-    assert tools.PASSAGE_CHARS == corpus.PASSAGE_CHARS
-    assert tools.SearchArgs is corpus.SearchArgs
-    assert tools.format_passages is corpus.format_passages
-    assert tools.corpus_search_tool is corpus.corpus_search_tool
-    assert set(tools.__all__) == {
-        "SEARCH_TOOL_NAME",
-        "PASSAGE_CHARS",
-        "SearchArgs",
-        "format_passages",
-        "corpus_search_tool",
-    }
-
-
 # --- calculator -----------------------------------------------------------------------------
 
 
