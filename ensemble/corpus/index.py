@@ -300,6 +300,14 @@ class CorpusIndex:
         logger.info("indexed %d documents of %s", len(documents), self.key)
         return len(documents)
 
+    def built(self) -> bool:
+        """Whether this corpus was indexed before (a folder may still have changed files)."""
+        with self._lock:
+            try:
+                return self._is_built(self._connection())
+            except sqlite3.Error as exc:
+                raise CorpusError(f"corpus database error in {self.db_path}: {exc}") from exc
+
     def _is_built(self, conn: sqlite3.Connection) -> bool:
         row = conn.execute("SELECT 1 FROM corpus_meta WHERE key = ?", (self.key,)).fetchone()
         return row is not None
