@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 from langchain_core._api import LangChainBetaWarning
 from langchain_core.caches import BaseCache
-from langchain_core.load import Serializable, dumpd, load
+from langchain_core.load import dumpd, load
 from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
@@ -69,12 +69,7 @@ _IGNORED_KWARGS = frozenset(
 """Call kwargs that do not change the answer. Every other kwarg is part of the key, so an
 unknown kwarg can cost a miss but never return another request's answer."""
 
-_ALLOWED: tuple[type[Serializable], ...] = (
-    ChatGeneration,
-    ChatGenerationChunk,
-    AIMessage,
-    AIMessageChunk,
-)
+_ALLOWED = (ChatGeneration, ChatGenerationChunk, AIMessage, AIMessageChunk)
 """The only classes `load` may build from a row: a row is data, not configuration."""
 
 _SCHEMA = """
@@ -86,9 +81,6 @@ CREATE TABLE IF NOT EXISTS model_cache (
     hits INTEGER NOT NULL DEFAULT 0
 )
 """
-
-
-# --------------------------------------------------------------------------- key
 
 
 def request(
@@ -183,9 +175,6 @@ def _canonical(value: Any) -> Any:
     return str(value)
 
 
-# --------------------------------------------------------------------------- stored results
-
-
 def _encode(generations: Sequence[Generation]) -> str:
     """Serialise `generations` and check that they decode, so a stored row is always usable.
 
@@ -242,9 +231,6 @@ def _load(payload: Any) -> Any:
                 finally:
                     _load_warned = True
     return load(payload, allowed_objects=_ALLOWED)
-
-
-# --------------------------------------------------------------------------- the cache
 
 
 class ModelCache(BaseCache):
@@ -329,8 +315,7 @@ class ModelCache(BaseCache):
                         "SELECT COUNT(*), COALESCE(SUM(hits), 0) FROM model_cache"
                     ).fetchone()
             except (DatabaseError, sqlite3.Error) as error:
-                if not _no_table(error):
-                    _log.warning("cannot read the model cache in %s: %s", self.path, error)
+                self._read_failed(error)
         with self._lock:
             return {
                 "entries": int(entries),
@@ -366,9 +351,12 @@ class ModelCache(BaseCache):
                     _log.warning("cannot count a model cache hit in %s: %s", self.path, error)
                 return result
         except (DatabaseError, sqlite3.Error) as error:
-            if not _no_table(error):
-                _log.warning("cannot read the model cache in %s: %s", self.path, error)
+            self._read_failed(error)
             return None
+
+    def _read_failed(self, error: Exception) -> None:
+        if "no such table" not in str(error):  # nothing was stored yet: a plain miss
+            _log.warning("cannot read the model cache in %s: %s", self.path, error)
 
     def _exists(self) -> bool:
         return str(self.path) == ":memory:" or self.path.is_file()
@@ -406,10 +394,6 @@ def _spec_of(llm_string: str) -> str:
         return str(json.loads(llm_string)["spec"])
     except (ValueError, TypeError, KeyError):
         return ""
-
-
-def _no_table(error: Exception) -> bool:
-    return "no such table" in str(error)
 
 
 def _identity(db_path: str | Path) -> str:

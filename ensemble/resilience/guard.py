@@ -18,7 +18,7 @@ import random
 import threading
 import time
 from collections.abc import AsyncIterator, Generator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import httpx
@@ -29,8 +29,8 @@ from langchain_core.callbacks import (
     CallbackManagerForLLMRun,
 )
 from langchain_core.language_models import BaseChatModel
+from langchain_core.language_models.chat_models import generate_from_stream
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.messages.utils import message_chunk_to_message
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.utils.function_calling import convert_to_openai_tool
@@ -107,12 +107,7 @@ class Spending:
         """Count one call before it is made, or raise `BudgetExceeded` naming the limit."""
         ledger = self.ledger(db, thread)
         with self._lock:
-            spent = {
-                "calls": ledger.calls,
-                "tokens": ledger.tokens,
-                "seconds": ledger.seconds,
-                "cost": ledger.cost,
-            }
+            spent = asdict(ledger)
             for name, limit in budget.items():
                 used = spent.get(name, 0)
                 if (used + 1 > limit) if name == "calls" else (used >= limit):
@@ -140,14 +135,6 @@ SPENDING = Spending()
 
 
 @dataclass
-class _Call:
-    """A request the guard decided to make: the caller (sync or async) makes it."""
-
-    spec: str
-    model: BaseChatModel
-
-
-@dataclass
 class _Failed:
     """What a request raised, and whether part of the answer had gone out already."""
 
@@ -155,8 +142,8 @@ class _Failed:
     partial: bool = False
 
 
-Step = _Call | float
-"""What the decisions ask the caller for: a request to make, or seconds to wait."""
+Step = BaseChatModel | float
+"""What the decisions ask the caller for: the model to send the request to, or seconds to wait."""
 Reply = ChatResult | _Failed | None
 
 
@@ -164,11 +151,9 @@ class GuardedChatModel(BaseChatModel):
     """A role's model behind the cache, the budget, the breakers, retries and its fallbacks.
 
     The wrapped models are called through their public `invoke` / `ainvoke` / `astream` with
-    the guard's callbacks, so their own callbacks fire as children of the guard's run. They are
-    built without client retries: the guard retries transient faults itself, so that every
-    request that reaches a provider is counted by the budget and the audit trail and refused
-    while its endpoint's breaker is open. The decisions (`_steps`) are written once; a sync
-    and an async driver make the requests and waits they ask for.
+    the guard's callbacks, so their own callbacks fire as children of the guard's run. The
+    decisions (`_steps`) are written once; a sync and an async driver make the requests and
+    waits they ask for.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -219,8 +204,7 @@ class GuardedChatModel(BaseChatModel):
                 reply = None
                 continue
             try:
-                config = _inner(run_manager)
-                reply = _result(step.model.invoke(messages, config, stop=stop, **kwargs))
+                reply = _result(step.invoke(messages, _inner(run_manager), stop=stop, **kwargs))
             except Exception as error:
                 reply = _Failed(error)
         return step
@@ -272,12 +256,12 @@ class GuardedChatModel(BaseChatModel):
             config = _inner(run_manager)
             try:
                 if stream:
-                    async for part in step.model.astream(messages, config, stop=stop, **kwargs):
+                    async for part in step.astream(messages, config, stop=stop, **kwargs):
                         chunks.append(ChatGenerationChunk(message=part))
                         yield chunks[-1]
                     reply = _joined(chunks)
                 else:
-                    reply = _result(await step.model.ainvoke(messages, config, stop=stop, **kwargs))
+                    reply = _result(await step.ainvoke(messages, config, stop=stop, **kwargs))
             except Exception as error:
                 reply = _Failed(error, partial=bool(chunks))
             streamed = bool(chunks)
@@ -314,7 +298,7 @@ class GuardedChatModel(BaseChatModel):
                     self._record(where, "fallback", spec, reason=failures[-1])
                 self._reserve(where, spec)
                 started = time.monotonic()
-                reply = yield _Call(spec, model)
+                reply = yield model
                 seconds = time.monotonic() - started
                 if isinstance(reply, ChatResult):
                     self._watch(where, breaker, breaker.record_success)
@@ -341,9 +325,8 @@ class GuardedChatModel(BaseChatModel):
                 if attempt < self.retries and breaker.state != "open":
                     yield _backoff(attempt, error)
         raise ModelUnavailable(
-            f"no model available for the {self.role}: "
-            + "; ".join(failures)
-            + " (resume once the provider is back, or add fallbacks)"
+            f"no model available for the {self.role}: {'; '.join(failures)}"
+            " (resume once the provider is back, or add fallbacks)"
         )
 
     def _watch(self, where: tuple[str, str, str], breaker: CircuitBreaker, act: Any) -> Any:
@@ -474,12 +457,7 @@ def _as_chunk(result: ChatResult) -> ChatGenerationChunk:
 
 def _joined(chunks: list[ChatGenerationChunk]) -> ChatResult:
     """Chunks as one answer (what `_agenerate` returns, the audit counts and the cache keeps)."""
-    if not chunks:
-        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=""))])
-    whole = chunks[0]
-    for chunk in chunks[1:]:
-        whole += chunk
-    return ChatResult(generations=[ChatGeneration(message=message_chunk_to_message(whole.message))])
+    return generate_from_stream(iter(chunks)) if chunks else _result(AIMessage(content=""))
 
 
 def _usage(result: ChatResult) -> tuple[int, int]:
