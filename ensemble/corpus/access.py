@@ -116,9 +116,5 @@ def _candidates(pure: PurePath, roots: list[Path]) -> list[tuple[Path, Path]]:
     """Where `pure` may point, root by root; an absolute path only inside a root, lexically."""
     if pure.is_absolute():
         return [(root, Path(pure)) for root in roots if Path(pure).is_relative_to(root)]
-    found: list[tuple[Path, Path]] = []
-    for root in roots:
-        if pure.parts and pure.parts[0] == root.name:  # named by the root's own name
-            found.append((root, root.parent / pure))
-    found += [(root, root / pure) for root in roots]
-    return found
+    named = [(root, root.parent / pure) for root in roots if pure.parts[:1] == (root.name,)]
+    return named + [(root, root / pure) for root in roots]

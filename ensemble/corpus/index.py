@@ -119,15 +119,7 @@ class Passage:
 
 @dataclass(frozen=True)
 class IndexStats:
-    """What `CorpusIndex.ensure` found or did.
-
-    Attributes:
-        corpus_key: The corpus this is about.
-        documents: Documents in the index for this corpus.
-        passages: Passages in the index for this corpus.
-        indexed_now: Documents (re)indexed by this call; 0 when nothing changed.
-        seconds: Time the call took.
-    """
+    """What `CorpusIndex.ensure` found: the corpus's counts, and what this call (re)indexed."""
 
     corpus_key: str
     documents: int

@@ -75,7 +75,7 @@ class FolderFile:
 # --------------------------------------------------------------------------- text shaping
 
 _BLANK_RUNS = re.compile(r"\n{3,}")
-_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
+PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 _SENTENCE_END = re.compile(r"(?<=[.!?:;])\s+")
 
 
@@ -123,7 +123,7 @@ def chunk_text(
     if not text:
         return []
     pieces: list[str] = []
-    for paragraph in _PARAGRAPH_BREAK.split(text):
+    for paragraph in PARAGRAPH_BREAK.split(text):
         if not paragraph.strip():
             continue
         if len(paragraph) <= max_chars:

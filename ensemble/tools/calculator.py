@@ -35,7 +35,7 @@ _UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {
     ast.UAdd: operator.pos,
     ast.USub: operator.neg,
 }
-_OPERATOR_SYMBOLS = {
+_REFUSED_NAMES: dict[type[ast.AST], str] = {
     ast.LShift: "<<",
     ast.RShift: ">>",
     ast.BitAnd: "&",
@@ -44,22 +44,24 @@ _OPERATOR_SYMBOLS = {
     ast.MatMult: "@",
     ast.Invert: "~",
     ast.Not: "not",
+    ast.Lambda: "lambda",
+    ast.ListComp: "a list comprehension",
+    ast.SetComp: "a set comprehension",
+    ast.DictComp: "a dict comprehension",
+    ast.GeneratorExp: "a generator expression",
+    ast.Compare: "a comparison",
+    ast.BoolOp: "and/or",
+    ast.IfExp: "if/else",
+    ast.Subscript: "indexing",
+    ast.NamedExpr: "assignment (:=)",
+    ast.JoinedStr: "an f-string",
 }
-FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "abs": abs,
-    "round": round,
-    "min": min,
-    "max": max,
-    "sqrt": math.sqrt,
-    "log": math.log,
-    "log10": math.log10,
-    "exp": math.exp,
-    "sin": math.sin,
-    "cos": math.cos,
-    "tan": math.tan,
-    "floor": math.floor,
-    "ceil": math.ceil,
-}
+"""How a refused operator or construct is named in the error message."""
+FUNCTIONS: dict[str, Callable[..., Any]] = {"abs": abs, "round": round, "min": min, "max": max}
+FUNCTIONS.update(
+    (name, getattr(math, name))
+    for name in ("sqrt", "log", "log10", "exp", "sin", "cos", "tan", "floor", "ceil")
+)
 CONSTANTS: dict[str, float] = {"pi": math.pi, "e": math.e}
 
 
@@ -115,7 +117,7 @@ def _eval(node: ast.expr) -> Number:
     if isinstance(node, ast.BinOp):
         op = _BINARY.get(type(node.op))
         if op is None:
-            raise CalculatorError(f"operator {_symbol(node.op)} is not allowed")
+            raise CalculatorError(f"operator {_name(node.op)} is not allowed")
         left, right = _eval(node.left), _eval(node.right)
         if isinstance(node.op, ast.Pow):
             _check_power(left, right)
@@ -123,7 +125,7 @@ def _eval(node: ast.expr) -> Number:
     if isinstance(node, ast.UnaryOp):
         unary = _UNARY.get(type(node.op))
         if unary is None:
-            raise CalculatorError(f"operator {_symbol(node.op)} is not allowed")
+            raise CalculatorError(f"operator {_name(node.op)} is not allowed")
         return _checked(unary(_eval(node.operand)))
     if isinstance(node, ast.Name):
         if node.id in CONSTANTS:
@@ -135,7 +137,7 @@ def _eval(node: ast.expr) -> Number:
         return _call(node)
     if isinstance(node, ast.Attribute):
         raise CalculatorError(f"attribute access (.{node.attr}) is not allowed")
-    raise CalculatorError(f"{_describe(node)} is not allowed in a calculator expression")
+    raise CalculatorError(f"{_name(node)} is not allowed in a calculator expression")
 
 
 def _call(node: ast.Call) -> Number:
@@ -180,27 +182,9 @@ def _checked(value: Any) -> Number:
     raise CalculatorError("the result is not a real number")
 
 
-def _symbol(op: ast.AST) -> str:
-    """The source symbol of a refused operator, for the error message."""
-    return _OPERATOR_SYMBOLS.get(type(op), type(op).__name__)
-
-
-def _describe(node: ast.AST) -> str:
-    """A readable name for a refused construct (lambda, comprehension, comparison ...)."""
-    names = {
-        ast.Lambda: "lambda",
-        ast.ListComp: "a list comprehension",
-        ast.SetComp: "a set comprehension",
-        ast.DictComp: "a dict comprehension",
-        ast.GeneratorExp: "a generator expression",
-        ast.Compare: "a comparison",
-        ast.BoolOp: "and/or",
-        ast.IfExp: "if/else",
-        ast.Subscript: "indexing",
-        ast.NamedExpr: "assignment (:=)",
-        ast.JoinedStr: "an f-string",
-    }
-    return names.get(type(node), type(node).__name__)
+def _name(node: ast.AST) -> str:
+    """A readable name for a refused operator or construct, so the model can correct itself."""
+    return _REFUSED_NAMES.get(type(node), type(node).__name__)
 
 
 def _allowed_names() -> str:

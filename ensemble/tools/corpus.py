@@ -8,6 +8,7 @@ from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, Field
 
 from ensemble.corpus import CorpusIndex, Passage
+from ensemble.corpus.sources import PARAGRAPH_BREAK
 
 SEARCH_TOOL_NAME = "search_corpus"
 PASSAGE_CHARS = 700
@@ -22,7 +23,6 @@ class SearchArgs(BaseModel):
 _RULE = re.compile(r"[*=~^-]{4,}")
 _HEADING = re.compile(r"^[ \t]*(\S[^\n]*?)[ \t]*\n[ \t]*[*=~^-]{4,}[ \t]*$", re.MULTILINE)
 _FOOTNOTE_REF = re.compile(r"[ \t]*\[\d{1,3}\](?!\()")
-_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 
 
 def plain_text(text: str, title: str) -> str:
@@ -40,7 +40,7 @@ def plain_text(text: str, title: str) -> str:
         return "" if match.group(1) == title else f"{match.group(1).rstrip('.:')}."
 
     text = _RULE.sub(" ", _FOOTNOTE_REF.sub("", _HEADING.sub(heading, text)))
-    paragraphs = (" ".join(p.split()) for p in _PARAGRAPH_BREAK.split(text))
+    paragraphs = (" ".join(p.split()) for p in PARAGRAPH_BREAK.split(text))
     return "\n".join(p for p in paragraphs if p)
 
 

@@ -10,11 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
+from ensemble.agents.spec import KNOWN_TOOLS
 from ensemble.errors import EnsembleError
 
 T = TypeVar("T")
-
-KNOWN_TOOLS = frozenset({"calculator", "python", "search_corpus", "research"})
 
 RefusalCallback = Callable[[str, str, str], None]
 """Called as `on_refusal(agent, tool, reason)` before `ToolRefused` is raised."""
@@ -30,13 +29,7 @@ class ToolGate:
     def __init__(
         self, agent: str, allowed: Iterable[str], on_refusal: RefusalCallback | None = None
     ) -> None:
-        """Build the gate of `agent`.
-
-        Args:
-            agent: The agent's name, for refusal records and messages.
-            allowed: The tool names the agent was given.
-            on_refusal: Records a refusal as `(agent, tool, reason)`; called before raising.
-        """
+        """Build the gate of `agent`, which was given the tools named in `allowed`."""
         self.agent = agent
         self.allowed = frozenset(allowed)
         self._on_refusal = on_refusal
@@ -46,14 +39,7 @@ class ToolGate:
         return tool in self.allowed
 
     def call(self, tool: str, run: Callable[[], T]) -> T:
-        """Run `run` as tool `tool` if the agent may use it.
-
-        Args:
-            tool: The tool's name.
-            run: Executes the tool; never called when the tool is refused.
-
-        Returns:
-            What `run` returned.
+        """Return what `run` returns if the agent may use `tool`; else `run` is never called.
 
         Raises:
             ToolRefused: The agent was not given `tool` (after `on_refusal` recorded it).
