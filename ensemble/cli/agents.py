@@ -7,29 +7,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ensemble.cli import add_if_missing
 from ensemble.cli.render import print_json, table
 from ensemble.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from ensemble.agents import AgentSpec
 
-HEADERS = [
-    "NAME",
-    "ROLE",
-    "CAPABILITIES",
-    "MODEL",
-    "TOOLS",
-    "MAX",
-    "COST",
-    "RELIABILITY",
-    "LOAD",
-    "HEALTH",
-]
-
-
-def breaker_key(name: str) -> str:
-    """The `BOARD` key of an agent's circuit breaker."""
-    return f"agent:{name}"
+HEADERS = "NAME ROLE CAPABILITIES MODEL TOOLS MAX COST RELIABILITY LOAD HEALTH".split()
 
 
 def add_agents_parser(
@@ -55,10 +40,7 @@ def add_agents_parser(
     agents.add_argument(
         "--replace", action="store_true", help="leave out the default team: only your agents"
     )
-    try:
-        agents.add_argument("--json", action="store_true", help="print one JSON object")
-    except argparse.ArgumentError:
-        pass  # a parent parser already defines it
+    add_if_missing(agents, "--json", action="store_true", help="print one JSON object")
     return agents
 
 
@@ -85,7 +67,7 @@ def agent_row(spec: AgentSpec) -> dict[str, Any]:
     from ensemble.agents import LOAD
     from ensemble.resilience import BOARD
 
-    breaker = BOARD.get(breaker_key(spec.name))  # never used: no breaker, so closed
+    breaker = BOARD.get(f"agent:{spec.name}")  # never used: no breaker, so closed
     return spec.model_dump(mode="json") | {
         "load": LOAD.current(spec.name),
         "health": breaker.state if breaker is not None else "closed",

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ensemble import settings
+from ensemble.cli import add_if_missing
 from ensemble.cli.render import print_json, table
 from ensemble.errors import DatabaseError, InvalidInputError
 
@@ -50,8 +51,8 @@ def add_audit_parsers(
     )
     stats_parser.add_argument("thread")
     for parser in (audit, stats_parser):
-        _add_if_missing(parser, "--db", help=f"SQLite database (default: {settings.DEFAULT_DB})")
-        _add_if_missing(parser, "--json", action="store_true", help="print one JSON object")
+        add_if_missing(parser, "--db", help=f"SQLite database (default: {settings.DEFAULT_DB})")
+        add_if_missing(parser, "--json", action="store_true", help="print one JSON object")
     return audit, stats_parser
 
 
@@ -104,13 +105,6 @@ def total_line(total: dict[str, Any]) -> str:
         f"{total['tokens_out']} out, cost {_cost(total['cost'])}, "
         f"{total['seconds']:.2f} s, {_count(total['errors'], 'error')}"
     )
-
-
-def _add_if_missing(parser: argparse.ArgumentParser, flag: str, **kwargs: Any) -> None:
-    try:
-        parser.add_argument(flag, **kwargs)
-    except argparse.ArgumentError:
-        pass  # a parent parser already defines it
 
 
 def _existing_db(args: argparse.Namespace) -> Path:

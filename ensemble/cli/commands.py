@@ -251,11 +251,8 @@ async def cmd_run(args: argparse.Namespace) -> int:
 async def cmd_resume(args: argparse.Namespace) -> int:
     """`ensemble resume THREAD`: answer a pending question or finish a crashed run."""
     progress = Progress(quiet=args.quiet)
-    async with open_thread(operator_workspace(args), args.thread, write=True) as (
-        scenario,
-        graph,
-        saver,
-    ):
+    space = operator_workspace(args)
+    async with open_thread(space, args.thread, write=True) as (scenario, graph, saver):
         config = thread_config(args.thread)
         snapshot = await require_checkpoint(graph, config)
         overrides = given_settings(args)
@@ -296,11 +293,8 @@ async def cmd_fork(args: argparse.Namespace) -> int:
     """`ensemble fork THREAD --checkpoint ID`: branch, optionally with changed values, and run."""
     sets = dict(_parse_set(item) for item in args.sets)
     progress = Progress(quiet=args.quiet)
-    async with open_thread(operator_workspace(args), args.thread, write=True) as (
-        scenario,
-        graph,
-        saver,
-    ):
+    space = operator_workspace(args)
+    async with open_thread(space, args.thread, write=True) as (scenario, graph, saver):
         at = thread_config(args.thread, args.checkpoint)
         snapshot = await require_checkpoint(graph, at)
         run_settings = await for_thread(saver, at, given_settings(args), how="fork")
@@ -346,33 +340,20 @@ async def cmd_threads(args: argparse.Namespace) -> int:
                         "input": values.get(scenario.primary_field),
                     }
                 )
-    rows = [
-        r
-        for r in rows
-        if (not args.scenario or r["scenario"] == args.scenario)
-        and (not args.status or r.get("status") == args.status)
-    ]
+    wanted = {"scenario": args.scenario, "status": args.status}
+    rows = [r for r in rows if all(not v or r.get(k) == v for k, v in wanted.items())]
     if args.json:
         print_json({"threads": rows})
     elif not rows:
         print(f"No threads in {db}" + (" match." if args.scenario or args.status else "."))
     else:
+        cells = [
+            [r["thread_id"], r["scenario"], r.get("status"), r.get("outcome") or "-",
+             r.get("checkpoints"), r.get("updated"), str(r.get("input") or "")[:60]]
+            for r in rows
+        ]  # fmt: skip
         print(
-            table(
-                [
-                    [
-                        r["thread_id"],
-                        r["scenario"],
-                        r.get("status"),
-                        r.get("outcome") or "-",
-                        r.get("checkpoints"),
-                        r.get("updated"),
-                        str(r.get("input") or "")[:60],
-                    ]
-                    for r in rows
-                ],
-                ["THREAD", "SCENARIO", "STATUS", "OUTCOME", "STEPS", "UPDATED", "INPUT"],
-            )
+            table(cells, ["THREAD", "SCENARIO", "STATUS", "OUTCOME", "STEPS", "UPDATED", "INPUT"])
         )
     return 0
 
@@ -398,22 +379,12 @@ async def cmd_history(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"thread_id": args.thread, "checkpoints": rows})
     else:
-        print(
-            table(
-                [
-                    [
-                        r["checkpoint_id"],
-                        r["parent_id"] or "-",
-                        r["step"],
-                        r["source"],
-                        ",".join(r["next"]) or "-",
-                        r["created_at"],
-                    ]
-                    for r in rows
-                ],
-                ["CHECKPOINT", "PARENT", "STEP", "SOURCE", "NEXT", "CREATED"],
-            )
-        )
+        cells = [
+            [r["checkpoint_id"], r["parent_id"] or "-", r["step"], r["source"],
+             ",".join(r["next"]) or "-", r["created_at"]]
+            for r in rows
+        ]  # fmt: skip
+        print(table(cells, ["CHECKPOINT", "PARENT", "STEP", "SOURCE", "NEXT", "CREATED"]))
     return 0
 
 

@@ -160,24 +160,11 @@ def _refuse(args: argparse.Namespace, message: str) -> int:
     return EXIT_ERROR
 
 
-COMMANDS = {
-    "run": "ensemble.cli.commands:cmd_run",
-    "resume": "ensemble.cli.commands:cmd_resume",
-    "fork": "ensemble.cli.commands:cmd_fork",
-    "threads": "ensemble.cli.commands:cmd_threads",
-    "history": "ensemble.cli.commands:cmd_history",
-    "show": "ensemble.cli.commands:cmd_show",
-    "scenarios": "ensemble.cli.commands:cmd_scenarios",
-    "export": "ensemble.cli.commands:cmd_export",
-    "serve": "ensemble.cli.serve:cmd_serve",
-    "agents": "ensemble.cli.agents:cmd_agents",
-    "audit": "ensemble.cli.audit:cmd_audit",
-    "stats": "ensemble.cli.audit:cmd_stats",
-    "eval": "ensemble.cli.eval:cmd_eval",
-    "doctor": "ensemble.cli.doctor:cmd_doctor",
-    "graph": "ensemble.cli.graph:cmd_graph",
-}
-"""Each command's function, imported when it runs."""
+COMMANDS = dict.fromkeys(
+    ("run", "resume", "fork", "threads", "history", "show", "scenarios", "export"), "commands"
+) | {"stats": "audit"}
+"""The module of a command's `cmd_<name>` function, imported when it runs (default: the
+command's own module, `ensemble.cli.<name>`)."""
 
 
 def operator_workspace(args: argparse.Namespace) -> Workspace:
@@ -201,8 +188,8 @@ def _finish_process() -> None:
 
 
 def _command(name: str):  # type: ignore[no-untyped-def]
-    module, _, function = COMMANDS[name].partition(":")
-    return getattr(importlib.import_module(module), function)
+    module = importlib.import_module(f"ensemble.cli.{COMMANDS.get(name, name)}")
+    return getattr(module, f"cmd_{name}")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ensemble import settings
+from ensemble.cli import add_if_missing
 from ensemble.errors import EnsembleError
 from ensemble.server.keys import KEYS_FILE_ENV, load_keys
 from ensemble.server.policy import (
@@ -75,114 +76,57 @@ def add_serve_parser(
         help="serve every scenario with the LangGraph dev server",
         description="Run `langgraph dev` on 127.0.0.1 with checkpoints in the Ensemble database.",
     )
+
+    def repeatable(flag: str, **options: Any) -> None:
+        serve.add_argument(flag, action="append", default=[], **options)
+
     serve.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})"
     )
-    serve.add_argument(
-        "--jobs",
-        type=int,
-        default=DEFAULT_JOBS,
-        help=f"runs executed at once (default {DEFAULT_JOBS})",
-    )
+    serve.add_argument("--jobs", type=int, default=DEFAULT_JOBS,
+        help=f"runs executed at once (default {DEFAULT_JOBS})")  # fmt: skip
     serve.add_argument(
         "--reload", action="store_true", help="restart the server when source files change"
     )
-    _add_if_missing(
+    add_if_missing(
         serve, "--db", help=f"SQLite database (default: $ENSEMBLE_DB or {settings.DEFAULT_DB})"
     )
-    _add_if_missing(
+    add_if_missing(
         serve, "--model", help="default model spec of server runs (default: $ENSEMBLE_MODEL)"
     )
-    for flag, about in (
-        ("corpus-root", "a folder whose subfolders clients may use as a corpus (repeatable; "
-         "default: none, only Python's documentation; also $ENSEMBLE_CORPUS_ROOTS)"),
-        ("output-root", "a folder clients may publish into (repeatable; default: only "
-         "published/ beside the database; also $ENSEMBLE_OUTPUT_ROOTS)"),
-    ):  # fmt: skip
-        serve.add_argument(
-            f"--{flag}", dest=flag.replace("-", "_") + "s", action="append", default=[],
-            type=Path, metavar="DIR", help=about,
-        )  # fmt: skip
-    serve.add_argument(
-        "--keys",
-        type=Path,
-        metavar="FILE",
+    repeatable("--corpus-root", dest="corpus_roots", type=Path, metavar="DIR",
+        help="a folder whose subfolders clients may use as a corpus (repeatable; default: none, "
+        "only Python's documentation; also $ENSEMBLE_CORPUS_ROOTS)")  # fmt: skip
+    repeatable("--output-root", dest="output_roots", type=Path, metavar="DIR",
+        help="a folder clients may publish into (repeatable; default: only published/ beside "
+        "the database; also $ENSEMBLE_OUTPUT_ROOTS)")  # fmt: skip
+    serve.add_argument("--keys", type=Path, metavar="FILE",
         help="API keys file; every request then needs a key, each key is a user "
-        "(also $ENSEMBLE_API_KEYS_FILE)",
-    )
-    serve.add_argument(
-        "--allow-origin",
-        dest="allow_origins",
-        action="append",
-        default=[],
-        metavar="ORIGIN",
+        "(also $ENSEMBLE_API_KEYS_FILE)")  # fmt: skip
+    repeatable("--allow-origin", dest="allow_origins", metavar="ORIGIN",
         help="a web origin whose pages may call the API, e.g. https://smith.langchain.com "
-        "(repeatable; default: none, every other origin is refused)",
-    )
-    serve.add_argument(
-        "--host",
-        default=HOST,
-        help=f"address to listen on (default {HOST}; another address needs --keys)",
-    )
-    serve.add_argument(
-        "--allow-host",
-        dest="allow_hosts",
-        action="append",
-        default=[],
-        metavar="NAME",
+        "(repeatable; default: none, every other origin is refused)")  # fmt: skip
+    serve.add_argument("--host", default=HOST,
+        help=f"address to listen on (default {HOST}; another address needs --keys)")  # fmt: skip
+    repeatable("--allow-host", dest="allow_hosts", metavar="NAME",
         help="a host name clients may use in their Host header besides the loopback names "
-        "(repeatable; default: none, so a DNS-rebinding page is refused)",
-    )
-    serve.add_argument(
-        "--open-route",
-        dest="open_routes",
-        action="append",
-        default=[],
-        choices=OPENABLE,
+        "(repeatable; default: none, so a DNS-rebinding page is refused)")  # fmt: skip
+    repeatable("--open-route", dest="open_routes", choices=OPENABLE,
         help="with --keys, a read-only route that answers without a key (repeatable; "
-        "default: only /ok)",
-    )
-    serve.add_argument(
-        "--allow-model",
-        dest="allow_models",
-        action="append",
-        default=[],
-        metavar="SPEC",
+        "default: only /ok)")  # fmt: skip
+    repeatable("--allow-model", dest="allow_models", metavar="SPEC",
         help="a model spec clients may choose besides the server's default (repeatable; "
-        "model options such as ?latency= are never a client's)",
-    )
-    serve.add_argument(
-        "--max-runs-per-user",
-        type=int,
-        default=None,
-        metavar="N",
+        "model options such as ?latency= are never a client's)")  # fmt: skip
+    serve.add_argument("--max-runs-per-user", type=int, default=None, metavar="N",
         help="runs at once on one user's threads; more are refused with 429 "
-        "(default: --jobs without keys, half of --jobs with keys)",
-    )
-    serve.add_argument(
-        "--run-seconds",
-        type=float,
-        default=DEFAULT_RUN_SECONDS,
-        metavar="SECONDS",
+        "(default: --jobs without keys, half of --jobs with keys)")  # fmt: skip
+    serve.add_argument("--run-seconds", type=float, default=DEFAULT_RUN_SECONDS, metavar="SECONDS",
         help=f"wall-clock limit of one run; the server stops it after that "
-        f"(default {DEFAULT_RUN_SECONDS:g})",
-    )
-    serve.add_argument(
-        "--max-budget",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
+        f"(default {DEFAULT_RUN_SECONDS:g})")  # fmt: skip
+    repeatable("--max-budget", metavar="NAME=VALUE",
         help="the most one thread may spend (calls, tokens, seconds); applies to every "
-        "thread, and a client may ask for less but never more (repeatable)",
-    )
+        "thread, and a client may ask for less but never more (repeatable)")  # fmt: skip
     return serve
-
-
-def _add_if_missing(parser: argparse.ArgumentParser, flag: str, **kwargs: Any) -> None:
-    try:
-        parser.add_argument(flag, **kwargs)
-    except argparse.ArgumentError:
-        pass  # a parent parser already defines it
 
 
 async def cmd_serve(args: argparse.Namespace) -> int:
@@ -266,18 +210,8 @@ def server_access(
     if keys is not None:
         keys = keys.expanduser().resolve()
         load_keys(keys)  # fail now, with the file and entry, rather than in the server's log
-    roots = tuple(r.expanduser().resolve() for r in args.corpus_roots) or (
-        settings.corpus_roots() or ()
-    )
-    for root in roots:
-        if not root.is_dir():
-            raise ServeError(f"--corpus-root {root} is not a folder")
-    outputs = tuple(r.expanduser().resolve() for r in getattr(args, "output_roots", [])) or (
-        settings.output_roots() or ()
-    )
-    for root in outputs:
-        if not root.is_dir():
-            raise ServeError(f"--output-root {root} is not a folder")
+    roots = _folders("--corpus-root", args.corpus_roots, settings.corpus_roots())
+    outputs = _folders("--output-root", getattr(args, "output_roots", []), settings.output_roots())
     host = args.host
     if not _is_loopback(host) and keys is None:
         raise ServeError(f"--host {host} would expose an unauthenticated server; add --keys FILE")
@@ -308,6 +242,15 @@ def server_access(
     except PolicyError as error:
         raise ServeError(str(error)) from None
     return ServerAccess(host, keys, roots, outputs, policy)
+
+
+def _folders(flag: str, given: Sequence[Path], fallback: Sequence[Path] | None) -> tuple[Path, ...]:
+    """The folders a `--corpus-root`/`--output-root` flag names (else its environment's)."""
+    folders = tuple(r.expanduser().resolve() for r in given) or tuple(fallback or ())
+    for folder in folders:
+        if not folder.is_dir():
+            raise ServeError(f"{flag} {folder} is not a folder")
+    return folders
 
 
 def _check_model_form(spec: str) -> str:

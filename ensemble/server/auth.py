@@ -15,7 +15,7 @@ from typing import Any
 from langgraph_sdk import Auth
 
 from ensemble.run_settings import SETTINGS_KEY
-from ensemble.server.keys import configured_keys, presented_key
+from ensemble.server.keys import REVIEWER, configured_keys, presented_key
 from ensemble.server.limits import admit_run
 from ensemble.server.policy import ServerPolicy
 from ensemble.server.requests import (
@@ -31,7 +31,6 @@ SERVER_METADATA = frozenset({"owner", SETTINGS_KEY, "graph_id"})
 """Thread metadata only the server writes."""
 LOCAL_USER = "local"
 """The one user of a server without keys."""
-REVIEWER = "reviewer"
 
 POLICY = ServerPolicy.from_env()
 _keys = configured_keys()  # a bad keys file stops the server at start, with the reason
@@ -73,15 +72,9 @@ async def on_thread_create(ctx: Auth.types.AuthContext, value: Any) -> None:
     metadata["owner"] = ctx.user.identity
 
 
-@auth.on.threads.read
+@auth.on(resources="threads", actions=("read", "search"))
 async def on_thread_read(ctx: Auth.types.AuthContext, value: Any) -> dict[str, str] | None:
-    """Owners read their threads; reviewers read every thread (to review it)."""
-    return None if _is_reviewer(ctx) else _owner_filter(ctx)
-
-
-@auth.on.threads.search
-async def on_thread_search(ctx: Auth.types.AuthContext, value: Any) -> dict[str, str] | None:
-    """Search sees what read sees."""
+    """Owners read (and search) their threads; reviewers read every thread (to review it)."""
     return None if _is_reviewer(ctx) else _owner_filter(ctx)
 
 
@@ -123,14 +116,9 @@ async def on_run_create(ctx: Auth.types.AuthContext, value: Any) -> dict[str, st
     return None if answering else _owner_filter(ctx)
 
 
-@auth.on.assistants.read
+@auth.on(resources="assistants", actions=("read", "search"))
 async def on_assistant_read(ctx: Auth.types.AuthContext, value: Any) -> None:
-    """Everyone may see the scenarios."""
-
-
-@auth.on.assistants.search
-async def on_assistant_search(ctx: Auth.types.AuthContext, value: Any) -> None:
-    """Everyone may list the scenarios."""
+    """Everyone may see and list the scenarios."""
 
 
 @auth.on

@@ -28,9 +28,9 @@ import httpx
 from langgraph_sdk import get_client
 from starlette.datastructures import Headers
 
-from ensemble.server.keys import ApiKeys, ApiUser, configured_keys, presented_key
+from ensemble.server.keys import REVIEWER, ApiKeys, ApiUser, configured_keys, presented_key
 from ensemble.server.policy import ServerPolicy
-from ensemble.server.state_writes import StateWriteRefused, check_state_write
+from ensemble.server.state_writes import Refused, check_state_write
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -46,7 +46,6 @@ SERVED_ROUTES = re.compile(
 `/deploy` runs the CLI, `/profile`) are not found."""
 THREAD_PATH = re.compile(r"^/threads/([0-9a-fA-F-]{32,36})(/.*)?$")
 PRIVATE_NETWORK_HEADER = b"access-control-allow-private-network"
-REVIEWER = "reviewer"
 
 
 class Gate:
@@ -98,7 +97,7 @@ class Gate:
         try:
             receive = await self._check_threads(scope, receive, user)
         except Refused as refusal:
-            await _answer(send, refusal.status, refusal.detail)
+            await _answer(send, refusal.status, str(refusal))
             return
         await self.app(scope, receive, _without_private_network(send))
 
@@ -128,10 +127,7 @@ class Gate:
             if rest == "/state/bulk":
                 raise Refused(403, "state/bulk: a client may not write a thread's state in bulk")
             body, _ = await _read_body(receive)
-            try:
-                checked = await check_state_write(thread, _json_object(body))
-            except StateWriteRefused as refusal:
-                raise Refused(refusal.status, str(refusal)) from None
+            checked = await check_state_write(thread, _json_object(body))
             return _replay(json.dumps(checked).encode())
         return receive
 
@@ -147,15 +143,6 @@ def _check_owner(thread: dict[str, Any] | None, user: ApiUser, *, strict: bool) 
     owner = (thread.get("metadata") or {}).get("owner")
     if owner != user.user and (strict or REVIEWER not in user.roles):
         raise Refused(404, f"Thread {thread['thread_id']} not found")
-
-
-class Refused(Exception):
-    """A request the gate answers itself, with this status and detail."""
-
-    def __init__(self, status: int, detail: str) -> None:
-        """Keep the HTTP status and the message the client reads."""
-        super().__init__(detail)
-        self.status, self.detail = status, detail
 
 
 async def _lookup(thread_id: str) -> dict[str, Any] | None:

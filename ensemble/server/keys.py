@@ -22,7 +22,8 @@ from pathlib import Path
 from ensemble.errors import EnsembleError
 
 KEYS_FILE_ENV = "ENSEMBLE_API_KEYS_FILE"
-ROLES = frozenset({"reviewer"})
+REVIEWER = "reviewer"
+ROLES = frozenset({REVIEWER})
 """`reviewer`: may answer human reviews (and read the threads waiting for one)."""
 MIN_KEY_CHARS = 16
 _USER = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
@@ -52,9 +53,6 @@ class ApiKeys:
 
     def __init__(self, entries: list[_Entry]) -> None:
         self._entries = entries
-
-    def __len__(self) -> int:
-        return len(self._entries)
 
     def lookup(self, presented: str) -> ApiUser | None:
         """The user of `presented`, comparing every entry in constant time."""

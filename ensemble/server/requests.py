@@ -167,18 +167,19 @@ def check_model_choice(where: str, spec: Any, policy: ServerPolicy) -> None:
     if not isinstance(spec, str):
         return  # not a spec at all: the schema's own validation names it
     offered = policy.client_models()
-    if spec.strip() not in offered and "?" in spec:
+    if spec.strip() in offered:
+        return
+    if "?" in spec:
         raise refuse(
             422,
             f"{where}: model options such as {spec[spec.index('?') :]!r} are the "
             "operator's to set, not a client's",
         )
-    if spec.strip() not in offered:
-        raise refuse(
-            422,
-            f"{where}: {spec!r} is not offered by this server (offered: "
-            f"{', '.join(sorted(offered))}; the operator adds models with --allow-model)",
-        )
+    raise refuse(
+        422,
+        f"{where}: {spec!r} is not offered by this server (offered: "
+        f"{', '.join(sorted(offered))}; the operator adds models with --allow-model)",
+    )
 
 
 def _number(value: Any) -> float:

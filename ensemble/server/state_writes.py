@@ -24,11 +24,11 @@ ACCEPTED_KEYS = frozenset({"values", "checkpoint", "checkpoint_id"})
 """The parts of a state write a client may send."""
 
 
-class StateWriteRefused(EnsembleError):
-    """A client's state write the server refuses, with the HTTP status to answer."""
+class Refused(EnsembleError):
+    """A request the gate answers itself (a refused state write among them), with this status."""
 
     def __init__(self, status: int, message: str) -> None:
-        """Keep the status beside the one-line message."""
+        """Keep the HTTP status beside the one-line message the client reads."""
         super().__init__(message)
         self.status = status
 
@@ -37,29 +37,29 @@ async def check_state_write(thread: dict[str, Any] | None, body: dict[str, Any])
     """Check a `POST /threads/{id}/state` body; return it with validated values.
 
     Raises:
-        StateWriteRefused: 404 for an unknown thread, 409 for a thread waiting for a person or
+        Refused: 404 for an unknown thread, 409 for a thread waiting for a person or
             without a run yet, 422 naming the field for anything else.
     """
     if thread is None:
-        raise StateWriteRefused(404, "Thread not found")
+        raise Refused(404, "Thread not found")
     extra = sorted(k for k in set(body) - ACCEPTED_KEYS if body[k] is not None)
     if "as_node" in extra:
-        raise StateWriteRefused(
+        raise Refused(
             422, "as_node: not accepted; a client's state write never chooses the next node"
         )
     if extra:
-        raise StateWriteRefused(422, f"{extra[0]}: not accepted in a state write")
+        raise Refused(422, f"{extra[0]}: not accepted in a state write")
     values = body.get("values")
     if not isinstance(values, dict) or not values:
-        raise StateWriteRefused(422, "values: must be an object naming the input fields to set")
+        raise Refused(422, "values: must be an object naming the input fields to set")
     scenario = SCENARIOS.get(str((thread.get("metadata") or {}).get("graph_id")))
     if scenario is None:
-        raise StateWriteRefused(409, "this thread has no run yet: start one with its input")
+        raise Refused(409, "this thread has no run yet: start one with its input")
     state = await _state_at(str(thread["thread_id"]), body)
     waiting = [i.get("value", {}) for i in state.get("interrupts") or []]
     if waiting or any(t.get("interrupts") for t in state.get("tasks") or []):
         kind = next((w.get("kind") for w in waiting if isinstance(w, dict)), None) or "a person"
-        raise StateWriteRefused(
+        raise Refused(
             409,
             f"this checkpoint waits for {kind}: only an answer (command.resume, by a user with "
             "the reviewer role) goes on from here",
@@ -67,7 +67,7 @@ async def check_state_write(thread: dict[str, Any] | None, body: dict[str, Any])
     inputs = set(scenario.input_schema.model_fields)
     unknown = sorted(set(values) - inputs)
     if unknown:
-        raise StateWriteRefused(
+        raise Refused(
             422,
             f"values.{unknown[0]}: not an input field of {scenario.name} (settable: "
             f"{', '.join(sorted(inputs))}); the rest is written by the server",
@@ -78,7 +78,7 @@ async def check_state_write(thread: dict[str, Any] | None, body: dict[str, Any])
         merged = {k: current.get(k) for k in inputs if k in current} | update
         await asyncio.to_thread(check_folders, scenario, merged)
     except EnsembleError as error:
-        raise StateWriteRefused(422, f"values: {error}") from None
+        raise Refused(422, f"values: {error}") from None
     return {**body, "values": update}
 
 
@@ -87,9 +87,9 @@ async def _state_at(thread_id: str, body: dict[str, Any]) -> dict[str, Any]:
     checkpoint = body.get("checkpoint")
     checkpoint_id = body.get("checkpoint_id")
     if checkpoint is not None and not isinstance(checkpoint, dict):
-        raise StateWriteRefused(422, "checkpoint: must be an object")
+        raise Refused(422, "checkpoint: must be an object")
     if checkpoint_id is not None and not isinstance(checkpoint_id, str):
-        raise StateWriteRefused(422, "checkpoint_id: must be a string")
+        raise Refused(422, "checkpoint_id: must be a string")
     try:
         return dict(
             await get_client().threads.get_state(
@@ -100,5 +100,5 @@ async def _state_at(thread_id: str, body: dict[str, Any]) -> dict[str, Any]:
         )
     except httpx.HTTPStatusError as error:
         if error.response.status_code in (404, 422):
-            raise StateWriteRefused(404, "checkpoint not found on this thread") from None
+            raise Refused(404, "checkpoint not found on this thread") from None
         raise
