@@ -23,8 +23,4 @@ def agent_gate(scope: str, role: str, limit: int) -> asyncio.Semaphore:
     """
     key = (id(asyncio.get_running_loop()), scope, role, limit)
     with _lock:
-        gate = _gates.get(key)
-        if gate is None:
-            gate = asyncio.Semaphore(max(1, limit))
-            _gates[key] = gate
-        return gate
+        return _gates.setdefault(key, asyncio.Semaphore(max(1, limit)))

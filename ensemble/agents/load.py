@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,14 +17,13 @@ class AgentLoad:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._counts: dict[str, int] = {}
+        self._counts: Counter[str] = Counter()
 
     def acquire(self, name: str) -> int:
         """Count one more call of `name`; return how many are now in flight."""
         with self._lock:
-            count = self._counts.get(name, 0) + 1
-            self._counts[name] = count
-            return count
+            self._counts[name] += 1
+            return self._counts[name]
 
     def release(self, name: str) -> int:
         """Count one call of `name` as finished; return how many are still in flight.
@@ -33,14 +33,10 @@ class AgentLoad:
                 letting the count go negative would hide it.
         """
         with self._lock:
-            count = self._counts.get(name, 0) - 1
-            if count < 0:
+            if self._counts[name] < 1:
                 raise ValueError(f"agent {name!r} released more often than acquired")
-            if count:
-                self._counts[name] = count
-            else:
-                del self._counts[name]
-            return count
+            self._counts[name] -= 1
+            return self._counts[name]
 
     @contextmanager
     def using(self, name: str) -> Iterator[int]:
@@ -54,12 +50,12 @@ class AgentLoad:
     def current(self, name: str) -> int:
         """Calls of `name` in flight (0 for an agent never used)."""
         with self._lock:
-            return self._counts.get(name, 0)
+            return self._counts[name]
 
     def snapshot(self) -> dict[str, int]:
         """A copy of every non-zero count."""
         with self._lock:
-            return dict(self._counts)
+            return dict(+self._counts)
 
     def reset(self) -> None:
         """Forget every count (tests, or a process starting over)."""

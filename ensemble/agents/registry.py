@@ -102,9 +102,6 @@ class AgentRegistry:
     def __contains__(self, name: object) -> bool:
         return name in self._agents
 
-    def __repr__(self) -> str:
-        return f"AgentRegistry({', '.join(self._agents)})"
-
 
 def load_agents(sources: Sequence[str | Path] = (), *, replace: bool = False) -> AgentRegistry:
     """The default team (unless `replace`) plus the agents of each file or folder in `sources`.
@@ -167,7 +164,7 @@ def _agent_files(sources: Sequence[str | Path]) -> list[Path]:
     return files
 
 
-def _read_file(path: Path, label: str) -> list[_Entry]:
+def _read_file(path: Path, label: str) -> Iterator[_Entry]:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -177,7 +174,8 @@ def _read_file(path: Path, label: str) -> list[_Entry]:
     return _parse(text, label, json_file=path.suffix.lower() == ".json")
 
 
-def _parse(text: str, label: str, *, json_file: bool) -> list[_Entry]:
+def _parse(text: str, label: str, *, json_file: bool) -> Iterator[_Entry]:
+    """The file's agents one by one, so a repeated name is reported before later agents."""
     data, layout = _load_json(text, label) if json_file else _load_yaml(text, label)
     top = f"{label}:{layout.top}"
     if not isinstance(data, dict) or "agents" not in data:
@@ -188,8 +186,6 @@ def _parse(text: str, label: str, *, json_file: bool) -> list[_Entry]:
     items = data["agents"]
     if not isinstance(items, list):
         raise AgentDefinitionError(f"{label}:{layout.agents}: 'agents' must be a list")
-    entries: list[_Entry] = []
-    seen: dict[str, str] = {}
     for index, item in enumerate(items):
         line, repeated = layout.items[index] if index < len(layout.items) else (layout.top, None)
         where = f"{label}:{line}"
@@ -199,14 +195,7 @@ def _parse(text: str, label: str, *, json_file: bool) -> list[_Entry]:
             raise AgentDefinitionError(f"{prefix}: expected a mapping of fields, got {kind}")
         if repeated:
             raise AgentDefinitionError(f"{prefix}: field {repeated!r} is given twice")
-        spec = _validate(item, prefix)
-        if spec.name in seen:
-            raise AgentDefinitionError(
-                f"{where}: agent {spec.name!r}: duplicate name (first defined at {seen[spec.name]})"
-            )
-        seen[spec.name] = where
-        entries.append(_Entry(spec, where))
-    return entries
+        yield _Entry(_validate(item, prefix), where)
 
 
 @dataclass(frozen=True)

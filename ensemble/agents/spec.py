@@ -99,8 +99,6 @@ def model_spec_form(value: str) -> str:
 
 
 def _no_repeats(items: tuple[str, ...], what: str) -> None:
-    seen: set[str] = set()
-    for item in items:
-        if item in seen:
+    for index, item in enumerate(items):
+        if item in items[:index]:
             raise ValueError(f"{what} {item!r} is listed twice")
-        seen.add(item)

@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Literal
 
 BreakerState = Literal["closed", "open", "half_open"]
@@ -183,7 +184,7 @@ class BreakerBoard:
                     failure_threshold=self.failure_threshold,
                     reset_after=self.reset_after,
                     clock=self.clock,
-                    on_change=self._listener(name),
+                    on_change=partial(self._changed, name),
                 )
                 self._breakers[name] = found
             return found
@@ -204,12 +205,9 @@ class BreakerBoard:
         with self._lock:
             self._breakers.clear()
 
-    def _listener(self, name: str) -> StateListener:
-        def changed(old: BreakerState, new: BreakerState) -> None:
-            if self.on_change is not None:
-                self.on_change(name, old, new)
-
-        return changed
+    def _changed(self, name: str, old: BreakerState, new: BreakerState) -> None:
+        if self.on_change is not None:
+            self.on_change(name, old, new)
 
 
 BOARD = BreakerBoard()
