@@ -98,9 +98,7 @@ class CircuitBreaker:
     def record_success(self) -> None:
         """A call succeeded: the failure count starts over, a half-open breaker closes."""
         with self._lock:
-            changes: list[tuple[BreakerState, BreakerState]] = []
-            if self._state == "half_open":
-                changes = self._move("closed")
+            changes = self._move("closed") if self._state == "half_open" else []
             if self._state == "closed":
                 self._failures = 0
         self._notify(changes)

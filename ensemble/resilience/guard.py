@@ -216,7 +216,7 @@ class GuardedChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        chunks = self._arun(messages, stop, run_manager, kwargs, stream=False)
+        chunks = self._astream(messages, stop, run_manager, whole=True, **kwargs)
         return _joined([chunk async for chunk in chunks])
 
     async def _astream(
@@ -224,21 +224,14 @@ class GuardedChatModel(BaseChatModel):
         messages: list[BaseMessage],
         stop: list[str] | None = None,
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        *,
+        whole: bool = False,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        async for chunk in self._arun(messages, stop, run_manager, kwargs, stream=True):
-            yield chunk
+        """The guard for an async caller: the decisions run off the loop (they read SQLite).
 
-    async def _arun(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None,
-        run_manager: AsyncCallbackManagerForLLMRun | None,
-        kwargs: dict[str, Any],
-        *,
-        stream: bool,
-    ) -> AsyncIterator[ChatGenerationChunk]:
-        """The guard for an async caller: the decisions run off the loop (they read SQLite)."""
+        `whole` (for `_agenerate`) asks each model for its answer in one piece (`ainvoke`).
+        """
         steps = self._steps(messages, stop, kwargs)
         reply: Reply = None
         streamed = False
@@ -255,13 +248,13 @@ class GuardedChatModel(BaseChatModel):
             chunks: list[ChatGenerationChunk] = []
             config = _inner(run_manager)
             try:
-                if stream:
+                if whole:
+                    reply = _result(await step.ainvoke(messages, config, stop=stop, **kwargs))
+                else:
                     async for part in step.astream(messages, config, stop=stop, **kwargs):
                         chunks.append(ChatGenerationChunk(message=part))
                         yield chunks[-1]
                     reply = _joined(chunks)
-                else:
-                    reply = _result(await step.ainvoke(messages, config, stop=stop, **kwargs))
             except Exception as error:
                 reply = _Failed(error, partial=bool(chunks))
             streamed = bool(chunks)
