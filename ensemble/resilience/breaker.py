@@ -122,9 +122,6 @@ class CircuitBreaker:
             self._failures = 0
         self._notify(changes)
 
-    def __repr__(self) -> str:
-        return f"CircuitBreaker({self.name!r}, state={self._state!r}, failures={self._failures})"
-
     def _refresh(self) -> list[tuple[BreakerState, BreakerState]]:
         if self._state == "open" and self._clock() - self._opened_at >= self.reset_after:
             return self._move("half_open")
