@@ -241,9 +241,6 @@ class CorpusIndex:
         deleted files are dropped. Writes happen in one `BEGIN IMMEDIATE` transaction so another
         process building the same corpus cannot interleave.
 
-        Returns:
-            Counts for this corpus and how many documents this call indexed.
-
         Raises:
             CorpusError: The folder vanished or has no indexable files, or the database is
                 unusable.
@@ -388,8 +385,7 @@ class CorpusIndex:
             present.add(doc_id)
             unchanged = old is not None and old[2] == sha
             planned.append(_Planned(file, sha, None if unchanged else document))
-        deleted = sorted(set(stored) - present)
-        return planned, deleted
+        return planned, sorted(set(stored) - present)
 
     def _insert_passages(
         self, conn: sqlite3.Connection, documents: Iterable[sources.Document]
@@ -524,8 +520,6 @@ def open_corpus(
     db_key = db if db == ":memory:" else str(Path(db).expanduser().resolve())
     dir_key = None if corpus_dir is None else str(Path(corpus_dir).expanduser().resolve())
     with _cache_lock:
-        index = _cache.get((db_key, dir_key))
-        if index is None:
-            index = CorpusIndex(db_path, corpus_dir)
-            _cache[(db_key, dir_key)] = index
-        return index
+        if (db_key, dir_key) not in _cache:
+            _cache[db_key, dir_key] = CorpusIndex(db_path, corpus_dir)
+        return _cache[db_key, dir_key]

@@ -346,12 +346,10 @@ class _HTMLText(HTMLParser):
     def handle_data(self, data: str) -> None:
         if self._in_title:
             self.title += data
-            return
-        if self._hidden:
-            return
-        if self._heading_tag is not None:
-            self.heading += data
-        self.parts.append(data)
+        elif not self._hidden:
+            if self._heading_tag is not None:
+                self.heading += data
+            self.parts.append(data)
 
 
 def html_to_text(html: str) -> tuple[str, str]:
@@ -380,10 +378,8 @@ _UNDERLINE = re.compile(r"^([=\-~^\"'`#*+_.:])\1{2,}\s*$")
 def _first_heading(text: str, suffix: str) -> str:
     lines = text.split("\n")
     for i, line in enumerate(lines):
-        if suffix in {".md", ".markdown"}:
-            match = _MD_ATX.match(line)
-            if match:
-                return match.group(1).strip()
+        if suffix in {".md", ".markdown"} and (match := _MD_ATX.match(line)):
+            return match.group(1).strip()
         if suffix in {".md", ".markdown", ".rst"} and line.strip() and i + 1 < len(lines):
             if _UNDERLINE.match(lines[i + 1]) and not _UNDERLINE.match(line):
                 return line.strip()

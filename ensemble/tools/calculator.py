@@ -72,12 +72,9 @@ class CalculatorError(EnsembleError, ValueError):
 def evaluate(expression: str) -> float | int:
     """Compute an arithmetic expression such as `2 * (3 + sqrt(16)) ** 2`.
 
-    Args:
-        expression: At most 500 characters of numbers, `+ - * / // % **`, unary signs,
-            parentheses, and the functions and constants in `FUNCTIONS` and `CONSTANTS`.
-
-    Returns:
-        The value, an int when integer arithmetic keeps it exact.
+    The expression has at most 500 characters of numbers, `+ - * / // % **`, unary signs,
+    parentheses, and the functions and constants in `FUNCTIONS` and `CONSTANTS`. The value is
+    an int when integer arithmetic keeps it exact.
 
     Raises:
         CalculatorError: A construct outside the whitelist, a too long expression, a result
@@ -169,17 +166,15 @@ def _check_power(base: Number, exponent: Number) -> None:
 
 def _checked(value: Any) -> Number:
     """Keep results real, finite and small, whatever produced them."""
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, int):
+    if isinstance(value, int):  # bools too, returned as ints
         if value.bit_length() > MAX_INT_BITS:
             raise CalculatorError("the result is too large")
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise CalculatorError("the result is not a finite number")
-        return value
-    raise CalculatorError("the result is not a real number")
+        return int(value)
+    if not isinstance(value, float):
+        raise CalculatorError("the result is not a real number")
+    if not math.isfinite(value):
+        raise CalculatorError("the result is not a finite number")
+    return value
 
 
 def _name(node: ast.AST) -> str:

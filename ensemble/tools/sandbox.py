@@ -44,7 +44,6 @@ Reason = Literal["timeout", "cpu", "memory", "output", "error"]
 SANDBOX_DIR = "/tmp"
 _SCRIPT = "main.py"
 _CHUNK = 65536
-_PROBE_SECONDS = 10.0
 # Hidden behind empty read-only directories: homes and runtime sockets (a unix socket such
 # as /run/docker.sock is reachable even without a network namespace).
 _HIDDEN_DIRS = ("/home", "/root", "/run", "/var/run", "/var/tmp", "/mnt", "/media", "/srv")
@@ -155,7 +154,11 @@ def run_python(code: str, *, limits: SandboxLimits = SandboxLimits()) -> Sandbox
     Raises:
         SandboxUnavailable: bubblewrap is missing or unusable; the code was not run.
     """
-    setup = _require_sandbox()
+    return _run(_require_sandbox(), code, limits)
+
+
+def _run(setup: _Setup, code: str, limits: SandboxLimits) -> SandboxResult:
+    """Run `code` in a fresh sandbox whose scratch directory is deleted afterwards."""
     scratch = _scratch(setup, code)
     try:
         return _supervise(setup, _command(setup, scratch, limits), limits)
@@ -236,21 +239,11 @@ def _world_usable(path: str) -> bool:
 @functools.cache
 def _probe(setup: _Setup) -> bool:
     """Build one real sandbox running a tiny script; cached, as the answer does not change."""
-    scratch = _scratch(setup, "print('ok')\n")
     try:
-        completed = subprocess.run(
-            _command(setup, scratch, SandboxLimits()),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=_PROBE_SECONDS,
-            check=False,
-            **_user_arguments(setup),
-        )
-        return completed.returncode == 0 and completed.stdout.strip() == b"ok"
+        result = _run(setup, "print('ok')\n", SandboxLimits())
     except (OSError, subprocess.SubprocessError):
         return False
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    return result.ok and result.stdout.strip() == "ok"
 
 
 def _scratch(setup: _Setup, code: str) -> str:
