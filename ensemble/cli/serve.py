@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.util
 import ipaddress
 import json
 import os
@@ -27,6 +26,7 @@ from typing import Any
 
 from ensemble import settings
 from ensemble.cli import add_if_missing
+from ensemble.cli.doctor import missing_modules
 from ensemble.errors import EnsembleError
 from ensemble.server.keys import KEYS_FILE_ENV, load_keys
 from ensemble.server.policy import (
@@ -137,10 +137,14 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     db = settings.db_path(getattr(args, "db", None)).resolve()
     model = getattr(args, "model", None)
     model = validate_spec(model) if model else None
-    _check_jobs(args.jobs)
+    if args.jobs < 1:
+        raise ServeError(f"--jobs must be at least 1, got {args.jobs}")
     access = server_access(args, port=args.port, model=model)
     _check_port(args.port, access.host)
-    _check_server_installed()
+    if missing := missing_modules("langgraph_cli", "langgraph_api"):
+        raise ServeError(
+            f"{', '.join(missing)} not installed; install with: pip install 'langgraph-cli[inmem]'"
+        )
     workdir = db.parent / SERVER_DIR
     workdir.mkdir(parents=True, exist_ok=True)
     config = server_config(workdir, allow_origins=access.policy.origins)
@@ -417,16 +421,3 @@ def _check_port(port: int, host: str = HOST) -> None:
             probe.bind((host, port))
         except OSError as error:
             raise ServeError(f"port {port} on {host} is not free ({error.strerror})") from None
-
-
-def _check_jobs(jobs: int) -> None:
-    if jobs < 1:
-        raise ServeError(f"--jobs must be at least 1, got {jobs}")
-
-
-def _check_server_installed() -> None:
-    missing = [m for m in ("langgraph_cli", "langgraph_api") if importlib.util.find_spec(m) is None]
-    if missing:
-        raise ServeError(
-            f"{', '.join(missing)} not installed; install with: pip install 'langgraph-cli[inmem]'"
-        )
