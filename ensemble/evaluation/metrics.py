@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ensemble.text import tokens
@@ -88,16 +88,6 @@ def report_body(report: str) -> str:
     return "\n".join(lines).strip()
 
 
-def numbered_markers(body: str) -> list[int]:
-    """Every numbered citation in `body`, in order, repeats kept (`[1, 3]` gives 1 and 3)."""
-    return [int(n) for group in NUMBERED_MARKER.findall(body) for n in group.split(",")]
-
-
-def passage_markers(body: str) -> list[str]:
-    """Every raw passage id cited in brackets in `body`, in order, repeats kept."""
-    return PASSAGE_MARKER.findall(body)
-
-
 def is_well_formed_question(text: str) -> bool:
     """Whether `text` reads as one complete question a researcher can search for.
 
@@ -126,13 +116,12 @@ def is_well_formed_question(text: str) -> bool:
 
 
 def _balanced(text: str) -> bool:
-    for opening, closing in _PAIRS:
-        if opening == closing:
-            if text.count(opening) % 2:
-                return False
-        elif text.count(opening) != text.count(closing):
-            return False
-    return True
+    return all(
+        text.count(opening) % 2 == 0
+        if opening == closing
+        else text.count(opening) == text.count(closing)
+        for opening, closing in _PAIRS
+    )
 
 
 @dataclass(frozen=True)
@@ -151,7 +140,7 @@ class Score:
     """The planner's sub-questions."""
     well_formed: int = 0
     """How many of `subquestions` are well-formed questions."""
-    unknown: tuple[str, ...] = field(default=())
+    unknown: tuple[str, ...] = ()
     """Markers that point at nothing, as written (`[9]`, `[stdlib:x#1]`)."""
 
     @property
@@ -196,34 +185,22 @@ def score_answer(
         if isinstance(s, Mapping) and "n" in s and "passage_id" in s
     }
     known = set(numbered.values()) | set(retrieved or ())
-    cited: dict[str, None] = {}
-    unknown: list[str] = []
-    markers = valid = 0
-    for number in numbered_markers(body):
-        markers += 1
-        pid = numbered.get(number)
-        if pid is not None and (retrieved is None or pid in retrieved):
-            valid += 1
-            cited.setdefault(pid, None)
-        else:
-            unknown.append(f"[{number}]")
-    for pid in passage_markers(body):
-        markers += 1
-        if pid in known:
-            valid += 1
-            cited.setdefault(pid, None)
-        else:
-            unknown.append(f"[{pid}]")
+    usable = {n: pid for n, pid in numbered.items() if retrieved is None or pid in retrieved}
+    numbers = [int(n) for group in NUMBERED_MARKER.findall(body) for n in group.split(",")]
+    found = [(str(n), usable.get(n)) for n in numbers]
+    found += [(pid, pid if pid in known else None) for pid in PASSAGE_MARKER.findall(body)]
+    cited = dict.fromkeys(pid for _, pid in found if pid is not None)
+    unknown = tuple(f"[{shown}]" for shown, pid in found if pid is None)
     plan = tuple(_subquestion_texts(output.get("plan")))
     asked = _normal(asked)
     return Score(
         cited=tuple(cited),
         expected_cited=tuple(pid for pid in cited if is_expected(pid, expect)),
-        markers=markers,
-        valid_markers=valid,
+        markers=len(found),
+        valid_markers=len(found) - len(unknown),
         subquestions=plan,
         well_formed=sum(_normal(q) == asked or is_well_formed_question(q) for q in plan),
-        unknown=tuple(unknown),
+        unknown=unknown,
     )
 
 

@@ -13,7 +13,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -154,13 +154,8 @@ def temporary_workspace(base: Workspace) -> Iterator[Workspace]:
     The operator's corpus and output roots stay in force.
     """
     with tempfile.TemporaryDirectory(prefix="ensemble-eval-") as folder:
-        space = Workspace(
-            db_path=Path(folder) / "ensemble.db",
-            corpus_roots=base.corpus_roots,
-            output_roots=base.output_roots,
-        )
         try:
-            yield space
+            yield replace(base, db_path=Path(folder) / "ensemble.db")
         finally:
             audit.flush()  # nothing may still be writing into the folder being deleted
 
@@ -189,19 +184,20 @@ async def evaluate(
         CorpusError: A corpus folder is missing or outside the operator's roots.
     """
     scenario = get_scenario(SCENARIO)
-    space = workspace
     inputs = [_input(scenario, q, q.corpus or corpus) for q in questions]
-    corpora = {data.get("corpus"): space.corpus(data.get("corpus")) for data in inputs}
+    corpora = {data.get("corpus"): workspace.corpus(data.get("corpus")) for data in inputs}
     quiet = progress or Silent()
     results: list[QuestionResult] = []
     try:
-        async with open_async_checkpointer(space.db_path) as saver:
-            await ensure_writable(saver, space.db_path)
+        async with open_async_checkpointer(workspace.db_path) as saver:
+            await ensure_writable(saver, workspace.db_path)
             for index in corpora.values():
                 await asyncio.to_thread(index.ensure)  # indexing is no question's time
-            graph = scenario.compile(saver, space)
+            graph = scenario.compile(saver, workspace)
             for position, (question, data) in enumerate(zip(questions, inputs, strict=True), 1):
-                result = await _run_one(graph, scenario, question, data, run_settings, quiet, space)
+                result = await _run_one(
+                    graph, scenario, question, data, run_settings, quiet, workspace.db_path
+                )
                 results.append(result)
                 if on_result is not None:
                     on_result(position, result)
@@ -218,19 +214,20 @@ async def _run_one(
     data: dict[str, Any],
     run_settings: RunSettings,
     progress: Progress,
-    space: Workspace,
+    db_path: Path,
 ) -> QuestionResult:
     thread_id = new_thread_id()
     config = thread_config(thread_id)
     started = time.perf_counter()
-    run = await drive(graph, scenario, config, data, run_settings, progress, _approve)
+    run = await drive(graph, scenario, config, data, run_settings, progress, _approve_all)
     seconds = time.perf_counter() - started
     snapshot = await graph.aget_state(config)
     values: Mapping[str, Any] = snapshot.values if isinstance(snapshot.values, dict) else {}
     output = run.output if run.status == "done" and run.output else {"plan": values.get("plan")}
     retrieved = set(values.get("passages") or {})
     score = score_answer(output, question.expect, retrieved, asked=question.question)
-    spent = await asyncio.to_thread(_spent, space.db_path, thread_id)
+    await asyncio.to_thread(audit.flush)  # every queued row is written before it is counted
+    spent = await asyncio.to_thread(audit.totals, db_path, thread_id)
     error = run.error
     if run.status == "interrupted":
         asked = (run.interrupt or {}).get("value")
@@ -250,7 +247,7 @@ async def _run_one(
     )
 
 
-def _approve(value: Any, scenario: Scenario, values: dict[str, Any]) -> Any:
+def _approve_all(value: Any, scenario: Scenario, values: dict[str, Any]) -> Any:
     """Answer every human review as `--yes` does."""
     return scenario.approve_answer
 
@@ -263,12 +260,6 @@ def _input(scenario: Scenario, question: Question, corpus: str | None) -> dict[s
         return scenario.validate_input(data).model_dump()
     except InvalidInputError as error:
         raise InvalidInputError(f"question {question.id!r}: {error}") from None
-
-
-def _spent(db: Path, thread_id: str) -> dict[str, Any]:
-    """The thread's totals from the audit trail, once every queued row is written."""
-    audit.flush()
-    return audit.totals(db, thread_id)
 
 
 def _round(value: float | None) -> float | None:

@@ -128,12 +128,10 @@ def decide(votes: Sequence[Vote], policy: VotePolicy) -> VoteResult:
 
 def _by_count(votes: Sequence[Vote], needed: int, label: str) -> VoteResult:
     groups = _group(votes)
-    total = len(votes)
-    top = groups[0]
-    tied = [g for g in groups if g["votes"] == top["votes"]]
+    top, total = groups[0], len(votes)
     support = top["votes"] / total
-    if len(tied) > 1:
-        return _split(groups, support, _tie([str(g["votes"]) for g in tied], tied))
+    if tie := _tied_on_votes(groups):
+        return _split(groups, support, tie)
     if top["votes"] < needed:
         reason = (
             f"no {label}: {_show(top['value'])} has {top['votes']} of {total} votes, needs {needed}"
@@ -183,13 +181,11 @@ def _by_tolerance(votes: Sequence[Vote], policy: VotePolicy) -> VoteResult:
         }
         for members, centre in clusters
     ]
-    total = len(votes)
-    top = groups[0]
+    top, total = groups[0], len(votes)
     support = top["votes"] / total
     within = f"{'relative ' if policy.relative else ''}tolerance {policy.tolerance:g}"
-    tied = [g for g in groups if g["votes"] == top["votes"]]
-    if len(tied) > 1:
-        return _split(groups, support, f"{_tie([str(g['votes']) for g in tied], tied)} ({within})")
+    if tie := _tied_on_votes(groups):
+        return _split(groups, support, f"{tie} ({within})")
     if top["votes"] * 2 <= total:
         reason = (
             f"no majority within {within}: the largest cluster has {top['votes']} of {total} "
@@ -209,19 +205,19 @@ def _clusters(
     which the value farthest from the candidate's median is dropped until every member is close
     to that median. The largest candidate wins (ties: smaller spread, then the earlier centre).
     """
+
+    def rank(candidate: tuple[list[int], float]) -> tuple[int, float]:
+        picked = [values[i] for i in candidate[0]]
+        return -len(picked), max(picked) - min(picked)
+
     remaining = list(range(len(values)))
     clusters: list[tuple[list[int], float]] = []
     while remaining:
-        best: tuple[list[int], float] | None = None
-        best_rank: tuple[int, float] | None = None
-        for centre in remaining:
-            members = [i for i in remaining if close(values[i], values[centre])]
-            members, median = _settle(members, values, close)
-            picked = [values[i] for i in members]
-            rank = (-len(members), max(picked) - min(picked))
-            if best_rank is None or rank < best_rank:
-                best, best_rank = (members, median), rank
-        assert best is not None  # remaining is not empty, so one centre was tried
+        candidates = [
+            _settle([i for i in remaining if close(values[i], values[centre])], values, close)
+            for centre in remaining
+        ]
+        best = min(candidates, key=rank)  # the first of equals: the earlier centre
         clusters.append(best)
         remaining = [i for i in remaining if i not in best[0]]
     return clusters
@@ -250,10 +246,9 @@ def _group(votes: Sequence[Vote]) -> list[dict[str, Any]]:
     """Votes grouped by `vote_key`, most votes first, then in order of first appearance."""
     groups: dict[tuple[str, Any], dict[str, Any]] = {}
     for vote in votes:
-        key = vote_key(vote.value)
-        if key not in groups:
-            groups[key] = {"value": vote.value, "agents": [], "votes": 0, "weight": 0.0}
-        group = groups[key]
+        group = groups.setdefault(
+            vote_key(vote.value), {"value": vote.value, "agents": [], "votes": 0, "weight": 0.0}
+        )
         group["agents"].append(vote.agent)
         group["votes"] += 1
         group["weight"] += vote.confidence
@@ -262,6 +257,12 @@ def _group(votes: Sequence[Vote]) -> list[dict[str, Any]]:
 
 def _split(groups: list[dict[str, Any]], support: float, reason: str) -> VoteResult:
     return VoteResult("split", None, support, groups, reason)
+
+
+def _tied_on_votes(groups: list[dict[str, Any]]) -> str | None:
+    """The tie between the leading groups when they have as many votes, else None."""
+    tied = [g for g in groups if g["votes"] == groups[0]["votes"]]
+    return _tie([str(g["votes"]) for g in tied], tied) if len(tied) > 1 else None
 
 
 def _tie(amounts: list[str], groups: list[dict[str, Any]]) -> str:
