@@ -89,7 +89,11 @@ class PublishJournal:
         """
         now = time.time()
         with self._connection() as conn, _immediate(conn):
-            if _select(conn, thread_id, draft_key) is not None:
+            mine = conn.execute(
+                "SELECT 1 FROM publish_journal WHERE thread_id = ? AND draft_key = ?",
+                (thread_id, draft_key),
+            ).fetchone()
+            if mine:
                 raise PublishError(
                     f"thread {thread_id} is already publishing this draft; try again"
                 )
@@ -156,14 +160,6 @@ def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
-
-
-def _select(conn: sqlite3.Connection, thread_id: str, draft_key: str) -> tuple | None:
-    row: tuple | None = conn.execute(
-        "SELECT 1 FROM publish_journal WHERE thread_id = ? AND draft_key = ?",
-        (thread_id, draft_key),
-    ).fetchone()
-    return row
 
 
 def _entry(row: tuple) -> Entry:

@@ -9,6 +9,7 @@ same title gets `<slug>-2`, `-3`, ... so an earlier publication is never overwri
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import tempfile
@@ -74,20 +75,22 @@ def publish(
         ".md": render_markdown(piece, published_at),
         ".html": render_html(piece, published_at),
     }
+    written: list[Path] = []
     if entry is not None:  # a crash left it half done: finish exactly those names
         paths = _paths(root, entry)
-        _remove_stray_temps(root, paths)
-        _write_all(root, paths, contents, overwrite=True, after_write=_after_write)
+        for path in paths:  # temp files the crashed attempt left for these names
+            for stray in root.glob(f".{path.name}.*.tmp"):
+                _remove_file(stray)
+        _write_all(root, paths, contents, written, overwrite=True, after_write=_after_write)
     else:
         entry = _reserve(piece, key, root, journal)
         paths = _paths(root, entry)
-        written: list[Path] = []
         try:
-            _write_all(
-                root, paths, contents, overwrite=False, after_write=_after_write, written=written
-            )
-        except PublishError:
-            _roll_back(piece, key, journal, written)
+            _write_all(root, paths, contents, written, overwrite=False, after_write=_after_write)
+        except PublishError:  # undo the refused attempt: its files, then its reservation
+            for path in written:
+                _remove_file(path)
+            journal.release(piece.thread_id, key)
             raise
     journal.finish(piece.thread_id, key)
     return PublishResult(paths, entry.slug, already_published=False)
@@ -173,10 +176,10 @@ def _write_all(
     root: Path,
     paths: Sequence[Path],
     contents: dict[str, str],
+    written: list[Path],
     *,
     overwrite: bool,
     after_write: AfterWrite | None,
-    written: list[Path] | None = None,
 ) -> None:
     """Write each path's content in turn; `written` collects those renamed into place."""
     for path in paths:
@@ -184,8 +187,7 @@ def _write_all(
             _write_file(root, path, contents[path.suffix].encode("utf-8"), overwrite=overwrite)
         except OSError as error:
             raise PublishError(f"cannot write {path}: {error.strerror or error}") from error
-        if written is not None:
-            written.append(path)
+        written.append(path)
         if after_write is not None:
             after_write(path)
     _fsync_dir(root)  # make both renames durable before the journal says 'done'
@@ -226,26 +228,11 @@ def _check_target(final: Path, *, overwrite: bool) -> None:
         raise PublishError(f"refusing to overwrite {final}: it appeared while publishing")
 
 
-def _roll_back(piece: Piece, key: str, journal: PublishJournal, written: Sequence[Path]) -> None:
-    """Undo a refused first attempt: the files it renamed into place, and its reservation."""
-    for path in written:
-        try:
-            if path.is_file() and not path.is_symlink():
-                path.unlink()
-        except OSError:
-            continue
-    journal.release(piece.thread_id, key)
-
-
-def _remove_stray_temps(root: Path, paths: Sequence[Path]) -> None:
-    """Delete temp files a crashed attempt left for these names (`.<name>.*.tmp`)."""
-    for path in paths:
-        for stray in root.glob(f".{path.name}.*.tmp"):
-            try:
-                if stray.is_file() and not stray.is_symlink():
-                    stray.unlink()
-            except OSError:
-                continue
+def _remove_file(path: Path) -> None:
+    """Delete `path` if it is a regular file (never a link); a failure leaves it in place."""
+    with contextlib.suppress(OSError):
+        if path.is_file() and not path.is_symlink():
+            path.unlink()
 
 
 def _fsync_dir(root: Path) -> None:
@@ -254,9 +241,8 @@ def _fsync_dir(root: Path) -> None:
     except OSError:  # e.g. Windows cannot open a folder; renames are durable enough there
         return
     try:
-        os.fsync(fd)
-    except OSError:
-        pass
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
     finally:
         os.close(fd)
 
@@ -266,11 +252,8 @@ def _file_mode() -> int | None:
 
     Temp files are created 0o600; elsewhere they keep that private mode rather than guess.
     """
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return 0o666 & ~int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
     return None

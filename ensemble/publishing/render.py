@@ -24,7 +24,7 @@ ALLOWED_TAGS = frozenset(
     {"p", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "blockquote", "code", "pre"}
     | {"em", "strong", "a", "hr", "br", "table", "thead", "tbody", "tr", "th", "td"}
 )
-ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "ol": {"start"}}
+ALLOWED_ATTRIBUTES = {"a": frozenset({"href", "title"}), "ol": frozenset({"start"})}
 URL_SCHEMES = frozenset({"http", "https", "mailto"})
 # Dropped with their content, not just unwrapped (their text is code or markup, not prose).
 _DROP_WITH_CONTENT = frozenset(
@@ -143,10 +143,10 @@ def sanitize_html(fragment: str) -> str:
     """Keep only ordinary text markup: no scripts, handlers, styles, frames or odd URLs."""
     return nh3.clean(
         fragment,
-        tags=set(ALLOWED_TAGS),
-        attributes={tag: set(names) for tag, names in ALLOWED_ATTRIBUTES.items()},
-        clean_content_tags=set(_DROP_WITH_CONTENT),
-        url_schemes=set(URL_SCHEMES),
+        tags=ALLOWED_TAGS,
+        attributes=ALLOWED_ATTRIBUTES,
+        clean_content_tags=_DROP_WITH_CONTENT,
+        url_schemes=URL_SCHEMES,
         link_rel="noopener noreferrer",
         strip_comments=True,
     )
