@@ -7,6 +7,7 @@ rebuilds. The index lives in the app's SQLite file under `corpus_*` tables; seve
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sqlite3
@@ -280,7 +281,7 @@ class CorpusIndex:
             conn.executemany(
                 "INSERT INTO corpus_documents VALUES (?, ?, ?, 0, 0, ?)",
                 (
-                    (self.key, d.doc_id, d.source, sources.sha256_bytes(d.text.encode()))
+                    (self.key, d.doc_id, d.source, hashlib.sha256(d.text.encode()).hexdigest())
                     for d in documents
                 ),
             )
@@ -377,8 +378,8 @@ class CorpusIndex:
                     if old is not None:
                         present.add(doc_id)
                     continue
-                cache[cache_key] = (
-                    sources.sha256_bytes(data),
+                cache[cache_key] = (  # a fingerprint tells a touched file from a changed one
+                    hashlib.sha256(data).hexdigest(),
                     sources.document_from_bytes(file.relpath, data),
                 )
             sha, document = cache[cache_key]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ast
 import functools
-import hashlib
 import importlib
 import logging
 import os
@@ -396,11 +395,6 @@ def document_from_bytes(relpath: str, data: bytes) -> Document:
         text = normalize_text(content)
         title = _first_heading(text, suffix)
     return Document(f"file:{relpath}", title or Path(relpath).stem, relpath, normalize_text(text))
-
-
-def sha256_bytes(data: bytes) -> str:
-    """Content fingerprint used when size or mtime changed but content may not have."""
-    return hashlib.sha256(data).hexdigest()
 
 
 def scan_folder(root: Path) -> list[FolderFile]:
