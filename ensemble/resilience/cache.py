@@ -88,17 +88,11 @@ def request(
 ) -> tuple[str, str]:
     """Return the request as LangChain's cache sees it: `(prompt, llm_string)`, canonical JSON.
 
-    Args:
-        spec: The model spec; settings of the model that are not in the spec (temperature set on
-            the model, say) must be passed in `kwargs` to be part of the key.
-        messages: The prompt. Each message counts by type (role for `ChatMessage`), name,
-            content, tool calls (name and args; their ids come from the provider) and
-            `tool_call_id`; message ids do not count, they differ between runs.
-        kwargs: The call kwargs. Those in `_IGNORED_KWARGS` and those set to `None` (the same
-            as not passed) do not count.
-
-    Returns:
-        The prompt (the messages) and the model with its call settings, as `BaseCache` keys.
+    Each message counts by type (role for `ChatMessage`), name, content, tool calls (name and
+    args: their ids come from the provider) and `tool_call_id`; message ids differ between runs
+    and do not count. The call kwargs count except `_IGNORED_KWARGS` and those set to `None`
+    (the same as not passed); a model setting that is not in `spec` (temperature set on the
+    model, say) must be passed in `kwargs` to be part of the key.
     """
     llm = {
         "v": _KEY_VERSION,
