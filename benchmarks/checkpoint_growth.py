@@ -56,7 +56,7 @@ def plain_graph():
             "cycle": state.cycle + 1,
         }
 
-    return _loop(StateGraph(PlainState), write, review, PlainState)
+    return _loop(StateGraph(PlainState), write, review)
 
 
 def ensemble_graph():
@@ -70,10 +70,10 @@ def ensemble_graph():
             "cycle": state.cycle + 1,
         }
 
-    return _loop(StateGraph(EnsembleState), write, review, EnsembleState)
+    return _loop(StateGraph(EnsembleState), write, review)
 
 
-def _loop(builder, write, review, schema):
+def _loop(builder, write, review):
     builder.add_node("write", write)
     builder.add_node("review", review)
     builder.add_edge(START, "write")

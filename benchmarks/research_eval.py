@@ -25,6 +25,8 @@ from ensemble.corpus.sources import python_corpus_key
 from ensemble.evaluation import load_questions, shipped_path
 from ensemble.evaluation.runner import eval_settings, evaluate, temporary_workspace
 from ensemble.models import stop_local_servers
+from ensemble.settings import db_path
+from ensemble.workspace import Workspace
 
 RESULTS = Path(__file__).resolve().parent / "results" / "research_eval.md"
 NUMERIC = {"PRECISION", "CITED", "VALID", "CALLS", "TOKENS", "SECONDS"}
@@ -34,9 +36,11 @@ async def run(model: str | None, limit: int | None, path: Path) -> dict[str, Any
     questions = load_questions(path).questions
     if limit is not None:
         questions = questions[:limit]
-    settings = eval_settings(model)
-    with temporary_workspace():
-        evaluation = await evaluate(questions, settings, on_result=_progress(len(questions)))
+    operator = Workspace(db_path=db_path())  # as the CLI's user: any corpus folder
+    with temporary_workspace(operator) as space:
+        evaluation = await evaluate(
+            questions, eval_settings(model), workspace=space, on_result=_progress(len(questions))
+        )
     return evaluation.summary()
 
 

@@ -140,11 +140,10 @@ COLUMNS = (
 
 def table(rows: list[dict]) -> str:
     """The rows as a fixed-width table, one line per (p, k, policy)."""
-    cells = [[name for name, _ in COLUMNS]]
-    for row in rows:
-        cells.append(
-            [fmt.format(row[name]) if row[name] is not None else "-" for name, fmt in COLUMNS]
-        )
+    cells = [[name for name, _ in COLUMNS]] + [
+        [fmt.format(row[name]) if row[name] is not None else "-" for name, fmt in COLUMNS]
+        for row in rows
+    ]
     widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
     lines = [
         "  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True))

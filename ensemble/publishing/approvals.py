@@ -11,30 +11,22 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import sqlite3
 from pathlib import Path
 
-from ensemble.errors import DatabaseError
-from ensemble.persistence import connect
+from ensemble.publishing.journal import connection
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS ensemble_keys(name TEXT PRIMARY KEY, value BLOB NOT NULL)"
 _NAME = "approvals"
 
 
 def _key(db_path: Path) -> bytes:
-    conn = connect(db_path)
-    try:
-        with conn:
-            conn.execute(_SCHEMA)
-            conn.execute(
-                "INSERT OR IGNORE INTO ensemble_keys(name, value) VALUES (?, ?)",
-                (_NAME, secrets.token_bytes(32)),
-            )
+    with connection(db_path, "approval key") as conn:
+        conn.execute(_SCHEMA)
+        conn.execute(
+            "INSERT OR IGNORE INTO ensemble_keys(name, value) VALUES (?, ?)",
+            (_NAME, secrets.token_bytes(32)),
+        )
         row = conn.execute("SELECT value FROM ensemble_keys WHERE name = ?", (_NAME,)).fetchone()
-    except sqlite3.Error as error:
-        raise DatabaseError(f"approval key in {db_path}: {error}") from error
-    finally:
-        conn.close()
     return bytes(row[0])
 
 

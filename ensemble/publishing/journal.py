@@ -11,7 +11,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -138,16 +138,21 @@ class PublishJournal:
             ).fetchall()
         return {str(slug) for (slug,) in rows}
 
-    @contextmanager
-    def _connection(self) -> Iterator[sqlite3.Connection]:
-        conn = connect(self.db_path)
-        conn.isolation_level = None  # transactions are explicit (BEGIN IMMEDIATE below)
-        try:
-            yield conn
-        except sqlite3.Error as error:
-            raise DatabaseError(f"publish journal in {self.db_path}: {error}") from error
-        finally:
-            conn.close()
+    def _connection(self) -> AbstractContextManager[sqlite3.Connection]:
+        return connection(self.db_path, "publish journal")
+
+
+@contextmanager
+def connection(db_path: Path, what: str) -> Iterator[sqlite3.Connection]:
+    """A short connection, autocommit unless `_immediate`; SQLite errors name `what`."""
+    conn = connect(db_path)
+    conn.isolation_level = None
+    try:
+        yield conn
+    except sqlite3.Error as error:
+        raise DatabaseError(f"{what} in {db_path}: {error}") from error
+    finally:
+        conn.close()
 
 
 @contextmanager

@@ -24,17 +24,10 @@ def count_words(text: str) -> int:
 
 @dataclass(frozen=True)
 class Piece:
-    """An approved draft, ready to publish.
+    """An approved draft (Markdown `body`), ready to publish; its title names its files.
 
     Attributes:
-        title: The piece's title (also the source of its file name).
-        body: The text, in Markdown.
-        topic: What the content run was asked to write about.
-        audience: Who it is written for.
-        format: One of `FORMATS`.
-        tone: The requested tone.
         sources: `(title, location)` pairs the piece cites.
-        thread_id: The LangGraph thread that produced it.
         approved_by: Who approved it (e.g. "human", "--yes").
     """
 

@@ -226,14 +226,13 @@ def find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
 
 def ready(workflow: Workflow, done: set[str], running: set[str]) -> list[TaskSpec]:
     """Tasks that can start now: dependencies done, not done or running; by priority, then file."""
+    started = done | running
     waiting = [
-        (index, task)
-        for index, task in enumerate(workflow.tasks)
-        if task.id not in done
-        and task.id not in running
-        and all(dep in done for dep in task.depends_on)
+        task
+        for task in workflow.tasks
+        if task.id not in started and all(dep in done for dep in task.depends_on)
     ]
-    return [task for _, task in sorted(waiting, key=lambda pair: (-pair[1].priority, pair[0]))]
+    return sorted(waiting, key=lambda task: -task.priority)  # stable: file order among equals
 
 
 def repair_plan(raw: Any, capabilities: set[str]) -> tuple[Workflow | None, list[str]]:
@@ -389,9 +388,7 @@ def _closest_capability(raw: Any, capabilities: set[str]) -> str | None:
     if wanted in capabilities:
         return wanted
     related = [c for c in capabilities if wanted and (c in wanted or wanted in c)]
-    if not related:
-        return None
-    return min(related, key=lambda c: (abs(len(c) - len(wanted)), c))
+    return min(related, key=lambda c: (abs(len(c) - len(wanted)), c), default=None)
 
 
 def _repair_dependencies(
