@@ -153,7 +153,7 @@ def _yaml(text: str, label: str) -> tuple[list[Entry], str]:
             )
         description = str(data.get("description") or "")
         data = data["questions"]
-        items_node = _value_of(root, "questions")
+        items_node = next((v for k, v in root.value if k.value == "questions"), None)
     if not isinstance(data, list):
         raise QuestionFileError(
             f"{label}:{_line(items_node)}: expected a list of questions, got {type(data).__name__}"
@@ -162,14 +162,6 @@ def _yaml(text: str, label: str) -> tuple[list[Entry], str]:
     lines = [_line(node) for node in nodes]
     entries = [(lines[i] if i < len(lines) else 1, i, item) for i, item in enumerate(data)]
     return entries, description
-
-
-def _value_of(node: yaml.Node, key: str) -> yaml.Node | None:
-    if not isinstance(node, yaml.MappingNode):
-        return None
-    return next(
-        (v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == key), None
-    )
 
 
 def _line(node: yaml.Node | None) -> int:
