@@ -20,6 +20,7 @@ import argparse
 import json
 import math
 import random
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -90,7 +91,7 @@ def simulate(p: float, k: int, trials: int, seed: int) -> Iterator[dict]:
     """One row per policy for error rate p and k replicas."""
     rng = random.Random(f"{seed}/{p}/{k}")  # each configuration reproducible on its own
     policies = {name: policy_for(name, k) for name in POLICIES}
-    counts = {name: {"agreed": 0, "correct": 0, "split": 0} for name in POLICIES}
+    counts = {name: Counter[str]() for name in POLICIES}
     for _ in range(trials):
         team = agents(rng, k, p)
         for name, policy in policies.items():
@@ -99,12 +100,8 @@ def simulate(p: float, k: int, trials: int, seed: int) -> Iterator[dict]:
                 for i, a in enumerate(team)
             ]
             result = decide(votes, policy)
-            count = counts[name]
-            if result.status == "agreed":
-                count["agreed"] += 1
-                count["correct"] += is_correct(name, result.value)
-            elif result.status == "split":
-                count["split"] += 1
+            counts[name][result.status] += 1
+            counts[name]["correct"] += result.status == "agreed" and is_correct(name, result.value)
     for name in POLICIES:
         count = counts[name]
         accuracy = count["correct"] / trials

@@ -122,11 +122,8 @@ def refuse_symlinks(path: Path) -> None:
     Raises:
         PublishError: Naming the part that is a symlink.
     """
-    parts = path.expanduser()
-    base = Path(parts.anchor) if parts.is_absolute() else Path.cwd()
-    current = base
-    for part in parts.parts[1:] if parts.is_absolute() else parts.parts:
-        current = current / part
+    full = Path.cwd() / path.expanduser()  # the working folder is a real path (getcwd)
+    for current in [*reversed(full.parents), full]:
         if current.is_symlink():
             raise PublishError(
                 f"output folder {path}: {current} is a symlink; give the real folder"

@@ -52,8 +52,7 @@ def check_name(name: str) -> None:
         or not _SAFE_STEM.fullmatch(name)
         or name in _RESERVED
     ):
-        shown = repr(name)[:100]
-        raise PublishError(f"refusing unsafe file name {shown}")
+        raise PublishError(f"refusing unsafe file name {repr(name)[:100]}")
 
 
 def _truncate(text: str, limit: int) -> str:
