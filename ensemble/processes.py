@@ -7,6 +7,7 @@ whole process group, so its own children stop too.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -152,7 +153,5 @@ def free_port(host: str = HOST) -> int:
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass

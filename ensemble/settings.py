@@ -12,7 +12,6 @@ from pathlib import Path
 DEFAULT_DB = Path(".ensemble") / "ensemble.db"
 """Where checkpoints and the corpus index live unless `--db` or `ENSEMBLE_DB` says otherwise."""
 
-
 DEFAULT_OPENAI_MODEL = "openai:gpt-4o-mini"
 """The model used when an OpenAI key is present and no model is named."""
 
@@ -46,15 +45,16 @@ def corpus_roots() -> tuple[Path, ...] | None:
     None when unset: the caller decides what that means (a local user may read any folder, a
     server's clients only the default corpus).
     """
-    raw = os.environ.get("ENSEMBLE_CORPUS_ROOTS")
-    if raw is None:
-        return None
-    return tuple(Path(p).expanduser().resolve() for p in raw.split(os.pathsep) if p.strip())
+    return _roots("ENSEMBLE_CORPUS_ROOTS")
 
 
 def output_roots() -> tuple[Path, ...] | None:
     """Folders server clients may publish into (`ENSEMBLE_OUTPUT_ROOTS`), None when unset."""
-    raw = os.environ.get("ENSEMBLE_OUTPUT_ROOTS")
+    return _roots("ENSEMBLE_OUTPUT_ROOTS")
+
+
+def _roots(variable: str) -> tuple[Path, ...] | None:
+    raw = os.environ.get(variable)
     if raw is None:
         return None
     return tuple(Path(p).expanduser().resolve() for p in raw.split(os.pathsep) if p.strip())

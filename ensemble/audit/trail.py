@@ -17,7 +17,6 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,19 +29,8 @@ from ensemble.persistence import connect, read_rows
 log = logging.getLogger(__name__)
 
 KINDS = frozenset(
-    {
-        "model_call",
-        "cache_hit",
-        "tool_call",
-        "route",
-        "human_answer",
-        "refusal",
-        "retry",
-        "breaker",
-        "budget_stop",
-        "pause",
-        "fallback",
-    }
+    "model_call cache_hit tool_call route human_answer refusal retry breaker budget_stop pause "
+    "fallback".split()
 )
 """What an agent can do that is worth a row."""
 
@@ -301,7 +289,10 @@ def events(
     Raises:
         DatabaseError: The file at `db_path` is not a readable database.
     """
-    where, params = _where(thread_id, kinds)
+    params: list[Any] = [thread_id, *sorted(kinds or ())]
+    where = "thread_id = ?"
+    if kinds is not None:  # SQLite reads an empty `IN ()` as false
+        where += f" AND kind IN ({', '.join('?' * len(kinds))})"
     if limit is not None:
         query = (
             f"SELECT * FROM (SELECT id, {_COLUMNS} FROM audit WHERE {where} "
@@ -310,8 +301,7 @@ def events(
         params.append(max(0, limit))
     else:
         query = f"SELECT id, {_COLUMNS} FROM audit WHERE {where} ORDER BY at, id"
-    rows = _read(db_path, query, params)
-    return [_event_dict(row) for row in rows]
+    return [_event_dict(row) for row in _read(db_path, query, params)]
 
 
 def stats(db_path: str | Path, thread_id: str) -> list[dict[str, Any]]:
@@ -358,16 +348,6 @@ def totals(db_path: str | Path, thread_id: str) -> dict[str, Any]:
     keys = "events calls cache_hits tokens_in tokens_out cost seconds errors".split()
     values = rows[0] if rows else (0, 0, 0, 0, 0, 0.0, 0.0, 0)
     return dict(zip(keys, values, strict=True))
-
-
-def _where(thread_id: str, kinds: Iterable[str] | None) -> tuple[str, list[Any]]:
-    params: list[Any] = [thread_id]
-    where = "thread_id = ?"
-    if kinds is not None:
-        chosen = sorted(kinds)
-        where += f" AND kind IN ({', '.join('?' * len(chosen))})" if chosen else " AND 0"
-        params += chosen
-    return where, params
 
 
 def _read(db_path: str | Path, query: str, params: list[Any]) -> list[tuple[Any, ...]]:

@@ -110,7 +110,10 @@ def _build(spec: str, timeout: float | None = None) -> BaseChatModel:
     if name.startswith("openai:") and name[len("openai:") :]:
         return _openai(name[len("openai:") :], options, seconds)
     if name == "local" or name.startswith("local:"):
-        return _local(name[len("local:") :] if ":" in name else None, options, seconds)
+        from ensemble.models.local import build_local_model
+
+        path = name[len("local:") :] if ":" in name else None
+        return build_local_model(path, options, timeout=max(seconds, 1.0))
     raise ModelSpecError(f"unknown model spec {spec!r}; expected one of: {SPEC_FORMS}")
 
 
@@ -149,9 +152,3 @@ def _openai(model: str, options: dict[str, str], timeout: float) -> BaseChatMode
         max_retries=0,  # the guard retries, where budgets, breakers and the audit see it
         stream_usage=True,
     )
-
-
-def _local(path: str | None, options: dict[str, str], timeout: float) -> BaseChatModel:
-    from ensemble.models.local import build_local_model
-
-    return build_local_model(path, options, timeout=max(timeout, 1.0))

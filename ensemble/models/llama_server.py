@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import importlib.util
+import itertools
 import logging
 import os
 import sys
@@ -68,7 +69,6 @@ class LocalServer:
 
 _servers: dict[Path, LocalServer] = {}
 _servers_lock = threading.Lock()
-_atexit_registered = False
 
 
 def ensure_server(gguf: Path) -> str:
@@ -80,7 +80,6 @@ def ensure_server(gguf: Path) -> str:
     Raises:
         processes.StartError: The server exited or did not answer within `STARTUP_TIMEOUT`.
     """
-    global _atexit_registered
     with _servers_lock:
         server = _servers.get(gguf)
         if server is not None and server.child.alive():
@@ -88,9 +87,6 @@ def ensure_server(gguf: Path) -> str:
         if server is not None:
             log.warning("local model server died; restarting it:\n%s", server.child.log_tail(500))
             server.child.stop()
-        if not _atexit_registered:
-            atexit.register(stop_local_servers)
-            _atexit_registered = True
         server = start_server(gguf)
         _servers[gguf] = server
         return server.base_url
@@ -103,6 +99,9 @@ def stop_local_servers() -> None:
         _servers.clear()
     for server in servers:
         server.child.stop()
+
+
+atexit.register(stop_local_servers)  # a no-op unless this process started a server
 
 
 def server_command(gguf: Path, port: int, threads: int | None = None) -> list[str]:
@@ -119,10 +118,7 @@ def server_command(gguf: Path, port: int, threads: int | None = None) -> list[st
         "--interrupt_requests": "False",
         "--verbose": "False",
     }
-    command = [sys.executable, "-c", _LAUNCHER, str(os.getpid())]
-    for flag, value in options.items():
-        command += [flag, value]
-    return command
+    return [sys.executable, "-c", _LAUNCHER, str(os.getpid()), *itertools.chain(*options.items())]
 
 
 def start_server(gguf: Path, timeout: float = STARTUP_TIMEOUT) -> LocalServer:

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
-import importlib.util
-import json
 import logging
 import os
 import re
@@ -35,13 +33,12 @@ from pathlib import Path
 from typing import Any
 
 import openai
-from langchain_core.messages import AIMessage, AIMessageChunk
-from langchain_core.messages.tool import tool_call_chunk as create_tool_call_chunk
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_openai import ChatOpenAI
 from pydantic import PrivateAttr
 
 from ensemble.errors import ModelSpecError
+from ensemble.models.chunks import as_chunk
 from ensemble.models.llama_server import (
     HOST,
     INSTALL_HINT,
@@ -251,29 +248,25 @@ class LocalChatOpenAI(ChatOpenAI):
 
     def _generate(self, *args: Any, **kwargs: Any) -> ChatResult:
         self._connect()
-        attempt = 0
-        while True:
-            attempt += 1
+        for attempt in range(1, FIT_ATTEMPTS):
             try:
                 return super()._generate(*args, **kwargs)
             except openai.BadRequestError as error:
                 self._shrink_prompts(error, attempt)
+        return super()._generate(*args, **kwargs)  # the last try: a refusal is raised
 
     async def _agenerate(self, *args: Any, **kwargs: Any) -> ChatResult:
         await self._aconnect()
-        attempt = 0
-        while True:
-            attempt += 1
+        for attempt in range(1, FIT_ATTEMPTS):
             try:
                 return await super()._agenerate(*args, **kwargs)
             except openai.BadRequestError as error:
                 self._shrink_prompts(error, attempt)
+        return await super()._agenerate(*args, **kwargs)  # the last try: a refusal is raised
 
     def _stream(self, *args: Any, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
         self._connect()
-        attempt = 0
-        while True:
-            attempt += 1
+        for attempt in range(1, FIT_ATTEMPTS + 1):
             try:
                 stream = super()._stream(*args, **kwargs)
                 first = next(stream, None)  # a refused prompt fails before the first chunk
@@ -281,7 +274,7 @@ class LocalChatOpenAI(ChatOpenAI):
                 self._shrink_prompts(error, attempt)
                 continue
             if first is None:  # refused (too long) without a word: answer without streaming
-                yield _as_chunk(self._generate(*args, **_without_stream_options(kwargs)))
+                yield as_chunk(self._generate(*args, **_without_stream_options(kwargs)))
             else:
                 yield first
                 yield from stream
@@ -289,9 +282,7 @@ class LocalChatOpenAI(ChatOpenAI):
 
     async def _astream(self, *args: Any, **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
         await self._aconnect()
-        attempt = 0
-        while True:
-            attempt += 1
+        for attempt in range(1, FIT_ATTEMPTS + 1):
             try:
                 stream = super()._astream(*args, **kwargs)
                 first = await anext(stream, None)  # a refused prompt fails before the first chunk
@@ -299,7 +290,7 @@ class LocalChatOpenAI(ChatOpenAI):
                 self._shrink_prompts(error, attempt)
                 continue
             if first is None:  # refused (too long) without a word: answer without streaming
-                yield _as_chunk(await self._agenerate(*args, **_without_stream_options(kwargs)))
+                yield as_chunk(await self._agenerate(*args, **_without_stream_options(kwargs)))
             else:
                 yield first
                 async for chunk in stream:
@@ -309,30 +300,6 @@ class LocalChatOpenAI(ChatOpenAI):
 
 def _without_stream_options(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if k != "stream_usage"}
-
-
-def _as_chunk(result: ChatResult) -> ChatGenerationChunk:
-    """One chunk carrying a whole answer, for a stream that had to be served without streaming.
-
-    llama-cpp-python's server ends a stream whose prompt is too long with no data and no error,
-    so the streaming call is answered by a plain call, which sees the error and trims to fit.
-    """
-    generation = result.generations[0]
-    message = generation.message
-    calls = message.tool_calls if isinstance(message, AIMessage) else []
-    chunk = AIMessageChunk(
-        content=message.content,
-        id=message.id,
-        response_metadata=message.response_metadata,
-        usage_metadata=message.usage_metadata if isinstance(message, AIMessage) else None,
-        tool_call_chunks=[
-            create_tool_call_chunk(
-                name=call["name"], args=json.dumps(call["args"]), id=call["id"], index=i
-            )
-            for i, call in enumerate(calls)
-        ],
-    )
-    return ChatGenerationChunk(message=chunk, generation_info=generation.generation_info)
 
 
 def _prompt_budget(max_tokens: int | None) -> int:

@@ -12,6 +12,7 @@ to `use_provider` to receive Ensemble's spans too.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -106,30 +107,23 @@ def _exporter(chosen: str) -> SpanExporter | None:
 
 def _otlp_exporter_class() -> Any:
     """OTLP over HTTP, else over gRPC, whichever is installed (an optional extra)."""
-    try:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-        return OTLPSpanExporter
-    except ImportError:
-        pass
-    try:
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-            OTLPSpanExporter as GrpcSpanExporter,
-        )
-
-        return GrpcSpanExporter
-    except ImportError:
-        return None
+    for transport in ("http", "grpc"):
+        try:
+            module = importlib.import_module(
+                f"opentelemetry.exporter.otlp.proto.{transport}.trace_exporter"
+            )
+        except ImportError:
+            continue
+        return module.OTLPSpanExporter
+    return None
 
 
 def _provider(chosen: str, exporter: SpanExporter) -> TracerProvider:
     """A provider that flushes at exit; console spans print as they end, OTLP ones in batches."""
     attributes = {} if os.environ.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: "ensemble"}
     provider = TracerProvider(resource=Resource.create(attributes))
-    if chosen == "console":
-        provider.add_span_processor(SimpleSpanProcessor(exporter))
-    else:
-        provider.add_span_processor(BatchSpanProcessor(exporter))
+    processor = SimpleSpanProcessor if chosen == "console" else BatchSpanProcessor
+    provider.add_span_processor(processor(exporter))
     return provider
 
 

@@ -30,7 +30,7 @@ from langchain_core.callbacks import (
 )
 from langchain_core.language_models import BaseChatModel
 from langchain_core.language_models.chat_models import generate_from_stream
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.utils.function_calling import convert_to_openai_tool
@@ -39,6 +39,7 @@ from pydantic import ConfigDict
 
 from ensemble.audit import AuditEvent, record, thread_context, totals
 from ensemble.errors import EnsembleError
+from ensemble.models.chunks import as_chunk
 from ensemble.progress import emit
 from ensemble.resilience.breaker import BOARD, CircuitBreaker
 from ensemble.resilience.cache import ModelCache, request
@@ -239,7 +240,7 @@ class GuardedChatModel(BaseChatModel):
             step = await asyncio.to_thread(_advance, steps, reply)
             if isinstance(step, ChatResult):
                 if not streamed:
-                    yield _as_chunk(step)
+                    yield as_chunk(step)
                 return
             if isinstance(step, float):
                 await asyncio.sleep(step)
@@ -429,23 +430,6 @@ def _backoff(attempt: int, error: Exception) -> float:
         except (KeyError, TypeError, ValueError):
             continue
     return min(BACKOFF_MAX, BACKOFF_INITIAL * 2**attempt) * (1 - 0.25 * random.random())
-
-
-def _as_chunk(result: ChatResult) -> ChatGenerationChunk:
-    """A whole answer as one chunk (a cache hit, a model that does not stream)."""
-    message = result.generations[0].message
-    chunk = AIMessageChunk(
-        content=message.content,
-        tool_call_chunks=[
-            {"name": c["name"], "args": json.dumps(c["args"]), "id": c.get("id"), "index": i}
-            for i, c in enumerate(getattr(message, "tool_calls", []) or [])
-        ],
-        usage_metadata=getattr(message, "usage_metadata", None),
-        additional_kwargs=message.additional_kwargs,
-        response_metadata=message.response_metadata,
-        id=message.id,
-    )
-    return ChatGenerationChunk(message=chunk)
 
 
 def _joined(chunks: list[ChatGenerationChunk]) -> ChatResult:
