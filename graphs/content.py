@@ -94,25 +94,15 @@ def build_content(
     builder = StateGraph(
         ContentState, context_schema=Context, input_schema=ContentInput, output_schema=ContentOutput
     )
-    research = build_research(workspace).compile(name="research_team")
-    writers = build_writing_team(workspace).compile(name="writing_team")
+    research = research_team(build_research(workspace).compile(name="research_team"))
+    writers = writing_team(build_writing_team(workspace).compile(name="writing_team"))
     builder.add_node("intake", partial(content_intake, workspace=workspace))
     add_agent(builder, "chief", chief, workspace=workspace)
     add_agent(
-        builder,
-        "research_team",
-        research_team(research),
-        retry=False,
-        input_schema=ItemTask,
-        workspace=workspace,
+        builder, "research_team", research, retry=False, input_schema=ItemTask, workspace=workspace
     )
     add_agent(
-        builder,
-        "writing_team",
-        writing_team(writers),
-        retry=False,
-        input_schema=ItemTask,
-        workspace=workspace,
+        builder, "writing_team", writers, retry=False, input_schema=ItemTask, workspace=workspace
     )
     builder.add_node("assemble", assemble)
     builder.add_node("approval", partial(approval, workspace=workspace))
@@ -155,16 +145,7 @@ SCENARIO = Scenario(
     build=build_content,
     input_schema=ContentInput,
     primary_field="topic",
-    output_keys=(
-        "topic",
-        "format",
-        "title",
-        "piece",
-        "sources",
-        "word_count",
-        "outcome",
-        "published",
-    ),
+    output_keys=tuple(ContentOutput.__annotations__),
     approve_answer={"action": "approve"},
     check_answer=APPROVAL.check_answer,
     folders={"corpus": "corpus", "output_dir": "output"},

@@ -65,18 +65,11 @@ def build_solver(
     builder = StateGraph(
         SolverState, context_schema=Context, input_schema=SolverInput, output_schema=SolverOutput
     )
-    research = build_research(workspace).compile(name="research_task")
+    worker = solver_worker(build_research(workspace).compile(name="research_task"), workspace)
     builder.add_node("intake", partial(solver_intake, workspace=workspace))
     add_agent(builder, "planner", solver_planner, workspace=workspace)
     builder.add_node("scheduler", partial(scheduler, workspace=workspace))
-    add_agent(
-        builder,
-        "worker",
-        solver_worker(research, workspace),
-        retry=False,
-        input_schema=WorkOrder,
-        workspace=workspace,
-    )
+    add_agent(builder, "worker", worker, retry=False, input_schema=WorkOrder, workspace=workspace)
     builder.add_node("help", partial(solver_help, workspace=workspace))
     builder.add_node("aggregator", partial(aggregator, workspace=workspace))
     builder.add_edge(START, "intake")
@@ -136,7 +129,7 @@ SCENARIO = Scenario(
     build=build_solver,
     input_schema=SolverInput,
     primary_field="problem",
-    output_keys=("problem", "answer", "outcome", "results", "dag", "plan_notes"),
+    output_keys=tuple(SolverOutput.__annotations__),
     approve_answer={"action": "retry"},
     check_answer=SOLVER_HELP.check_answer,
     folders={"corpus": "corpus"},

@@ -16,31 +16,19 @@ from ensemble.workspace import Workspace
 def dag_rows(state: SolverState) -> list[dict[str, Any]]:
     """Per task: its result, the agents, every attempt, the vote and the time spent."""
     rows = []
+    open_task: dict[str, Any] = {"status": "open", "value": None, "agents": [], "vote": None}
     for task in state.tasks:
         attempts = sorted(
             (a for a in state.attempts.values() if a["task"] == task["id"]),
             key=lambda a: a["started"],
         )
-        result = state.results.get(task["id"])
+        result = state.results.get(task["id"]) or open_task
         rows.append(
-            {
-                "id": task["id"],
-                "capability": task["capability"],
-                "depends_on": task["depends_on"],
-                "priority": task["priority"],
-                "replicas": task["replicas"],
-                "status": result["status"] if result else "open",
-                "value": result["value"] if result else None,
-                "agents": result["agents"] if result else [],
-                "vote": result["vote"] if result else None,
+            {key: task[key] for key in ("id", "capability", "depends_on", "priority", "replicas")}
+            | {key: result[key] for key in ("status", "value", "agents", "vote")}
+            | {
                 "attempts": [
-                    {
-                        "agent": a["agent"],
-                        "replica": a["replica"],
-                        "ok": a["ok"],
-                        "error": a["error"],
-                        "seconds": a["seconds"],
-                    }
+                    {key: a[key] for key in ("agent", "replica", "ok", "error", "seconds")}
                     for a in attempts
                 ],
                 "seconds": round(sum(a["seconds"] for a in attempts), 3),

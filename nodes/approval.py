@@ -13,44 +13,40 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from langgraph.config import get_config
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import Field, StringConstraints
 
-from ensemble.nodes.gates import Gate
+from ensemble.audit.trail import thread_context
+from ensemble.nodes.gates import Answer, Gate
 from ensemble.publishing.approvals import sign
 from ensemble.publishing.piece import count_words
 from ensemble.state.content import Approval, ContentState, draft_key
 from ensemble.workspace import Workspace
 
 
-class Approve(BaseModel):
+class Approve(Answer):
     """Publish the draft as it is."""
 
-    model_config = ConfigDict(extra="forbid")
     action: Literal["approve"]
 
 
-class RequestChanges(BaseModel):
+class RequestChanges(Answer):
     """One more writing round with these notes."""
 
-    model_config = ConfigDict(extra="forbid")
     action: Literal["request_changes"]
     notes: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
 
 
-class Edit(BaseModel):
+class Edit(Answer):
     """Publish this text instead (and this title, if given)."""
 
-    model_config = ConfigDict(extra="forbid")
     action: Literal["edit"]
     text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100_000)]
     title: str | None = Field(None, min_length=1, max_length=200)
 
 
-class Reject(BaseModel):
+class Reject(Answer):
     """Publish nothing; the run ends."""
 
-    model_config = ConfigDict(extra="forbid")
     action: Literal["reject"]
     reason: str = Field("", max_length=2000)
 
@@ -84,7 +80,7 @@ async def _approval(
 ) -> Approval:
     """An approval of this exact text, signed so that only this node can have made it."""
     approval_id, key = str(uuid.uuid4()), draft_key(title, text)
-    thread = str(get_config().get("configurable", {}).get("thread_id", ""))
+    thread = thread_context()[0]
     signature = await asyncio.to_thread(sign, db, thread, approval_id, key)
     return {
         "approval_id": approval_id,

@@ -41,9 +41,8 @@ async def content_intake(state: ContentState, *, workspace: Workspace) -> dict:
         valid = ContentInput.model_validate(raw)
     except ValueError as error:
         raise InvalidInputError(f"invalid content input: {error}") from None
-    current = workspace
-    current.corpus_dir(valid.corpus)
-    current.output_dir(valid.output_dir)
+    workspace.corpus_dir(valid.corpus)
+    workspace.output_dir(valid.output_dir)
     emit("intake", "finished", topic=valid.topic, format=valid.format)
     fresh = {"brief": [], "title": "", "piece": "", "sources": [], "word_count": 0}
     return valid.model_dump() | fresh | {"approval": None, "published": None, "outcome": ""}

@@ -16,11 +16,18 @@ from typing import Any, Generic, TypeVar, get_args
 
 from langgraph.errors import GraphInterrupt
 from langgraph.types import interrupt
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from ensemble.errors import InvalidInputError, describe_validation_error
 from ensemble.progress import emit
 from ensemble.workspace import Workspace
+
+
+class Answer(BaseModel):
+    """One kind of answer to a gate; a field it does not declare is refused, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
 
 A = TypeVar("A", bound=BaseModel)
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+from pydantic import ValidationError
+
+from ensemble.errors import InvalidInputError, describe_validation_error
 from ensemble.progress import emit
-from ensemble.state.research import ResearchInput, ResearchState, validate_research_input
+from ensemble.state.research import ResearchInput, ResearchState
 from ensemble.workspace import Workspace
 
 
@@ -16,8 +19,13 @@ async def research_intake(state: ResearchState, *, workspace: Workspace) -> dict
     blank question gets the same one-line error as the CLI, before any agent runs. Run-level
     fields are written too, so every output key is present from the start.
     """
-    fields = ResearchInput.model_fields.keys()
-    valid = validate_research_input({k: v for k, v in asdict(state).items() if k in fields})
+    raw = {k: v for k, v in asdict(state).items() if k in ResearchInput.model_fields}
+    try:
+        valid = ResearchInput.model_validate(raw)
+    except ValidationError as error:
+        raise InvalidInputError(
+            f"invalid research input: {describe_validation_error(error)}"
+        ) from None
     workspace.corpus_dir(valid.corpus)  # a folder outside the operator's roots stops here
     emit("intake", "finished", question=valid.question)
     fresh = {"plan": [], "report": "", "sources": [], "revision": 0, "review": None, "outcome": ""}

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import Field, StringConstraints
 
-from ensemble.nodes.gates import Gate
+from ensemble.nodes.gates import Answer, Gate
 from ensemble.nodes.planner import plan_from_texts
 from ensemble.state.research import MAX_RESEARCHERS, ResearchState
 from ensemble.workspace import Workspace
@@ -15,25 +15,22 @@ from ensemble.workspace import Workspace
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
 
 
-class Approve(BaseModel):
+class Approve(Answer):
     """Research the plan as it is."""
 
-    model_config = ConfigDict(extra="forbid")
     action: Literal["approve"]
 
 
-class Edit(BaseModel):
+class Edit(Answer):
     """Research exactly these sub-questions instead."""
 
-    model_config = ConfigDict(extra="forbid")
     action: Literal["edit"]
     subquestions: list[Text] = Field(min_length=1, max_length=MAX_RESEARCHERS)
 
 
-class Cancel(BaseModel):
+class Cancel(Answer):
     """End the run without a report."""
 
-    model_config = ConfigDict(extra="forbid")
     action: Literal["cancel"]
 
 

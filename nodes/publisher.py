@@ -11,8 +11,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from langgraph.config import get_config
-
+from ensemble.audit.trail import thread_context
 from ensemble.progress import emit
 from ensemble.publishing import Piece, PublishError, PublishJournal, PublishResult, publish
 from ensemble.publishing.approvals import verify
@@ -34,11 +33,10 @@ async def publisher(state: ContentState, *, workspace: Workspace) -> dict:
     approval = state.approval
     if approval is None or approval["draft_key"] != draft_key(state.title, state.piece):
         raise PublishError("publishing refused: no approval for this exact draft")
-    thread = str(get_config().get("configurable", {}).get("thread_id", ""))
-    current = workspace
+    thread = thread_context()[0]
     genuine = await asyncio.to_thread(
         verify,
-        current.db_path,
+        workspace.db_path,
         thread,
         approval["approval_id"],
         approval["draft_key"],
@@ -48,7 +46,7 @@ async def publisher(state: ContentState, *, workspace: Workspace) -> dict:
         raise PublishError(
             "publishing refused: the approval was not given through the approval step"
         )
-    folder = await asyncio.to_thread(current.output_dir, state.output_dir, create=True)
+    folder = await asyncio.to_thread(workspace.output_dir, state.output_dir, create=True)
     piece = Piece(
         title=state.title,
         body=state.piece,
@@ -62,7 +60,7 @@ async def publisher(state: ContentState, *, workspace: Workspace) -> dict:
     )
     emit("publisher", "started", folder=str(folder))
     result = await asyncio.to_thread(
-        _publish, piece, folder, current.db_path, approval["approved_at"], approval["approval_id"]
+        _publish, piece, folder, workspace.db_path, approval["approved_at"], approval["approval_id"]
     )
     published: Publication = {
         "files": [str(p) for p in result.files],

@@ -6,9 +6,9 @@ import asyncio
 import logging
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage, ToolMessage
-from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
+from ensemble.audit.trail import thread_context
 from ensemble.concurrency import agent_gate
 from ensemble.context import Context
 from ensemble.corpus import CorpusIndex, Passage
@@ -40,7 +40,7 @@ async def researcher(
     """
     task = state  # what `Send` delivered: one task, not the graph's state
     task_id, question = task["task_id"], task["subquestion"]
-    thread = str(get_config().get("configurable", {}).get("thread_id", ""))
+    thread = thread_context()[0]
     try:
         async with agent_gate(thread, "researcher", runtime.context.max_concurrency):
             emit("researcher", "started", task=task_id, subquestion=question)

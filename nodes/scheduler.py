@@ -115,15 +115,13 @@ def plan_round(
                 continue  # not ready: a dependency is still open
             attempts = attempts_of(state, tid)
             settled = settle(task, attempts)
+            failures = [a for a in attempts if not a["ok"]]
             if settled is not None and "status" in settled:
                 new[tid] = results[tid] = settled  # type: ignore[assignment]
                 changed = True
             elif settled is not None:
                 return new, [], settled  # type: ignore[return-value]
-            elif len([a for a in attempts if not a["ok"]]) >= state.max_attempts * int(
-                task["replicas"]
-            ):
-                failures = [a for a in attempts if not a["ok"]]
+            elif len(failures) >= state.max_attempts * int(task["replicas"]):
                 note = f"{len(failures)} failed attempts; last: {failures[-1]['error']}"
                 new[tid] = results[tid] = _result("failed", None, [], None, note)
                 changed = True
@@ -198,24 +196,12 @@ async def scheduler(state: SolverState, *, workspace: Workspace) -> dict:
     new, orders, help_request = plan_round(state, team, load=busy)
     for tid, result in new.items():
         emit("scheduler", "finished", task=tid, result=result["status"], agents=result["agents"])
+    released = [f"{o['task']['id']}->{o['agent']['name']}" for o in orders]
     if orders:
-        workspace.audit(
-            "route",
-            "scheduler",
-            released=[f"{o['task']['id']}->{o['agent']['name']}" for o in orders],
-        )
+        workspace.audit("route", "scheduler", released=released)
     if help_request:
-        workspace.audit(
-            "route",
-            "scheduler",
-            to="help",
-            task=help_request["task"],
-            reason=help_request["reason"],
-        )
+        reason = help_request["reason"]
+        workspace.audit("route", "scheduler", to="help", task=help_request["task"], reason=reason)
     if orders:
-        emit(
-            "scheduler",
-            "started",
-            released=[f"{o['task']['id']}->{o['agent']['name']}" for o in orders],
-        )
+        emit("scheduler", "started", released=released)
     return {"results": new, "queue": orders, "help": help_request}

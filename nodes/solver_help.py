@@ -9,32 +9,29 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from ensemble.nodes.gates import Gate
+from ensemble.nodes.gates import Answer, Gate
 from ensemble.state.solver import SolverState, TaskResult
 from ensemble.workspace import Workspace
 
 
-class Retry(BaseModel):
+class Retry(Answer):
     """Try the task again with every capable agent."""
 
-    model_config = ConfigDict(extra="forbid")
     action: Literal["retry"]
 
 
-class Skip(BaseModel):
+class Skip(Answer):
     """Take this result for the task and go on."""
 
-    model_config = ConfigDict(extra="forbid")
     action: Literal["skip"]
     result: Any = Field(description="The result the task is given.")
 
 
-class Abort(BaseModel):
+class Abort(Answer):
     """End the run with what it has."""
 
-    model_config = ConfigDict(extra="forbid")
     action: Literal["abort"]
 
 

@@ -85,7 +85,8 @@ async def solver_planner(
     if repaired is not None:
         workflow = repaired
     else:
-        fallback = _fallback_capability(capabilities)
+        preferred = [c for c in ("analysis", "writing", "research") if c in capabilities]
+        fallback = (preferred or sorted(capabilities))[0]
         notes = [*notes, f"no usable task graph; the problem is worked as one {fallback} task"]
         workflow = validate_workflow(
             {"tasks": [{"id": "solve", "description": str(state.problem), "capability": fallback}]},
@@ -95,10 +96,3 @@ async def solver_planner(
     tasks = [t.model_dump() for t in workflow.tasks]
     emit("planner", "finished", tasks=[t["id"] for t in tasks], notes=notes)
     return {"tasks": tasks, "plan_notes": notes}
-
-
-def _fallback_capability(capabilities: set[str]) -> str:
-    for preferred in ("analysis", "writing", "research"):
-        if preferred in capabilities:
-            return preferred
-    return sorted(capabilities)[0]

@@ -19,12 +19,12 @@ from functools import partial
 from typing import Any
 
 from langchain_core.messages import HumanMessage, SystemMessage
-from langgraph.config import get_config
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 
 from ensemble.agents.load import LOAD
+from ensemble.audit.trail import thread_context
 from ensemble.concurrency import agent_gate
 from ensemble.context import Context
 from ensemble.nodes.llm import ask_structured
@@ -128,7 +128,7 @@ def solver_worker(
     async def worker(order: WorkOrder, runtime: Runtime[Context]) -> dict[str, Any]:
         task, agent = order["task"], order["agent"]
         name = agent["name"]
-        thread = str(get_config().get("configurable", {}).get("thread_id", ""))
+        thread = thread_context()[0]
         breaker = BOARD.breaker(f"agent:{name}")
         started = time.time()
         value: Any = None

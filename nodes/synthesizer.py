@@ -25,23 +25,11 @@ def ordered_notes(state: ResearchState) -> list[Note]:
 
 def number_sources(notes: list[Note], passages: dict[str, PassageRef]) -> list[Source]:
     """Number every cited passage once, in order of first citation."""
-    sources: list[Source] = []
-    seen: set[str] = set()
-    for note in notes:
-        for pid in note["cited"]:
-            if pid in seen or pid not in passages:
-                continue
-            seen.add(pid)
-            ref = passages[pid]
-            sources.append(
-                {
-                    "n": len(sources) + 1,
-                    "passage_id": pid,
-                    "title": ref["title"],
-                    "source": ref["source"],
-                }
-            )
-    return sources
+    cited = {pid: passages[pid] for note in notes for pid in note["cited"] if pid in passages}
+    return [
+        {"n": n, "passage_id": pid, "title": ref["title"], "source": ref["source"]}
+        for n, (pid, ref) in enumerate(cited.items(), 1)
+    ]
 
 
 def source_list(sources: list[Source]) -> str:

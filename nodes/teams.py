@@ -12,10 +12,10 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from langgraph.config import get_config
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 
+from ensemble.audit.trail import thread_context
 from ensemble.concurrency import agent_gate
 from ensemble.context import Context
 from ensemble.progress import emit
@@ -45,7 +45,8 @@ def research_team(research: CompiledStateGraph[Any, Any, Any, Any]) -> Node:
     async def research_team(task: ItemTask, runtime: Runtime[Context]) -> dict[str, Any]:
         item = task["item"]
         attempts = (task["digest"].get("attempts", 1) if task["digest"] else 0) + 1
-        thread = str(get_config().get("configurable", {}).get("thread_id", ""))
+        thread = thread_context()[0]
+        error: str | None = None
         try:
             async with agent_gate(thread, "team", runtime.context.max_concurrency):
                 emit("research_team", "started", item=item["id"], question=item["question"])
@@ -55,27 +56,20 @@ def research_team(research: CompiledStateGraph[Any, Any, Any, Any]) -> Node:
                 )
         except (ModelUnavailable, BudgetExceeded):
             raise  # the provider is down or the money is spent: the run pauses (resilience.pause)
-        except Exception as error:  # keep the other items' work; the chief asks again
-            log.warning("research team on %s failed: %s", item["id"], error, exc_info=True)
-            emit("research_team", "failed", item=item["id"], error=str(error))
-            digest: Digest = {
-                "item_id": item["id"],
-                "report": "",
-                "sources": [],
-                "outcome": "failed",
-                "error": f"{type(error).__name__}: {error}",
-                "attempts": attempts,
-            }
-            return {"research": {item["id"]: digest}}
-        digest = {
+        except Exception as failure:  # keep the other items' work; the chief asks again
+            log.warning("research team on %s failed: %s", item["id"], failure, exc_info=True)
+            emit("research_team", "failed", item=item["id"], error=str(failure))
+            out, error = {"outcome": "failed"}, f"{type(failure).__name__}: {failure}"
+        digest: Digest = {
             "item_id": item["id"],
             "report": findings(out.get("report", "")),
             "sources": list(out.get("sources", [])),
             "outcome": str(out.get("outcome", "")),
-            "error": None,
+            "error": error,
             "attempts": attempts,
         }
-        emit("research_team", "finished", item=item["id"], sources=len(digest["sources"]))
+        if error is None:
+            emit("research_team", "finished", item=item["id"], sources=len(digest["sources"]))
         return {"research": {item["id"]: digest}}
 
     return research_team
@@ -93,7 +87,7 @@ def writing_team(team: CompiledStateGraph[Any, Any, Any, Any]) -> Node:
 
     async def writing_team(task: ItemTask, runtime: Runtime[Context]) -> dict[str, Any]:
         item, digest, previous = task["item"], task["digest"], task["previous"]
-        thread = str(get_config().get("configurable", {}).get("thread_id", ""))
+        thread = thread_context()[0]
         revising = previous is not None and bool(task["human_notes"])
         async with agent_gate(thread, "team", runtime.context.max_concurrency):
             emit("writing_team", "started", item=item["id"], round=task["round"])

@@ -8,12 +8,11 @@ Notes are keyed by task id so parallel researchers and re-runs never duplicate t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from typing_extensions import TypedDict
 
-from ensemble.errors import InvalidInputError, describe_validation_error
 from ensemble.state.reducers import merge_dicts
 
 MAX_QUESTION_CHARS = 4000
@@ -48,20 +47,6 @@ class ResearchInput(BaseModel):
     @classmethod
     def _blank_is_default(cls, value: str | None) -> str | None:
         return value.strip() or None if isinstance(value, str) else value
-
-
-def validate_research_input(data: Any) -> ResearchInput:
-    """Validate raw input; raise `InvalidInputError` with a one-line message."""
-    if isinstance(data, ResearchInput):
-        return data
-    if not isinstance(data, dict):
-        raise InvalidInputError(f"invalid research input: expected an object, got {data!r:.80}")
-    try:
-        return ResearchInput.model_validate(data, strict=False)
-    except ValidationError as error:
-        raise InvalidInputError(
-            f"invalid research input: {describe_validation_error(error)}"
-        ) from None
 
 
 class SubQuestion(TypedDict):
