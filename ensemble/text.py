@@ -97,7 +97,7 @@ def terms(text: str) -> list[str]:
     Compound tokens such as ``json.loads`` also contribute their parts, so a query for "loads"
     still matches them; Python keywords used as keywords and operator symbols count too.
     """
-    out: list[str] = [kw for kw in keywords_in(text)]  # "the with statement": "with" counts
+    out = keywords_in(text)  # "the with statement": "with" counts
     out += [stem(w) for w in operator_words(text)]  # "//" is "floor division" in the docs
     for tok in tokens(text):
         if is_stopword(tok):
@@ -114,20 +114,15 @@ def key_terms(text: str) -> set[str]:
 
 def sentences(text: str) -> list[str]:
     """Split `text` into sentences (each line separately); every one is a substring."""
-    out: list[str] = []
+    pieces: list[str] = []
     for line in text.splitlines():
         start = 0
         for match in _SENTENCE_END.finditer(line):
-            end = match.end()
-            if end < len(line) and not line[end].islower():
-                piece = line[start:end].strip()
-                if piece:
-                    out.append(piece)
-                start = end
-        piece = line[start:].strip()
-        if piece:
-            out.append(piece)
-    return out
+            if match.end() < len(line) and not line[match.end()].islower():
+                pieces.append(line[start : match.end()])
+                start = match.end()
+        pieces.append(line[start:])
+    return [piece.strip() for piece in pieces if piece.strip()]
 
 
 MARKER = r"\[(?:\d{1,3}|[^\[\]\s]{1,120}#\d+)\](?!\()"  # [3] or [stdlib:json#0]; not ['a']
@@ -196,10 +191,8 @@ _OPERATOR = re.compile(
 
 def operator_words(text: str) -> list[str]:
     """The words for each operator symbol standing alone in `text` ("what + does" -> addition)."""
-    found: list[str] = []
-    for symbol in _OPERATOR.findall(text):
-        found.extend(OPERATOR_WORDS[symbol].split())
-    return list(dict.fromkeys(found))
+    words = (word for symbol in _OPERATOR.findall(text) for word in OPERATOR_WORDS[symbol].split())
+    return list(dict.fromkeys(words))
 
 
 GENERIC_STEMS = frozenset(stem(g) for g in GENERIC)

@@ -117,9 +117,12 @@ def near_duplicate(a: str, b: str, threshold: float = 0.8) -> bool:
     if " ".join(a.lower().split()) == " ".join(b.lower().split()):
         return True
     ta, tb = set(terms(a)), set(terms(b))
-    if not ta or not tb:
-        return False
-    return len(ta & tb) / len(ta | tb) >= threshold
+    return bool(ta and tb) and jaccard(ta, tb) >= threshold
+
+
+def jaccard(a: set[str], b: set[str]) -> float:
+    """Share of terms two bags have in common: how much one unit repeats another."""
+    return len(a & b) / max(1, len(a | b))
 
 
 def introduces(text: str) -> bool:
@@ -143,20 +146,11 @@ def score_units(
     hint: str = "",
     hint_weight: float = 0.25,
 ) -> list[float]:
-    """Score each unit by IDF-weighted overlap of its terms with the query's terms.
+    """Score each unit by IDF-weighted (1 + ln(N / df)) overlap of its terms with the query's.
 
-    Args:
-        units: Texts to score.
-        query: The text the units should answer; its distinct terms count once each.
-        own: Per unit, whether it is itself a part of `query`. Such a unit only scores
-            for terms that also occur elsewhere in the query; otherwise a long request
-            would rank its own lines first just for containing their own words.
-        hint: Extra words (e.g. a field's name and description) counted at
-            `hint_weight`, enough to break ties without overriding the query.
-        hint_weight: Weight of a hint term relative to a query term.
-
-    Returns:
-        One score per unit, 0.0 for no overlap. IDF = 1 + ln(N / df) over the units.
+    A unit that is itself part of the query (`own`) only scores for terms found elsewhere in
+    the query too, or a long request would rank its own lines first. `hint` words (a field's
+    name and description) count at `hint_weight`: enough to break ties, not to override.
     """
     unit_terms = [set(terms(u)) for u in units]
     n = len(unit_terms)
@@ -202,13 +196,11 @@ def diverse_top(
     while candidates and len(chosen) < limit:
 
         def gain(i: int) -> float:
-            overlap = max(
-                (len(bags[i] & bags[j]) / max(1, len(bags[i] | bags[j])) for j in chosen),
-                default=0.0,
-            )
+            overlap = max((jaccard(bags[i], bags[j]) for j in chosen), default=0.0)
             return scores[i] / best - redundancy * overlap
 
-        candidates = [i for i in candidates if not _repeats(bags[i], [bags[j] for j in chosen])]
+        # a unit saying (almost) what a picked one says adds no information
+        candidates = [i for i in candidates if all(jaccard(bags[i], bags[j]) < 0.7 for j in chosen)]
         if not candidates:
             break
         pick = max(candidates, key=lambda i: (gain(i), -i))
@@ -217,8 +209,3 @@ def diverse_top(
         chosen.append(pick)
         candidates.remove(pick)
     return sorted(chosen)
-
-
-def _repeats(bag: set[str], picked: list[set[str]], threshold: float = 0.7) -> bool:
-    """Tell whether a unit says (almost) what a picked one says: no new information."""
-    return any(len(bag & p) / max(1, len(bag | p)) >= threshold for p in picked)

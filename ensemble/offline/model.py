@@ -7,6 +7,7 @@ import hashlib
 import json
 import re
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
@@ -41,13 +42,13 @@ SECTION_UNITS = 3
 SECTION_FLOOR = 0.5
 """A writer quotes fewer, surer sentences than a researcher collects (`diverse_top`'s floor)."""
 RANK_DECAY = 0.6
+"""Each later source in the prompt weighs a little less: search results come best first."""
 NAMED_SOURCE_BONUS = 2.0
+"""A unit from a source the request names by its id's words counts double."""
 LEAD_UNITS = 2
 LEAD_WEIGHT = 1.0
 """The opening units of the best source, or of a source the request names, are read first: a
 docstring's first sentence says what it documents even when it shares no word with a question."""
-"""A unit from a source the request names by its id's words counts double."""
-"""Each later source in the prompt weighs a little less: search results come best first."""
 MAX_ANSWER_CHARS = 1200
 _CONTEXT_TYPES = ("human", "tool")
 _PIECE = re.compile(r"\s*\S+|\s+$")
@@ -92,23 +93,15 @@ class OfflineChatModel(BaseChatModel):
         tool_choice: str | dict[str, Any] | bool | None = None,
         **kwargs: Any,
     ) -> Runnable[LanguageModelInput, AIMessage]:
-        """Bind tools (converted to OpenAI format) and a tool choice to the model.
+        """Bind tools (in OpenAI format) and a tool choice, validated now, not at the call.
 
-        Args:
-            tools: Tools, functions, pydantic models, TypedDicts or JSON schemas.
-            tool_choice: None/"auto" (call once, then answer), "none", "any"/"required"
-                (always call the first tool), a tool name, or
-                ``{"type": "function", "function": {"name": ...}}``.
-            **kwargs: Passed on to `bind`.
-
-        Raises:
-            ValueError: If `tool_choice` names a tool that is not bound.
+        `tool_choice` is None/"auto" (call once, then answer), "none", "any"/"required"
+        (always call the first tool), a tool name, or ``{"type": "function", "function":
+        {"name": ...}}``; a name that is not bound raises ValueError.
         """
         formatted = [convert_to_openai_tool(t) for t in tools]
-        _pick_tool(formatted, tool_choice)  # validate the choice early
+        _pick_tool(formatted, tool_choice)
         return self.bind(tools=formatted, tool_choice=tool_choice, **kwargs)
-
-    # -- LangChain hooks ---------------------------------------------------------------
 
     def _generate(
         self,
@@ -140,10 +133,9 @@ class OfflineChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         chunks = to_chunks(respond(messages, stop, **kwargs))
-        delay = self.latency / len(chunks)
         for chunk in chunks:
-            if delay:
-                time.sleep(delay)
+            if self.latency:
+                time.sleep(self.latency / len(chunks))
             yield ChatGenerationChunk(message=chunk)
 
     async def _astream(
@@ -154,14 +146,10 @@ class OfflineChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         chunks = to_chunks(respond(messages, stop, **kwargs))
-        delay = self.latency / len(chunks)
         for chunk in chunks:
-            if delay:
-                await asyncio.sleep(delay)
+            if self.latency:
+                await asyncio.sleep(self.latency / len(chunks))
             yield ChatGenerationChunk(message=chunk)
-
-
-# -- the answer itself (pure functions of the messages) -----------------------------------
 
 
 def respond(
@@ -290,26 +278,20 @@ def _quoted_answer(ctx: FillContext) -> list[str]:
     keep = [i for i, u in enumerate(ctx.units) if _usable(u, ctx.request)]
     texts = [ctx.units[i].text for i in keep]
     scores = score_units(texts, ctx.request, own=[ctx.own[i] for i in keep])
-    ranks: dict[str, int] = {}  # sources are listed best first (search results are)
-    for unit in ctx.units:
-        ranks.setdefault(unit.lead, len(ranks))
+    leads = dict.fromkeys(u.lead for u in ctx.units)  # sources come best first, as searched
+    ranks = {lead: rank for rank, lead in enumerate(leads)}
     asked = set(terms(ctx.request))
     best = max(scores, default=0.0) or 1.0
-    seen: dict[str, int] = {}
+    seen: Counter[str] = Counter()
     weighted = []
     for score, i in zip(scores, keep, strict=True):
         lead = ctx.units[i].lead
-        seen[lead] = seen.get(lead, 0) + 1
+        seen[lead] += 1
         named = _named(lead, asked)
-        if (
-            lead
-            and seen[lead] <= LEAD_UNITS
-            and (named > 1.0 or ranks[lead] == min(ranks.values()))
-        ):
+        if lead and seen[lead] <= LEAD_UNITS and (named > 1.0 or ranks[lead] == 0):
             score += LEAD_WEIGHT * best  # a source's opening says what it is about
         weighted.append(score * named / (1.0 + RANK_DECAY * ranks[lead]))
-    scores = weighted
-    picked = diverse_top(texts, scores, limit=MAX_ANSWER_UNITS)
+    picked = diverse_top(texts, weighted, limit=MAX_ANSWER_UNITS)
     lines: list[str] = []
     for k in picked:
         line = ctx.units[keep[k]].render()

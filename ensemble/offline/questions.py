@@ -114,9 +114,12 @@ def part_questions(asked: str, topic: str) -> list[str]:
 def _what_is(noun: str) -> str:
     """A definition question: "What is a list?" for "lists", "What is json in Python?"."""
     if _plural(noun):
-        noun = noun[:-1]
-        return f"What is {'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}?"
+        return f"What is {_a(noun[:-1])}?"
     return f"What is {noun}?" if len(noun.split()) > 1 else f"What is {noun} in Python?"
+
+
+def _a(noun: str) -> str:
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
 
 
 def related_titles(request: str) -> list[tuple[str, str]]:
@@ -162,10 +165,7 @@ def _definition_question(asked: str, topic: str) -> str:
     if not re.match(r"^how\s+(?:do|does)\s+(?!i\b|you\b|we\b|one\b).+\bwork", asked, re.I):
         return ""  # only "How does X work?" asks what X is; a task or a "why" would miss it
     noun = _ARTICLE.sub("", topic)
-    if _plural(noun):
-        noun = noun[:-1]  # "decorators" -> "decorator": "What is a decorator?"
-    article = "an" if noun[:1].lower() in "aeiou" else "a"
-    return f"What is {article} {noun}?"
+    return _what_is(noun) if _plural(noun) else f"What is {_a(noun)}?"
 
 
 def _plural(phrase: str) -> bool:

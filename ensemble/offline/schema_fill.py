@@ -1,9 +1,7 @@
 """Fill any JSON schema with values quoted from a prompt: the offline model's "reasoning".
 
-The offline model has to answer structured-output and tool-call requests for schemas it
-has never seen, and its answers must validate. `SchemaFiller` walks the schema
-generically ($ref/$defs, anyOf, enum/const, bounds, lengths, item counts) and takes
-every free-text string from the prompt, so nothing it writes is invented.
+Structured-output and tool-call answers must validate against schemas never seen before, so
+`SchemaFiller` walks the schema generically and quotes every free-text string from the prompt.
 """
 
 from __future__ import annotations
@@ -12,6 +10,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import cycle, islice
 from typing import Any
 
 from ensemble.offline.extractive import (
@@ -50,13 +49,7 @@ _FORMATS = {
 
 @dataclass
 class FillContext:
-    """What the filler may quote: the request and the units of the whole context.
-
-    Attributes:
-        request: Text of the message being answered (the last human message).
-        units: Quotable units of the context (human and tool messages).
-        own: Per unit, whether it comes from the request message itself.
-    """
+    """What the filler may quote: the request, the context's units, and which are its own."""
 
     request: str
     units: list[Unit] = field(default_factory=list)
@@ -83,13 +76,7 @@ class FillContext:
         self.urls = _URL.findall("\n".join([self.request, *(u.text for u in self.units)]))
 
     def focus(self, index: int) -> str:
-        """Return focus text `index`: a key phrase, then fallbacks, then combinations.
-
-        The pool holds the key phrases, then the request's sentences, the words of
-        multi-word phrases and context phrases sharing a term with the request. Beyond
-        the pool, items join consecutive entries (``A B``, ``B A``, ``A B A``...) so
-        they still differ.
-        """
+        """Return focus text `index` of the pool; beyond it, joined entries so they still differ."""
         size = len(self.pool)
         if index < size:
             return self.pool[index]
@@ -110,14 +97,11 @@ def _focus_pool(
     phrases: Sequence[str], request_sentences: Sequence[str], related: Sequence[str]
 ) -> list[str]:
     """Key phrases, request sentences, words of long phrases, related context phrases."""
-    pool: list[str] = []
-    seen: set[str] = set()
     words = [w for p in phrases if len(p.split()) > 1 for w in p.split()]
+    pool: dict[str, str] = {}
     for item in [*phrases, *request_sentences, *words, *related]:
-        if item.lower() not in seen:
-            seen.add(item.lower())
-            pool.append(item)
-    return pool
+        pool.setdefault(item.lower(), item)
+    return list(pool.values())
 
 
 class SchemaFiller:
@@ -155,8 +139,7 @@ class SchemaFiller:
         if isinstance(ref, str) and depth < MAX_DEPTH:
             result = {**self._resolve(self._lookup(ref), depth + 1), **result}
         for part in result.pop("allOf", None) or []:
-            merged = self._resolve(part, depth + 1)
-            result = {**merged, **result}
+            result = {**self._resolve(part, depth + 1), **result}
         return result
 
     def _lookup(self, ref: str) -> Any:
@@ -223,12 +206,10 @@ class SchemaFiller:
             return out
         first_text = True
         for name, prop in (s.get("properties") or {}).items():
-            is_text = self._text_like(prop, name, depth + 1)
             out[name] = self._value(
                 prop, key=name, focus=focus, first_text=first_text, depth=depth + 1
             )
-            if is_text:
-                first_text = False
+            first_text = first_text and not self._text_like(prop, name, depth + 1)
         return out
 
     def _array(self, s: dict[str, Any], key: str, focus: int | None, depth: int) -> list[Any]:
@@ -247,8 +228,7 @@ class SchemaFiller:
             self._questions = plan_questions(self.ctx.request, max(high, 1))
             count = max(low, min(len(self._questions), high))
             if self._questions and _type_of(items) == "string":
-                questions = self._questions
-                return [self._fit(questions[i % len(questions)], items) for i in range(count)]
+                return [self._fit(q, items) for q in islice(cycle(self._questions), count)]
         else:
             count = min(max(len(self.ctx.phrases), low), high)
         offset = focus or 0
@@ -327,12 +307,10 @@ class SchemaFiller:
         high = s.get("maxLength")
         if len(text) < low:
             extras = [*self.ctx.request_sentences, *(u.text for u in self.ctx.units)]
-            extras = [e for e in extras if e.strip()] or [FALLBACK_TEXT]
+            more = cycle([e for e in extras if e.strip()] or [FALLBACK_TEXT])
             parts = [text] if text else []
-            i = 0
             while len(" ".join(parts)) < low:
-                parts.append(extras[i % len(extras)])
-                i += 1
+                parts.append(next(more))
             text = " ".join(parts)
         if high is not None and len(text) > int(high):
             text = _truncate(text, int(high), low)
@@ -385,17 +363,8 @@ def _number(s: dict[str, Any], *, integer: bool) -> int | float:
         value = (lower + upper) / 2
     multiple = s.get("multipleOf")
     if isinstance(multiple, (int, float)) and multiple > 0:
-        value = next(
-            (
-                v
-                for v in (
-                    math.ceil(value / multiple) * multiple,
-                    math.floor(value / multiple) * multiple,
-                )
-                if allowed(v)
-            ),
-            value,
-        )
+        steps = (math.ceil(value / multiple), math.floor(value / multiple))
+        value = next((k * multiple for k in steps if allowed(k * multiple)), value)
     if integer:
         return int(next((v for v in (math.ceil(value), math.floor(value)) if allowed(v)), value))
     return float(value)
@@ -432,10 +401,8 @@ def _make_unique(values: list[Any]) -> list[Any]:
     seen: set[str] = set()
     out: list[Any] = []
     for i, value in enumerate(values):
-        marker = repr(value)
-        if marker in seen and isinstance(value, str):
+        if isinstance(value, str) and repr(value) in seen:
             value = f"{value} ({i + 1})"
-            marker = repr(value)
-        seen.add(marker)
+        seen.add(repr(value))
         out.append(value)
     return out
