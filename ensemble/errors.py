@@ -30,10 +30,7 @@ class NotFoundError(EnsembleError, LookupError):
 
 
 def describe_validation_error(
-    error: ValidationError,
-    *,
-    known: Iterable[str] = (),
-    patterns: Mapping[str, str] | None = None,
+    error: ValidationError, *, known: Iterable[str] = (), patterns: Mapping[str, str] | None = None
 ) -> str:
     """Pydantic's errors as one line in the words of someone editing the input.
 

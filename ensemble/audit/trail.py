@@ -212,7 +212,7 @@ class _Writer:
                 if conn is not None:
                     conn.close()
                     conn = None
-                if pause is not None and _is_busy(error):
+                if pause is not None and any(word in str(error) for word in ("locked", "busy")):
                     time.sleep(pause)
                     continue
                 log.warning("audit: lost %d event(s) for %s", len(batch), self.path, exc_info=True)
@@ -241,11 +241,6 @@ def _forget_writers() -> None:
 
 os.register_at_fork(after_in_child=_forget_writers)
 atexit.register(flush)  # daemon writers still run during atexit: a normal exit keeps every row
-
-
-def _is_busy(error: Exception) -> bool:
-    text = str(error)
-    return "locked" in text or "busy" in text
 
 
 def _row(event: AuditEvent) -> Row:
@@ -278,11 +273,7 @@ def _dumps(detail: dict[str, Any]) -> str:
 
 
 def events(
-    db_path: str | Path,
-    thread_id: str,
-    *,
-    limit: int | None = None,
-    kinds: set[str] | None = None,
+    db_path: str | Path, thread_id: str, *, limit: int | None = None, kinds: set[str] | None = None
 ) -> list[dict[str, Any]]:
     """The thread's events, oldest first; with `limit`, only the most recent `limit` of them.
 

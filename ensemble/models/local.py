@@ -82,10 +82,7 @@ log = logging.getLogger(__name__)
 
 
 def build_local_model(
-    path: str | None,
-    options: dict[str, str],
-    *,
-    timeout: float = REQUEST_TIMEOUT,
+    path: str | None, options: dict[str, str], *, timeout: float = REQUEST_TIMEOUT
 ) -> ChatOpenAI:
     """Build the chat model of a `local` / `local:PATH` spec without starting anything.
 
@@ -103,7 +100,13 @@ def build_local_model(
     unknown = set(options) - {"max_tokens"}
     if unknown:
         raise ModelSpecError(f"local model has no option(s) {sorted(unknown)}; known: max_tokens")
-    max_tokens = _positive_int(options.get("max_tokens", str(MAX_TOKENS)), "max_tokens")
+    raw = options.get("max_tokens", str(MAX_TOKENS))
+    try:
+        max_tokens = int(raw)
+    except ValueError:
+        raise ModelSpecError(f"local max_tokens must be a whole number, got {raw!r}") from None
+    if max_tokens < 1:
+        raise ModelSpecError("local max_tokens must be at least 1")
     gguf = check_gguf(path) if path is not None else None
     url = configured_base_url()
     if url is None:
@@ -119,16 +122,6 @@ def build_local_model(
         timeout=max(timeout, REQUEST_TIMEOUT),  # one request at a time: queued calls wait
         max_retries=0,  # the model guard retries, so budgets and the audit see every request
     )
-
-
-def _positive_int(raw: str, name: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ModelSpecError(f"local {name} must be a whole number, got {raw!r}") from None
-    if value < 1:
-        raise ModelSpecError(f"local {name} must be at least 1")
-    return value
 
 
 def check_gguf(path: str) -> Path:

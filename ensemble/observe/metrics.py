@@ -34,9 +34,7 @@ NODE_SECONDS = Histogram(
     buckets=NODE_BUCKETS,
 )
 MODEL_CALLS = Counter(
-    "ensemble_model_calls",
-    "Chat-model calls, by the agent (graph node) that made them.",
-    ["role"],
+    "ensemble_model_calls", "Chat-model calls, by the agent (graph node) that made them.", ["role"]
 )
 MODEL_TOKENS = Counter(
     "ensemble_model_tokens",

@@ -97,8 +97,7 @@ def _exporter(chosen: str) -> SpanExporter | None:
         if exporter_class is not None:
             return exporter_class()
         _warn_once(
-            chosen,
-            f"{ENV}=otlp needs the opentelemetry-exporter-otlp package; tracing is off",
+            chosen, f"{ENV}=otlp needs the opentelemetry-exporter-otlp package; tracing is off"
         )
         return None
     _warn_once(chosen, f"{ENV}={chosen!r} is not one of {', '.join(MODES)}; tracing is off")

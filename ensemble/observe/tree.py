@@ -159,12 +159,10 @@ class Observer(BaseCallbackHandler):
         messages: list[list[Any]],
         *,
         run_id: UUID,
-        parent_run_id: UUID | None = None,
-        metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        """Open a model call (or a request inside one) where the call was made."""
-        self._start_model(run_id, parent_run_id, metadata, kwargs)
+        """A chat-model call opens like any other model call."""
+        self.on_llm_start(serialized, [], run_id=run_id, **kwargs)
 
     def on_llm_start(
         self,
@@ -176,8 +174,26 @@ class Observer(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        """Open a (non-chat) LLM call the same way."""
-        self._start_model(run_id, parent_run_id, metadata, kwargs)
+        """Open a model call (or a request inside one) where the call was made."""
+        try:
+            meta = metadata or {}
+            with self._lock:
+                enclosing = self._scopes.get(parent_run_id) if parent_run_id else None
+                if enclosing is None:
+                    return  # not inside a run of this graph
+                node = str(meta.get("langgraph_node") or "")
+                attributes = self._attributes(node, meta)
+                attributes["gen_ai.operation.name"] = "chat"
+                model = _model_name(meta, kwargs)
+                if model:
+                    attributes["gen_ai.request.model"] = model
+                if meta.get("ls_provider"):
+                    attributes["gen_ai.provider.name"] = str(meta["ls_provider"])
+                kind: Kind = "request" if enclosing.kind in ("model", "request") else "model"
+                name = f"chat {model}" if model else "chat"
+                self._open(run_id, Item(kind, name, enclosing, attributes, node))
+        except Exception:
+            log.debug("observer: model start failed", exc_info=True)
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
         """Close a model call with its tokens, added to its node and run (model level only)."""
@@ -201,33 +217,6 @@ class Observer(BaseCallbackHandler):
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         """Close a failed model call (a retry that follows is a request of its own)."""
         self._close(run_id, error)
-
-    def _start_model(
-        self,
-        run_id: UUID,
-        parent_run_id: UUID | None,
-        metadata: dict[str, Any] | None,
-        extra: dict[str, Any],
-    ) -> None:
-        try:
-            meta = metadata or {}
-            with self._lock:
-                enclosing = self._scopes.get(parent_run_id) if parent_run_id else None
-                if enclosing is None:
-                    return  # not inside a run of this graph
-                node = str(meta.get("langgraph_node") or "")
-                attributes = self._attributes(node, meta)
-                attributes["gen_ai.operation.name"] = "chat"
-                model = _model_name(meta, extra)
-                if model:
-                    attributes["gen_ai.request.model"] = model
-                if meta.get("ls_provider"):
-                    attributes["gen_ai.provider.name"] = str(meta["ls_provider"])
-                kind: Kind = "request" if enclosing.kind in ("model", "request") else "model"
-                name = f"chat {model}" if model else "chat"
-                self._open(run_id, Item(kind, name, enclosing, attributes, node))
-        except Exception:
-            log.debug("observer: model start failed", exc_info=True)
 
     def _open(self, run_id: UUID, item: Item) -> None:
         """Track `item` (the lock is held) and tell the sinks."""
