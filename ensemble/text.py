@@ -38,9 +38,6 @@ HOW_TO_WORDS = frozenset(
 )
 """Words every how-to question uses ("how does X work", "an example of using Y"): no topic."""
 
-GENERIC = HOW_TO_WORDS | {"python", "statement", "statements"}
-"""Words that say nothing about the topic of a question about Python's documentation."""
-
 KEYWORD_CONTEXT = frozenset(
     "statement statements keyword keywords clause clauses expression expressions loop loops "
     "block blocks operator operators".split()
@@ -141,11 +138,9 @@ PROSE_WORDS = (4, 70)
 def is_prose(text: str) -> bool:
     """Tell whether a unit is a sentence a reader can use: not code, a rule, or a header line.
 
-    A passage's header (``[id] title (source)``), a doctest line, an assignment or a grammar
-    rule would be quoted as if it answered something; prose of six to seventy words (four if
-    it ends with a period), mostly letters, does. A longer "sentence" is text the splitter
-    could not cut: a listing or a session log. Inline code (`"s.append(x)"`, as the docs quote
-    it) counts as one word, so a sentence about code is still prose.
+    Prose is six to seventy words (four if it ends with a period), mostly letters; a longer
+    "sentence" is text the splitter could not cut (a listing, a session log). Inline code
+    (`"s.append(x)"`, as the docs quote it) counts as one word.
     """
     if _CODE_HINTS.search(text) or _HEADER_LINE.match(text):
         return False
@@ -195,4 +190,5 @@ def operator_words(text: str) -> list[str]:
     return list(dict.fromkeys(words))
 
 
-GENERIC_STEMS = frozenset(stem(g) for g in GENERIC)
+GENERIC_STEMS = frozenset(stem(g) for g in HOW_TO_WORDS | {"python", "statement", "statements"})
+"""Stems that say nothing about the topic of a question about Python's documentation."""

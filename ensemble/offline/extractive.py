@@ -61,16 +61,14 @@ def key_phrases(text: str) -> list[str]:
     A run breaks at stopwords, punctuation and line breaks. Phrases are deduplicated
     case-insensitively and those without a letter (e.g. the "3" of "[3]") are dropped.
     """
-    phrases: list[str] = []
-    seen: set[str] = set()
+    phrases: dict[str, str] = {}
     run: list[re.Match[str]] = []
 
     def flush() -> None:
         if run:
             phrase = text[run[0].start() : run[-1].end()]
-            if re.search(r"[A-Za-z]", phrase) and phrase.lower() not in seen:
-                seen.add(phrase.lower())
-                phrases.append(phrase)
+            if re.search(r"[A-Za-z]", phrase):
+                phrases.setdefault(phrase.lower(), phrase)
             run.clear()
 
     for match in TOKEN.finditer(text):
@@ -81,7 +79,7 @@ def key_phrases(text: str) -> list[str]:
             flush()
         run.append(match)
     flush()
-    return phrases
+    return list(phrases.values())
 
 
 def split_units(text: str, max_line: int = 300) -> list[Unit]:
@@ -106,9 +104,7 @@ def split_units(text: str, max_line: int = 300) -> list[Unit]:
         pieces = sentences(line) if len(line) > max_line else [line]
         closing = TRAILING_MARKERS.search(line) if len(pieces) > 1 else None
         scope = lead or (closing.group(1).strip() if closing else "")  # "[2]" ends the line
-        for piece in pieces:
-            inherited = "" if (not scope or _ANY_MARKER.search(piece)) else scope
-            units.append(Unit(piece, inherited))
+        units.extend(Unit(piece, "" if _ANY_MARKER.search(piece) else scope) for piece in pieces)
     return units
 
 

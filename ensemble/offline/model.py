@@ -15,7 +15,7 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackMana
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.messages.tool import ToolCallChunk, tool_call, tool_call_chunk
+from langchain_core.messages.tool import tool_call, tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
@@ -60,17 +60,9 @@ class OfflineChatModel(BaseChatModel):
     Why: the app must run end to end (tests, demos, CI) without an API key, and a
     stand-in that makes things up would hide bugs and mislead readers. This model is
     deterministic (same messages, same answer, same tool-call ids) and extractive:
-    every string it writes is copied from the human/tool messages it was given.
-
-    How it answers:
-        - With tools bound and a forced `tool_choice` (a name, "any", "required") it
-          always calls that tool (or the first). With "auto"/None it calls the first
-          tool until a tool result follows the last human message, then answers in text.
-          Arguments come from `SchemaFiller`, so `with_structured_output` works for any
-          pydantic model, TypedDict or JSON schema.
-        - Otherwise it returns the context lines best matching the request, in their
-          original order, under the marker line `OFFLINE_MARKER`. Bracketed citation
-          markers inside the quoted lines are kept verbatim.
+    every string it writes is copied from the human/tool messages it was given: tool
+    arguments come from `SchemaFiller` (so `with_structured_output` works for any schema),
+    text answers are the context lines best matching the request under `OFFLINE_MARKER`.
 
     Attributes:
         latency: Seconds to wait before answering (spread over the chunks when
@@ -167,25 +159,19 @@ def respond(
 
 def to_chunks(message: AIMessage) -> list[AIMessageChunk]:
     """Split an answer into word-sized chunks; the last carries usage and metadata."""
-
-    def last(content: str, calls: list[ToolCallChunk]) -> AIMessageChunk:
-        return AIMessageChunk(
-            content=content,
-            tool_call_chunks=calls,
-            usage_metadata=message.usage_metadata,
-            response_metadata=message.response_metadata,
-            chunk_position="last",
-        )
-
-    if message.tool_calls:
-        calls = [
-            tool_call_chunk(name=c["name"], args=json.dumps(c["args"]), id=c["id"], index=i)
-            for i, c in enumerate(message.tool_calls)
-        ]
-        return [last("", calls)]
-    pieces = _PIECE.findall(str(message.content)) or [""]
-    chunks = [AIMessageChunk(content=p) for p in pieces[:-1]]
-    return [*chunks, last(pieces[-1], [])]
+    calls = [
+        tool_call_chunk(name=c["name"], args=json.dumps(c["args"]), id=c["id"], index=i)
+        for i, c in enumerate(message.tool_calls)
+    ]
+    pieces = [""] if calls else _PIECE.findall(str(message.content)) or [""]
+    last = AIMessageChunk(
+        content=pieces[-1],
+        tool_call_chunks=calls,
+        usage_metadata=message.usage_metadata,
+        response_metadata=message.response_metadata,
+        chunk_position="last",
+    )
+    return [*(AIMessageChunk(content=p) for p in pieces[:-1]), last]
 
 
 def _is_openai_tool(tool: Any) -> bool:
@@ -234,14 +220,9 @@ def _read_prompt(messages: Sequence[BaseMessage]) -> FillContext:
     spoken = [i for i in humans if messages[i].text.strip()]
     at = (spoken or humans or [len(messages) - 1])[-1]
     request = without_labels(messages[at].text) if messages else ""
-    units: list[Unit] = []
-    own: list[bool] = []
-    for i, message in enumerate(messages):
-        if message.type in _CONTEXT_TYPES or i == at:
-            found = split_units(message.text)
-            units.extend(found)
-            own.extend([i == at] * len(found))
-    return FillContext(request=request, units=units, own=own)
+    quoted = [i for i, m in enumerate(messages) if m.type in _CONTEXT_TYPES or i == at]
+    pieces = [(unit, i == at) for i in quoted for unit in split_units(messages[i].text)]
+    return FillContext(request, units=[u for u, _ in pieces], own=[own for _, own in pieces])
 
 
 def _text_message(messages: Sequence[BaseMessage], stop: list[str] | None) -> AIMessage:

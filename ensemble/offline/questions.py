@@ -124,13 +124,9 @@ def _a(noun: str) -> str:
 
 def related_titles(request: str) -> list[tuple[str, str]]:
     """Bullet lines of the request as (title, snippet): "- Title: snippet"."""
-    found = []
-    for line in request.splitlines():
-        match = _BULLET.match(line)
-        if match:
-            title, _, snippet = match.group(1).partition(": ")
-            found.append((title.strip(), snippet.strip()))
-    return found
+    bullets = (_BULLET.match(line) for line in request.splitlines())
+    parts = [bullet.group(1).partition(": ") for bullet in bullets if bullet]
+    return [(title.strip(), snippet.strip()) for title, _, snippet in parts]
 
 
 def title_question(title: str, topic: str) -> str:
@@ -158,7 +154,7 @@ def title_question(title: str, topic: str) -> str:
 
 def _definition_question(asked: str, topic: str) -> str:
     """A "What is a decorator?" for a how-does-it-work question; "" when it adds nothing."""
-    if not topic or len(topic.split()) > 5 or asked.lower().startswith(("what is", "what are")):
+    if len(topic.split()) > 5 or asked.lower().startswith(("what is", "what are")):
         return ""
     if not _content_terms(topic):
         return ""
@@ -183,12 +179,9 @@ def _strip_label(line: str) -> str:
 
 
 def _distinct(questions: Iterable[str]) -> list[str]:
-    seen: set[frozenset[str]] = set()
-    out: list[str] = []
-    for question in questions:
+    unique: dict[frozenset[str], str] = {}
+    for question in filter(None, questions):
         opener = question.split()[0].lower() if question.split() else ""
         key = frozenset({opener, *_content_terms(question), *keywords_in(question)})
-        if question and key not in seen:
-            seen.add(key)
-            out.append(question)
-    return out
+        unique.setdefault(key, question)
+    return list(unique.values())

@@ -145,9 +145,7 @@ class SchemaFiller:
     def _lookup(self, ref: str) -> Any:
         """Return the schema a local JSON pointer (``#/$defs/Name``) points at."""
         node: Any = self._root
-        for part in ref.lstrip("#").strip("/").split("/"):
-            if not part:
-                continue
+        for part in filter(None, ref.lstrip("#").strip("/").split("/")):
             part = part.replace("~1", "/").replace("~0", "~")
             node = node.get(part, {}) if isinstance(node, dict) else {}
         return node
