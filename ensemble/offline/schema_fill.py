@@ -327,8 +327,7 @@ def _type_of(schema: dict[str, Any]) -> str:
     """Return the schema's single type; a type list gives its first non-null member."""
     kind = schema.get("type")
     if isinstance(kind, list):
-        non_null = [k for k in kind if k != "null"]
-        return non_null[0] if non_null else "null"
+        return next((k for k in kind if k != "null"), "null")
     if isinstance(kind, str):
         return kind
     if "properties" in schema:
