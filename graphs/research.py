@@ -54,12 +54,7 @@ def gap_tasks(state: ResearchState) -> list[Send]:
 
 
 def _send(tid: str, question: str, state: ResearchState, round: int) -> Send:
-    task: ResearchTask = {
-        "task_id": tid,
-        "subquestion": question,
-        "corpus": state.corpus,
-        "round": round,
-    }
+    task = ResearchTask(task_id=tid, subquestion=question, corpus=state.corpus, round=round)
     return Send("researcher", task)
 
 

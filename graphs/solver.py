@@ -10,7 +10,6 @@ the trace of which agent did what.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -117,11 +116,6 @@ def check_input(valid: BaseModel) -> None:
             )
 
 
-def summary(values: Mapping[str, Any]) -> str:
-    """What the CLI prints: the answer with its trace."""
-    return str(values.get("answer") or "")
-
-
 SCENARIO = Scenario(
     name=NAME,
     description="Distributed problem solver: planner, task graph, capability-based scheduling "
@@ -133,7 +127,7 @@ SCENARIO = Scenario(
     approve_answer={"action": "retry"},
     check_answer=SOLVER_HELP.check_answer,
     folders={"corpus": "corpus"},
-    summary=summary,
+    summary=lambda values: str(values.get("answer") or ""),  # the answer with its trace
     file_inputs={"tasks": ("workflow", read_workflow), "agents": ("agents", read_agents)},
     check_input=check_input,
 )

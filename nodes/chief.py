@@ -35,8 +35,7 @@ async def content_intake(state: ContentState, *, workspace: Workspace) -> dict:
     The folders are checked against the operator's choices here too, so a client that writes
     state directly gets the same refusal as one that starts a run.
     """
-    fields = ContentInput.model_fields.keys()
-    raw = {k: v for k, v in asdict(state).items() if k in fields}
+    raw = {k: v for k, v in asdict(state).items() if k in ContentInput.model_fields}
     try:
         valid = ContentInput.model_validate(raw)
     except ValueError as error:

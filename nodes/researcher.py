@@ -85,8 +85,9 @@ async def _research(
         for position, tool_call in enumerate(call.tool_calls):
             query = tool_call["args"].get("query")
             results = await _search(index, query, k) if isinstance(query, str) else []
-            if position == 0:
-                results = _merge(own, results)  # the sub-question itself searches best
+            if position == 0:  # the sub-question itself searches best: its hits come first
+                ids = {p.id for p in own}
+                results = own + [p for p in results if p.id not in ids]
             found.update((p.id, p) for p in results)
             messages.append(ToolMessage(format_passages(results), tool_call_id=tool_call["id"]))
     else:
@@ -99,15 +100,7 @@ async def _research(
 
 def failed_note(task: ResearchTask, error: str) -> Note:
     """The note of a researcher that failed: no citations, so the reviewer asks again."""
-    return {
-        "task_id": task["task_id"],
-        "subquestion": task["subquestion"],
-        "summary": f"Research failed: {error}",
-        "cited": [],
-        "round": task["round"],
-        "fallback": False,
-        "error": error,
-    }
+    return _note(task, f"Research failed: {error}", [], fallback=False, error=error)
 
 
 def write_note(task: ResearchTask, answer: str, found: dict[str, Passage]) -> Note:
@@ -127,14 +120,20 @@ def write_note(task: ResearchTask, answer: str, found: dict[str, Passage]) -> No
         cited = [p.id for p in best]
         if not best:
             text = "No passage of the corpus matched this sub-question."
+    return _note(task, text, cited, fallback=fallback, error=None)
+
+
+def _note(
+    task: ResearchTask, summary: str, cited: list[str], *, fallback: bool, error: str | None
+) -> Note:
     return {
         "task_id": task["task_id"],
         "subquestion": task["subquestion"],
-        "summary": text,
+        "summary": summary,
         "cited": cited,
         "round": task["round"],
         "fallback": fallback,
-        "error": None,
+        "error": error,
     }
 
 
@@ -147,11 +146,6 @@ async def _search(index: CorpusIndex, query: str, k: int) -> list[Passage]:
     hits = await asyncio.to_thread(index.search, query, k)
     best = max((p.score for p in hits), default=0.0)
     return [p for p in hits if p.score >= RELEVANT_SHARE * best]
-
-
-def _merge(first: list[Passage], second: list[Passage]) -> list[Passage]:
-    seen = {p.id for p in first}
-    return first + [p for p in second if p.id not in seen]
 
 
 def _opening_prose(passage: Passage, limit: int = 300) -> str:

@@ -57,7 +57,8 @@ def settle(task: Mapping[str, Any], attempts: list[Attempt]) -> TaskResult | Hel
     if replicas == 1:
         only = chosen[0]
         return _result("done", only["value"], [only["agent"]], None, "")
-    policy = VotePolicy.model_validate(task.get("vote") or _default_vote(task))
+    default = {"policy": "numeric" if task.get("expect") == "number" else "majority"}
+    policy = VotePolicy.model_validate(task.get("vote") or default)
     votes = [Vote(agent=a["agent"], value=a["value"], confidence=a["confidence"]) for a in chosen]
     outcome = decide(votes, policy)
     record = {
@@ -71,10 +72,6 @@ def settle(task: Mapping[str, Any], attempts: list[Attempt]) -> TaskResult | Hel
     if outcome.status == "agreed":
         return _result("done", outcome.value, [v.agent for v in votes], record, outcome.reason)
     return {"task": str(task["id"]), "reason": "split vote", "detail": record}
-
-
-def _default_vote(task: Mapping[str, Any]) -> dict[str, Any]:
-    return {"policy": "numeric" if task.get("expect") == "number" else "majority"}
 
 
 def _result(

@@ -85,7 +85,7 @@ async def solver_planner(
     if repaired is not None:
         workflow = repaired
     else:
-        preferred = [c for c in ("analysis", "writing", "research") if c in capabilities]
+        preferred: list[str] = [c for c in ("analysis", "writing", "research") if c in capabilities]
         fallback = (preferred or sorted(capabilities))[0]
         notes = [*notes, f"no usable task graph; the problem is worked as one {fallback} task"]
         workflow = validate_workflow(

@@ -14,7 +14,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
@@ -115,9 +115,6 @@ def run_checks(value: Any, checks: list[Mapping[str, Any]]) -> list[str]:
         elif kind == "regex" and not re.search(str(check.get("value", "")), str(value)):
             failed.append(f"the result does not match {check.get('value')!r}")
     return failed
-
-
-Execute = Callable[[WorkOrder, Runtime[Context]], Awaitable[tuple[Any, float]]]
 
 
 def solver_worker(

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from typing_extensions import TypedDict
 
 from ensemble.state.reducers import merge_dicts
-from ensemble.state.research import Source
+from ensemble.state.research import Folder, Source
 
 Format = Literal["blog", "brief", "newsletter"]
 Outcome = Literal["", "published", "rejected"]
@@ -40,8 +40,8 @@ class ContentInput(BaseModel):
         "(planned from the topic when empty).",
     )
     max_revisions: int = Field(2, ge=0, le=5, description="Editor revision rounds per item.")
-    corpus: str | None = Field(None, description="Folder of .md/.txt/.rst/.html files to research.")
-    output_dir: str | None = Field(
+    corpus: Folder = Field(None, description="Folder of .md/.txt/.rst/.html files to research.")
+    output_dir: Folder = Field(
         None, description="Folder to publish into (default: published/ beside the database)."
     )
 
@@ -60,11 +60,6 @@ class ContentInput(BaseModel):
         if not all(cleaned):
             raise ValueError("items must not be blank")
         return cleaned
-
-    @field_validator("corpus", "output_dir")
-    @classmethod
-    def _blank_is_default(cls, value: str | None) -> str | None:
-        return value.strip() or None if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _items_need_a_newsletter(self) -> ContentInput:

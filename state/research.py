@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from typing_extensions import TypedDict
 
 from ensemble.state.reducers import merge_dicts
@@ -20,6 +20,9 @@ MAX_RESEARCHERS = 16
 """The most researchers one research run may fan out to (sub-questions of a plan)."""
 
 Outcome = Literal["", "approved", "max_revisions", "stalled", "cancelled"]
+
+Folder = Annotated[str | None, AfterValidator(lambda value: (value or "").strip() or None)]
+"""A folder given as input; a blank one means the default."""
 
 
 class ResearchInput(BaseModel):
@@ -33,7 +36,7 @@ class ResearchInput(BaseModel):
     )
     max_revisions: int = Field(2, ge=0, le=5, description="At most this many gap-research rounds.")
     review_plan: bool = Field(False, description="Pause for a human to approve the plan.")
-    corpus: str | None = Field(None, description="Folder of .md/.txt/.rst/.html files to search.")
+    corpus: Folder = Field(None, description="Folder of .md/.txt/.rst/.html files to search.")
 
     @field_validator("question")
     @classmethod
@@ -42,11 +45,6 @@ class ResearchInput(BaseModel):
         if not value:
             raise ValueError("must not be blank")
         return value
-
-    @field_validator("corpus")
-    @classmethod
-    def _blank_is_default(cls, value: str | None) -> str | None:
-        return value.strip() or None if isinstance(value, str) else value
 
 
 class SubQuestion(TypedDict):
