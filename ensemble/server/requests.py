@@ -71,16 +71,14 @@ async def check_input(
 ) -> None:
     """Validate a run's input with the scenario's own schema; store the normalised input.
 
-    Agent definitions in the input name models too: they are held to the operator's list. The
-    corpus check touches the filesystem, so it runs in a worker thread (the server's event loop
-    must not block).
+    Agent definitions in the input name models too: they are held to the operator's list.
+    Validation and the folder check touch the machine (a solver workflow probes the sandbox),
+    so they run in a worker thread: the server's event loop never blocks.
     """
     raw = kwargs.get("input")
     if raw is None:
         return
     try:
-        # Validation may touch the machine (a solver workflow probes the sandbox): a worker
-        # thread, so the server's event loop never blocks.
         valid = (await asyncio.to_thread(scenario.validate_input, raw)).model_dump()
         for n, agent in enumerate(valid.get("agents") or []):
             if isinstance(agent, Mapping) and agent.get("model") is not None:
