@@ -16,10 +16,11 @@ from typing import Any, Literal
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import StateGraph
 from langgraph.graph.state import CompiledStateGraph
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from ensemble.errors import InvalidInputError, describe_validation_error
+from ensemble.errors import InvalidInputError
 from ensemble.graphs.compiling import compile_graph
+from ensemble.state.inputs import validated
 from ensemble.workspace import Workspace
 
 FolderKind = Literal["corpus", "output"]
@@ -74,12 +75,7 @@ class Scenario:
             raise InvalidInputError(
                 f"invalid {self.name} input: expected an object, got {type(data).__name__}"
             )
-        try:
-            valid = self.input_schema.model_validate(data, strict=False)
-        except ValidationError as error:
-            raise InvalidInputError(
-                f"invalid {self.name} input: {describe_validation_error(error)}"
-            ) from None
+        valid = validated(self.input_schema, data, self.name)
         if self.check_input is not None:
             self.check_input(valid)
         return valid

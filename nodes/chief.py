@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 
 from ensemble.context import Context
-from ensemble.errors import InvalidInputError
 from ensemble.identity import item_id, unique
 from ensemble.nodes.llm import ask_structured
 from ensemble.progress import emit
 from ensemble.prompts import render_prompt
 from ensemble.state.content import ContentInput, ContentState, Item
+from ensemble.state.inputs import validated
 from ensemble.workspace import Workspace
 
 NEWSLETTER_ITEMS = (2, 4)
@@ -35,11 +33,7 @@ async def content_intake(state: ContentState, *, workspace: Workspace) -> dict:
     The folders are checked against the operator's choices here too, so a client that writes
     state directly gets the same refusal as one that starts a run.
     """
-    raw = {k: v for k, v in asdict(state).items() if k in ContentInput.model_fields}
-    try:
-        valid = ContentInput.model_validate(raw)
-    except ValueError as error:
-        raise InvalidInputError(f"invalid content input: {error}") from None
+    valid = validated(ContentInput, state, "content")
     workspace.corpus_dir(valid.corpus)
     workspace.output_dir(valid.output_dir)
     emit("intake", "finished", topic=valid.topic, format=valid.format)

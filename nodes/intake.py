@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
-from pydantic import ValidationError
-
-from ensemble.errors import InvalidInputError, describe_validation_error
 from ensemble.progress import emit
+from ensemble.state.inputs import validated
 from ensemble.state.research import ResearchInput, ResearchState
 from ensemble.workspace import Workspace
 
@@ -19,13 +15,7 @@ async def research_intake(state: ResearchState, *, workspace: Workspace) -> dict
     blank question gets the same one-line error as the CLI, before any agent runs. Run-level
     fields are written too, so every output key is present from the start.
     """
-    raw = {k: v for k, v in asdict(state).items() if k in ResearchInput.model_fields}
-    try:
-        valid = ResearchInput.model_validate(raw)
-    except ValidationError as error:
-        raise InvalidInputError(
-            f"invalid research input: {describe_validation_error(error)}"
-        ) from None
+    valid = validated(ResearchInput, state, "research")
     workspace.corpus_dir(valid.corpus)  # a folder outside the operator's roots stops here
     emit("intake", "finished", question=valid.question)
     fresh = {"plan": [], "report": "", "sources": [], "revision": 0, "review": None, "outcome": ""}

@@ -7,18 +7,16 @@ the problem as one task, and the notes say so.
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 
 from ensemble.context import Context
-from ensemble.errors import InvalidInputError
 from ensemble.nodes.llm import ask_structured
 from ensemble.nodes.team import team_of
 from ensemble.progress import emit
 from ensemble.prompts import render_prompt
+from ensemble.state.inputs import validated
 from ensemble.state.solver import SolverInput, SolverState
 from ensemble.tasks import repair_plan, validate_workflow
 from ensemble.workspace import Workspace
@@ -45,11 +43,7 @@ class TaskPlan(BaseModel):
 
 async def solver_intake(state: SolverState, *, workspace: Workspace) -> dict:
     """Validate the input inside the graph, for callers that skip the entry points' checks."""
-    fields = SolverInput.model_fields.keys()
-    try:
-        valid = SolverInput.model_validate({k: v for k, v in asdict(state).items() if k in fields})
-    except ValueError as error:
-        raise InvalidInputError(f"invalid solver input: {error}") from None
+    valid = validated(SolverInput, state, "solver")
     workspace.corpus_dir(valid.corpus)
     team_of(state)  # bad agent definitions stop here, before anything runs
     emit("intake", "finished", problem=valid.problem, workflow=bool(valid.workflow))
