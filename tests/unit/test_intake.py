@@ -16,7 +16,7 @@ from ensemble.graphs.registry import SCENARIOS
         ("research", {"question": "   "}, "invalid research input: question: must not be blank"),
         ("research", {"question": "x", "max_researchers": 99}, "max_researchers: Input should"),
         ("content", {"topic": "  "}, "invalid content input: topic: must not be blank"),
-        ("content", {"topic": "x", "target_words": 5}, "invalid content input: target_words: Input"),
+        ("content", {"topic": "x", "target_words": 5}, "content input: target_words: Input"),
         ("solver", {}, "invalid solver input: "),
         ("solver", {"problem": "x", "max_attempts": 0}, "solver input: max_attempts: Input should"),
     ],
