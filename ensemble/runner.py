@@ -11,7 +11,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from langchain_core.runnables import RunnableConfig
@@ -67,16 +67,7 @@ class RunResult:
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON object printed by `--json`."""
-        return {
-            "thread_id": self.thread_id,
-            "scenario": self.scenario,
-            "status": self.status,
-            "checkpoint_id": self.checkpoint_id,
-            "output": self.output,
-            "interrupt": self.interrupt,
-            "error": self.error,
-            "next": self.next,
-        }
+        return asdict(self)
 
 
 def new_thread_id() -> str:
@@ -167,13 +158,48 @@ async def drive(
     ride in every checkpoint's metadata, so a later resume or fork goes on with them.
     """
     thread_id = config["configurable"]["thread_id"]
-    context = run_settings.context
     extra: dict[str, Any] = {"metadata": {"scenario": scenario.name, **run_settings.metadata()}}
     run_config: RunnableConfig = {**config, **extra}  # type: ignore[typeddict-item]
+    payload = first_input
+    asked: dict[str, str] = {}  # question -> the answer given, so no question loops
     try:
-        return await _drive(
-            graph, scenario, run_config, extra, first_input, context, progress, answerer
-        )
+        while True:
+            try:
+                async for mode, chunk in graph.astream(
+                    payload,
+                    run_config,
+                    context=run_settings.context,
+                    stream_mode=["custom", "updates"],
+                    durability="sync",
+                ):
+                    if mode == "custom":
+                        progress.event(chunk)
+            except Exception as error:  # the run failed: report it, the thread stays resumable
+                result = result_of(
+                    await graph.aget_state(thread_config(thread_id)), scenario, thread_id
+                )
+                result.status, result.error = "failed", f"{type(error).__name__}: {error}"
+                return result
+            # After a fork the thread's newest checkpoint is the branch just run.
+            run_config = {**thread_config(thread_id), **extra}  # type: ignore[typeddict-item]
+            snapshot = await graph.aget_state(thread_config(thread_id))
+            result = result_of(snapshot, scenario, thread_id)
+            if result.status != "interrupted" or result.interrupt is None:
+                return result
+            question = result.interrupt["value"]
+            if is_halt(question):
+                progress.line(f"[paused] {question['reason']}")
+                return result  # a person decides: retry, raise the budget, or stop
+            if asked.get(repr(question)) == repr(scenario.approve_answer):
+                progress.line("[human] the same question came back after the automatic answer")
+                return result  # stay paused: answering it the same way again would loop forever
+            values = snapshot.values if isinstance(snapshot.values, dict) else {}
+            answer = answerer(question, scenario, values)
+            if answer is None:
+                return result
+            asked[repr(question)] = repr(answer)
+            progress.line(f"[human] answered: {answer}")
+            payload = resume_command(snapshot, answer)
     except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C: say which thread to resume
         raise RunStopped(thread_id) from None
 
@@ -185,57 +211,6 @@ class RunStopped(KeyboardInterrupt):
         """Keep the thread's id for the message that says how to go on."""
         super().__init__(thread_id)
         self.thread_id = thread_id
-
-
-async def _drive(
-    graph: CompiledStateGraph[Any, Any, Any, Any],
-    scenario: Scenario,
-    run_config: RunnableConfig,
-    extra: dict[str, Any],
-    first_input: Any,
-    context: Any,
-    progress: Progress,
-    answerer: Answerer,
-) -> RunResult:
-    thread_id = run_config["configurable"]["thread_id"]
-    payload = first_input
-    asked: dict[str, str] = {}
-    while True:
-        try:
-            async for mode, chunk in graph.astream(
-                payload,
-                run_config,
-                context=context,
-                stream_mode=["custom", "updates"],
-                durability="sync",
-            ):
-                if mode == "custom":
-                    progress.event(chunk)
-        except Exception as error:  # the run failed: report it, the thread stays resumable
-            latest = await graph.aget_state(thread_config(thread_id))
-            result = result_of(latest, scenario, thread_id)
-            result.status, result.error = "failed", f"{type(error).__name__}: {error}"
-            return result
-        # After a fork the thread's newest checkpoint is the branch just run.
-        run_config = {**thread_config(thread_id), **extra}  # type: ignore[typeddict-item]
-        snapshot = await graph.aget_state(thread_config(thread_id))
-        result = result_of(snapshot, scenario, thread_id)
-        if result.status != "interrupted" or result.interrupt is None:
-            return result
-        values = snapshot.values if isinstance(snapshot.values, dict) else {}
-        question = result.interrupt["value"]
-        if is_halt(question):
-            progress.line(f"[paused] {question['reason']}")
-            return result  # a person decides: retry, raise the budget, or stop
-        if asked.get(repr(question)) == repr(scenario.approve_answer):
-            progress.line("[human] the same question came back after the automatic answer")
-            return result  # stay paused: answering it the same way again would loop forever
-        answer = answerer(question, scenario, values)
-        if answer is None:
-            return result
-        asked[repr(question)] = repr(answer)
-        progress.line(f"[human] answered: {answer}")
-        payload = resume_command(snapshot, answer)
 
 
 @asynccontextmanager
