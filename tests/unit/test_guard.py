@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import httpx
 import openai
 import pytest
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
@@ -256,3 +258,26 @@ def test_a_synchronous_call_goes_through_the_same_guard(register, fresh):
     assert guarded.invoke([HumanMessage("hi")]).text == "m: hi"
     assert guarded.invoke([HumanMessage("hi")]).text == "m: hi"
     assert len(model.calls) == 1  # the second came from the cache
+
+
+class Starts(BaseCallbackHandler):
+    """Records each chat-model start with its run and parent run."""
+
+    def __init__(self) -> None:
+        self.starts: list[tuple[UUID, UUID | None]] = []
+
+    def on_chat_model_start(self, serialized, messages, *, run_id, parent_run_id=None, **kw):
+        self.starts.append((run_id, parent_run_id))
+
+
+async def test_the_wrapped_model_is_called_through_its_public_interface(register, fresh):
+    """The provider's model runs as a child of the guard's call, so its callbacks fire."""
+    model = ScriptedChatModel(responder=echo("m"))
+    guarded = chat_model_for(
+        Context(role_models={"writer": register(model)}), "writer", db=fresh.db_path
+    )
+    seen = Starts()
+    answer = await guarded.ainvoke([HumanMessage("hi")], config={"callbacks": [seen]})
+    assert answer.text == "m: hi"
+    (guard_run, _), (inner_run, inner_parent) = seen.starts
+    assert inner_parent == guard_run and inner_run != guard_run
