@@ -104,7 +104,7 @@ class Gate(Generic[A]):
         answer returns None with the reason in the feedback field, so the person is asked again.
         `shown` goes into the `waiting` event, `recorded` into the progress and audit records.
         """
-        values = state.model_dump() if isinstance(state, BaseModel) else dict(vars(state))
+        values = vars(state)  # a scenario state is a dataclass; read, never written
         question = {
             "kind": self.kind,
             **request,
