@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 QUESTION ?= How does Python's json module decode JSON documents?
 
-.PHONY: demo test test-fast lint install sandbox clean
+.PHONY: demo test test-fast lint install sandbox postgres clean
 
 # The dev tools: enough for the demo and the offline tests.
 $(BIN)/.installed-dev: pyproject.toml
@@ -34,10 +34,23 @@ sandbox:
 	    echo "make: the solver's sandbox needs bubblewrap: run 'sudo apt-get install bubblewrap'"; \
 	  fi; }
 
+# The PostgreSQL tests start a throwaway PostgreSQL 15 cluster of their own (Debian's
+# `postgresql`). Installed here when this user may (root, or passwordless sudo); otherwise the
+# line says how, and those tests fail with the same advice.
+postgres:
+	@test -x /usr/lib/postgresql/15/bin/initdb || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null && command -v apt-get >/dev/null; then \
+	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else \
+	    echo "make: the PostgreSQL tests need PostgreSQL 15: run 'sudo apt-get install postgresql'"; \
+	  fi; }
+
 demo: $(BIN)/.installed-dev sandbox  ## run the research scenario offline, no API key needed
 	$(BIN)/ensemble run research "$(QUESTION)" --yes
 
-test: $(BIN)/.installed-local sandbox  ## everything: unit, CLI, notebooks, dev server, local model
+test: $(BIN)/.installed-local sandbox postgres  ## everything: unit, CLI, notebooks, dev server, local model
 	$(BIN)/pytest
 
 test-fast: $(BIN)/.installed-dev  ## unit tests only

@@ -95,3 +95,23 @@ def register() -> Iterator:
     yield _register
     for name in names:
         unregister_model(name)
+
+
+from tests.postgres_server import PostgresServer  # noqa: E402  (kept with the fixtures that use it)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL 15 cluster, started only when a test of the session asks for one."""
+    server = PostgresServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """The URL of a new empty database on the session's cluster, one per test."""
+    return postgres_server.new_database(f"test_{uuid.uuid4().hex[:16]}")
