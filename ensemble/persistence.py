@@ -1,7 +1,9 @@
-"""The one place that opens checkpointers: SQLite files with WAL and a busy timeout.
+"""The one place that opens checkpointers and table connections, on SQLite or PostgreSQL.
 
-The CLI, notebooks, tests and the LangGraph dev server (`langgraph.json` -> `server_checkpointer`)
-all go through here, so every way of running Ensemble reads and writes the same database.
+The CLI, notebooks, workers, tests and the LangGraph dev server (`langgraph.json` ->
+`server_checkpointer`) all go through here, so every way of running Ensemble reads and writes the
+same database. SQLite files get WAL and a busy timeout; PostgreSQL gets LangGraph's own saver on a
+pool (`ensemble.db.postgres`).
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from ensemble import settings
+from ensemble.db import DatabaseLike, database
+from ensemble.db.tables import DATABASE_ERRORS, TableConnection, open_tables, table_exists
 from ensemble.errors import DatabaseError
 
 
@@ -41,9 +46,9 @@ def _explain(path: Path, error: Exception) -> DatabaseError:
     return DatabaseError(f"cannot use database {path}: {text}")
 
 
-def connect(path: str | Path, *, create: bool = True) -> sqlite3.Connection:
-    """Open a sync connection in WAL mode with a busy timeout; check the file is a database."""
-    target = _prepare(Path(path), create=create)
+def connect(path: DatabaseLike, *, create: bool = True) -> sqlite3.Connection:
+    """Open a sync connection to a SQLite file in WAL mode with a busy timeout; check it."""
+    target = _prepare(database(path).sqlite_path, create=create)
     timeout = settings.db_timeout()
     try:
         conn = sqlite3.connect(str(target), check_same_thread=False, timeout=timeout)
@@ -74,8 +79,16 @@ def _wal(conn: sqlite3.Connection, timeout: float) -> None:
 
 
 @contextmanager
-def open_checkpointer(path: str | Path, *, create: bool = True) -> Iterator[SqliteSaver]:
-    """Yield a ready `SqliteSaver` on `path` (for sync code: notebooks, inspection)."""
+def open_checkpointer(db: DatabaseLike, *, create: bool = True) -> Iterator[Any]:
+    """Yield a ready sync saver on `db` (for sync code off the event loop: inspection)."""
+    db = database(db)
+    if db.is_postgres:
+        from ensemble.db.postgres import open_sync_saver
+
+        with open_sync_saver(db) as pg_saver:
+            yield pg_saver
+        return
+    path = db.sqlite_path
     with closing(connect(path, create=create)) as conn:
         saver = SqliteSaver(conn)
         try:
@@ -88,8 +101,8 @@ def open_checkpointer(path: str | Path, *, create: bool = True) -> Iterator[Sqli
 async def open_saver(path: str | Path, *, create: bool = True) -> AsyncSqliteSaver:
     """Return a ready `AsyncSqliteSaver`; close it with `await saver.conn.close()`.
 
-    For notebooks, where a saver lives across cells; elsewhere use `open_async_checkpointer`.
-    It is bound to the running event loop.
+    For notebooks, where a saver lives across cells; elsewhere use `open_async_checkpointer`
+    (which also opens PostgreSQL). It is bound to the running event loop.
     """
     target = _prepare(Path(path), create=create)
     timeout = settings.db_timeout()
@@ -110,21 +123,36 @@ async def open_saver(path: str | Path, *, create: bool = True) -> AsyncSqliteSav
 
 @asynccontextmanager
 async def open_async_checkpointer(
-    path: str | Path, *, create: bool = True
-) -> AsyncIterator[AsyncSqliteSaver]:
-    """Yield a ready `AsyncSqliteSaver` on `path` and close it afterwards."""
-    saver = await open_saver(path, create=create)
+    db: DatabaseLike, *, create: bool = True
+) -> AsyncIterator[BaseCheckpointSaver[Any]]:
+    """Yield a ready async saver on `db` and close it afterwards.
+
+    SQLite: an `AsyncSqliteSaver` (the file is made when `create`). PostgreSQL: LangGraph's
+    `AsyncPostgresSaver` on a pool, once `ensemble db upgrade` has prepared the database.
+    """
+    db = database(db)
+    if db.is_postgres:
+        from ensemble.db.postgres import open_async_saver
+
+        async with open_async_saver(db) as pg_saver:
+            yield pg_saver
+        return
+    saver = await open_saver(db.sqlite_path, create=create)
     try:
         yield saver
     finally:
         await saver.conn.close()
 
 
-async def ensure_writable(saver: AsyncSqliteSaver, path: str | Path) -> None:
-    """Fail now, with a clear message, if another process holds the write lock.
+async def ensure_writable(saver: BaseCheckpointSaver[Any], db: DatabaseLike) -> None:
+    """Fail now, with a clear message, if another process holds a SQLite file's write lock.
 
-    Better than a run that starts and then fails at its first checkpoint.
+    Better than a run that starts and then fails at its first checkpoint. PostgreSQL has no
+    database-wide write lock.
     """
+    if not isinstance(saver, AsyncSqliteSaver):
+        return
+    path = database(db).sqlite_path
     try:
         await saver.conn.execute("BEGIN IMMEDIATE")
         await saver.conn.execute("ROLLBACK")
@@ -133,13 +161,13 @@ async def ensure_writable(saver: AsyncSqliteSaver, path: str | Path) -> None:
 
 
 @asynccontextmanager
-async def server_checkpointer() -> AsyncIterator[AsyncSqliteSaver]:
+async def server_checkpointer() -> AsyncIterator[BaseCheckpointSaver[Any]]:
     """Checkpointer for `langgraph dev` (`checkpointer.path` in langgraph.json).
 
-    Uses `ENSEMBLE_DB` (set by `ensemble serve`) so the server's threads land in the same file
+    Uses `ENSEMBLE_DB` (set by `ensemble serve`) so the server's threads land in the same database
     that `ensemble threads / history / show` read.
     """
-    async with open_async_checkpointer(settings.db_path()) as saver:
+    async with open_async_checkpointer(database()) as saver:
         yield saver
 
 
@@ -152,22 +180,22 @@ class ThreadSummary:
     checkpoints: int
 
 
-def list_threads(path: str | Path) -> list[ThreadSummary]:
-    """List the threads stored in `path`, newest first, without creating the file."""
+def list_threads(db: DatabaseLike) -> list[ThreadSummary]:
+    """List the threads stored in `db`, newest first, without creating a file."""
     try:
         rows = read_rows(
-            path,
+            db,
             "checkpoints",
             "SELECT thread_id, MAX(checkpoint_id), COUNT(*) FROM checkpoints "
             "WHERE checkpoint_ns = '' GROUP BY thread_id ORDER BY MAX(checkpoint_id) DESC",
         )
-    except sqlite3.Error as error:
-        raise _explain(Path(path), error) from error
+    except DATABASE_ERRORS as error:
+        raise DatabaseError(f"cannot list the threads in {database(db)}: {error}") from error
     return [ThreadSummary(str(t), str(c), int(n)) for t, c, n in rows]
 
 
 def read_rows(
-    path: str | Path, table: str, query: str, params: Sequence[Any] = ()
+    db: DatabaseLike, table: str, query: str, params: Sequence[Any] = ()
 ) -> list[tuple[Any, ...]]:
     """Run a read-only query; a missing file, or a database without `table` yet, has no rows.
 
@@ -175,13 +203,31 @@ def read_rows(
     not leave empty databases behind.
 
     Raises:
-        sqlite3.Error: The query failed (the caller says what it was reading).
+        sqlite3.Error | psycopg.Error: The query failed (the caller says what it was reading).
     """
-    target = Path(path).expanduser()
-    if str(path) != ":memory:" and not target.exists():
-        return []
-    with closing(connect(target, create=False)) as conn:
-        exists = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
-        ).fetchone()
-        return conn.execute(query, params).fetchall() if exists else []
+    db = database(db)
+    if not db.is_postgres:
+        target = db.sqlite_path
+        if str(target) != ":memory:" and not target.exists():
+            return []
+    with tables(db, create=False) as conn:
+        if not table_exists(conn, table):
+            return []
+        return [tuple(row) for row in conn.execute(query, params).fetchall()]
+
+
+@contextmanager
+def tables(db: DatabaseLike, *, create: bool = True) -> Iterator[TableConnection]:
+    """A short connection for Ensemble's own tables, autocommit until a transaction is asked for.
+
+    SQLite: a `sqlite3.Connection` in autocommit mode. PostgreSQL: a pooled connection with the
+    same methods (`ensemble.db.tables`).
+    """
+
+    def sqlite(path: Path) -> sqlite3.Connection:
+        conn = connect(path, create=create)
+        conn.isolation_level = None
+        return conn
+
+    with open_tables(database(db), sqlite_connect=sqlite) as conn:
+        yield conn

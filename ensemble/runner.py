@@ -221,8 +221,8 @@ async def open_thread(
 
     With `write`, fail at once if another process holds the write lock.
     """
-    db = workspace.db_path
-    if not db.exists():
+    db = workspace.db
+    if not db.is_postgres and not db.sqlite_path.exists():
         raise DatabaseError(f"no database at {db}, so no thread {thread_id!r}")
     async with open_async_checkpointer(db, create=False) as saver:
         if write:

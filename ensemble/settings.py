@@ -16,10 +16,12 @@ DEFAULT_OPENAI_MODEL = "openai:gpt-4o-mini"
 """The model used when an OpenAI key is present and no model is named."""
 
 
-def db_path(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """Return the database location: explicit argument, then `ENSEMBLE_DB`, then the default."""
-    chosen = explicit or os.environ.get("ENSEMBLE_DB") or DEFAULT_DB
-    return Path(chosen).expanduser()
+def db_value(explicit: str | os.PathLike[str] | None = None) -> str:
+    """The database the operator chose: explicit argument, then `ENSEMBLE_DB`, then the default.
+
+    A SQLite path or a postgresql:// URL; `ensemble.db.database` parses it.
+    """
+    return os.fspath(explicit or os.environ.get("ENSEMBLE_DB") or DEFAULT_DB)
 
 
 def default_model_spec() -> str:

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ensemble import settings
 from ensemble.corpus import CorpusIndex, open_corpus
 from ensemble.corpus.access import inside_roots, resolve_corpus
+from ensemble.db import Database, database
 from ensemble.publishing import PublishError
 from ensemble.publishing.publisher import refuse_symlinks
+from ensemble.settings import DEFAULT_DB
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -30,8 +31,8 @@ if TYPE_CHECKING:
 class Workspace:
     """Where one Ensemble process keeps its data, and what folders its runs may read."""
 
-    db_path: Path
-    """The SQLite file of checkpoints, the corpus index and (later) the audit trail."""
+    db: Database
+    """Checkpoints, audit trail, model cache and publish journal: a SQLite file or PostgreSQL."""
     corpus_roots: tuple[Path, ...] | None = None
     """Folders a corpus must lie in; None lets a run name any folder (the machine's own user)."""
     output_roots: tuple[Path, ...] | None = None
@@ -39,16 +40,26 @@ class Workspace:
 
     def __post_init__(self) -> None:
         """Accept plain strings for paths (notebooks), keep `Path`s inside."""
-        object.__setattr__(self, "db_path", Path(self.db_path).expanduser())
+        object.__setattr__(self, "db", database(self.db))
         for name in ("corpus_roots", "output_roots"):
             roots = getattr(self, name)
             if roots is not None:
                 object.__setattr__(self, name, tuple(Path(r).expanduser().resolve() for r in roots))
 
     @property
+    def db_path(self) -> Path:
+        """The SQLite file (notebooks, tests); an error when the database is PostgreSQL."""
+        return self.db.sqlite_path
+
+    @property
     def default_output(self) -> Path:
-        """Where published pieces go when a run names no folder: `published/` beside the db."""
-        return self.db_path.resolve().parent / "published"
+        """Where published pieces go when a run names no folder.
+
+        `published/` beside a SQLite file; in the default data folder (`.ensemble/`) on PostgreSQL.
+        """
+        if self.db.is_postgres:
+            return Path(DEFAULT_DB).parent.resolve() / "published"
+        return self.db.sqlite_path.resolve().parent / "published"
 
     def corpus_dir(self, name: str | None) -> Path | None:
         """The folder a run's `corpus` value names, checked against the roots (None: default).
@@ -89,20 +100,25 @@ class Workspace:
         return inside_roots(str(name), roots, what="output_dir", error=PublishError, create=create)
 
     def corpus(self, name: str | None) -> CorpusIndex:
-        """The shared search index of the corpus `name` (checked) in this workspace's database."""
-        return open_corpus(self.db_path, self.corpus_dir(name))
+        """The shared search index of the corpus `name` (checked).
+
+        It lives in the SQLite file; on PostgreSQL each process keeps it in memory (documents are
+        local files, indexed in seconds), so nothing is written outside the operator's database.
+        """
+        index_db = ":memory:" if self.db.is_postgres else self.db.sqlite_path
+        return open_corpus(index_db, self.corpus_dir(name))
 
     def chat_model(self, context: Context, role: str, spec: str | None = None) -> BaseChatModel:
         """The model that plays `role` (or `spec`), with its cache, budget and audit here."""
         from ensemble.models import chat_model_for
 
-        return chat_model_for(context, role, spec, db=self.db_path)
+        return chat_model_for(context, role, spec, db=self.db)
 
     def audit(self, kind: str, agent: str, **detail: Any) -> None:
         """Record an agent's action (not a model call) in this workspace's audit trail."""
         from ensemble.audit.actions import audit
 
-        audit(kind, agent, db=self.db_path, **detail)
+        audit(kind, agent, db=self.db, **detail)
 
 
 def from_environment(*, served: bool = False) -> Workspace:
@@ -111,9 +127,14 @@ def from_environment(*, served: bool = False) -> Workspace:
     A served process (the LangGraph server) is restricted to the listed roots, and to the
     default corpus when none are listed; a local process may read any folder unless roots are set.
     """
+    from ensemble import settings
+
     roots = settings.corpus_roots()
     outputs = settings.output_roots()
     if served:
         roots = () if roots is None else roots
         outputs = () if outputs is None else outputs
-    return Workspace(db_path=settings.db_path().resolve(), corpus_roots=roots, output_roots=outputs)
+    db = database()
+    if not db.is_postgres:
+        db = Database(kind="sqlite", path=db.sqlite_path.resolve())
+    return Workspace(db=db, corpus_roots=roots, output_roots=outputs)

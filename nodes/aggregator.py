@@ -100,7 +100,7 @@ async def aggregator(state: SolverState, *, workspace: Workspace) -> dict:
         outcome = "solved"
     emit("aggregator", "finished", outcome=outcome)
     answer = compose_answer(state, rows, UNANSWERED if outcome == "unanswered" else None)
-    note = await asyncio.to_thread(degradation_note, workspace.db_path)
+    note = await asyncio.to_thread(degradation_note, workspace.db)
     if note:
         answer = f"{answer.rstrip()}\n\n{note}\n"
     return {"answer": answer, "dag": rows, "outcome": outcome}

@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints
 
 from ensemble.audit.trail import thread_context
+from ensemble.db import DatabaseLike
 from ensemble.nodes.gates import Answer, Gate
 from ensemble.publishing.approvals import sign
 from ensemble.publishing.piece import count_words
@@ -76,7 +76,7 @@ def approval_request(state: ContentState) -> dict[str, Any]:
 
 
 async def _approval(
-    decision: Literal["approve", "edit"], title: str, text: str, db: Path
+    decision: Literal["approve", "edit"], title: str, text: str, db: DatabaseLike
 ) -> Approval:
     """An approval of this exact text, signed so that only this node can have made it."""
     approval_id, key = str(uuid.uuid4()), draft_key(title, text)
@@ -115,7 +115,7 @@ async def approval(state: ContentState, *, workspace: Workspace) -> dict:
             "title": title,
             "piece": text,
             "word_count": count_words(text),
-            "approval": await _approval("edit", title, text, workspace.db_path),
+            "approval": await _approval("edit", title, text, workspace.db),
         }
-    approved = await _approval("approve", state.title, state.piece, workspace.db_path)
+    approved = await _approval("approve", state.title, state.piece, workspace.db)
     return update | {"approval": approved}

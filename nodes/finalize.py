@@ -36,7 +36,7 @@ def outcome_note(state: ResearchState) -> str:
 
 async def finalize(state: ResearchState, *, workspace: Workspace) -> dict:
     """Append the outcome note (and, for a degraded run, how it was degraded) to the report."""
-    notes = [outcome_note(state), await asyncio.to_thread(degradation_note, workspace.db_path)]
+    notes = [outcome_note(state), await asyncio.to_thread(degradation_note, workspace.db)]
     text = state.report.rstrip() + "".join(f"\n\n{n}" for n in notes if n) + "\n"
     emit("finalize", "finished", outcome=state.outcome)
     return {"report": text}

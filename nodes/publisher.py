@@ -12,6 +12,7 @@ import asyncio
 from pathlib import Path
 
 from ensemble.audit.trail import thread_context
+from ensemble.db import DatabaseLike
 from ensemble.progress import emit
 from ensemble.publishing import Piece, PublishError, PublishJournal, PublishResult, publish
 from ensemble.publishing.approvals import verify
@@ -19,7 +20,9 @@ from ensemble.state.content import ContentState, Publication, draft_key
 from ensemble.workspace import Workspace
 
 
-def _publish(piece: Piece, folder: Path, db: Path, published_at: str, key: str) -> PublishResult:
+def _publish(
+    piece: Piece, folder: Path, db: DatabaseLike, published_at: str, key: str
+) -> PublishResult:
     """Publish from a worker thread, journal included.
 
     The journal's SQLite work must not block the event loop, where the checkpointer's own
@@ -36,7 +39,7 @@ async def publisher(state: ContentState, *, workspace: Workspace) -> dict:
     thread = thread_context()[0]
     genuine = await asyncio.to_thread(
         verify,
-        workspace.db_path,
+        workspace.db,
         thread,
         approval["approval_id"],
         approval["draft_key"],
@@ -60,7 +63,7 @@ async def publisher(state: ContentState, *, workspace: Workspace) -> dict:
     )
     emit("publisher", "started", folder=str(folder))
     result = await asyncio.to_thread(
-        _publish, piece, folder, workspace.db_path, approval["approved_at"], approval["approval_id"]
+        _publish, piece, folder, workspace.db, approval["approved_at"], approval["approval_id"]
     )
     published: Publication = {
         "files": [str(p) for p in result.files],

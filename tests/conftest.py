@@ -38,7 +38,7 @@ def offline_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 @pytest.fixture
 def workspace(tmp_path: Path) -> Workspace:
     """The operator's workspace of a test: its own database, any folder readable."""
-    return Workspace(db_path=tmp_path / "default.db")
+    return Workspace(db=tmp_path / "default.db")
 
 
 @pytest.fixture

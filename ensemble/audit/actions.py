@@ -7,17 +7,17 @@ the run's thread and checkpoint. (The guard audits the changes of the model brea
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from ensemble.audit.trail import AuditEvent, record, thread_context
+from ensemble.db import DatabaseLike
 
 
 def audit(
     kind: str,
     agent: str,
     *,
-    db: str | Path | None = None,
+    db: DatabaseLike | None = None,
     outcome: str = "ok",
     seconds: float = 0.0,
     **detail: Any,

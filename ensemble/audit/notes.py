@@ -8,12 +8,12 @@ thread's audit trail, so a reader never mistakes a cheaper model's answer for th
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 from ensemble.audit.trail import events, flush, thread_context
+from ensemble.db import DatabaseLike
 
 
-def degradation_note(db: str | Path) -> str:
+def degradation_note(db: DatabaseLike) -> str:
     """A markdown note on fallbacks and pauses of the current run, or "" when there were none.
 
     Runs inside a node: the thread comes from the running step, `db` is its workspace's

@@ -1,8 +1,9 @@
-"""The audit trail: one row per agent action, in the project's SQLite file, beside the checkpoints.
+"""The audit trail: one row per agent action, in the project's database, beside the checkpoints.
 
 Recording must never slow or fail a run, yet a row must survive a crash of the run it describes.
 So `record` only puts a row on a queue; one writer thread per database file takes whatever is
-queued, inserts it and commits at once (no waiting to fill a batch). A killed process loses at
+queued, inserts it and commits at once (no waiting to fill a batch). On PostgreSQL every worker's
+rows land in the same table. A killed process loses at
 most the rows of the last few milliseconds; a bug or a locked file loses rows, logged, never the
 run. The queries open their own short connections and do not create anything.
 """
@@ -13,7 +14,6 @@ import atexit
 import json
 import logging
 import os
-import sqlite3
 import threading
 import time
 from collections import deque
@@ -23,8 +23,10 @@ from typing import Any
 
 from langgraph.config import get_config
 
+from ensemble.db import Database, DatabaseLike, database
+from ensemble.db.tables import DATABASE_ERRORS, create_tables, write_transaction
 from ensemble.errors import DatabaseError
-from ensemble.persistence import connect, read_rows
+from ensemble.persistence import read_rows, tables
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +123,8 @@ def thread_context() -> tuple[str, str, str]:
 # Writing ---------------------------------------------------------------------------------------
 
 
-def record(event: AuditEvent, db_path: str | Path) -> None:
-    """Queue `event` for the database at `db_path`; return at once.
+def record(event: AuditEvent, db_path: DatabaseLike) -> None:
+    """Queue `event` for the database `db_path`; return at once.
 
     Never raises and never waits on the database: an auditing problem is logged, not the
     caller's failure. The row is committed within milliseconds by a background thread.
@@ -145,10 +147,11 @@ def flush(timeout: float = 5.0) -> bool:
 
 
 class _Writer:
-    """The queue and writer thread of one database file."""
+    """The queue and writer thread of one database."""
 
-    def __init__(self, path: str) -> None:
-        self.path = path
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.path = str(db)
         self._rows: deque[Row] = deque()
         self._pending = 0  # queued or being written
         self._changed = threading.Condition()
@@ -176,60 +179,50 @@ class _Writer:
             )
 
     def _run(self) -> None:
-        conn: sqlite3.Connection | None = None
-        try:
-            while True:
-                with self._changed:
-                    if not self._changed.wait_for(lambda: self._rows, timeout=IDLE_SECONDS):
-                        self._thread = None  # under the lock: the next `put` starts a new one
-                        return
-                    batch = [self._rows.popleft() for _ in range(min(MAX_BATCH, len(self._rows)))]
-                conn = self._write(conn, batch)
-                with self._changed:
-                    self._pending -= len(batch)
-                    self._changed.notify_all()
-        finally:
-            if conn is not None:
-                conn.close()
+        while True:
+            with self._changed:
+                if not self._changed.wait_for(lambda: self._rows, timeout=IDLE_SECONDS):
+                    self._thread = None  # under the lock: the next `put` starts a new one
+                    return
+                batch = [self._rows.popleft() for _ in range(min(MAX_BATCH, len(self._rows)))]
+            self._write(batch)
+            with self._changed:
+                self._pending -= len(batch)
+                self._changed.notify_all()
 
-    def _write(
-        self, conn: sqlite3.Connection | None, batch: list[Row]
-    ) -> sqlite3.Connection | None:
-        """Insert and commit `batch`, retrying a locked file; else log, drop it, reconnect later.
+    def _write(self, batch: list[Row]) -> None:
+        """Insert and commit `batch`, retrying a locked file; else log and drop it.
 
-        Retries matter on a new file: switching it to WAL fails at once, without waiting, while
-        another connection (the checkpointer, the model cache) opens it at the same moment.
+        Retries matter on a new SQLite file: switching it to WAL fails at once, without waiting,
+        while another connection (the checkpointer, the model cache) opens it at the same moment.
         """
         for pause in (*RETRY_PAUSES, None):
             try:
-                if conn is None:
-                    conn = connect(self.path)
-                    conn.executescript(_SCHEMA)
-                with conn:  # one transaction, committed on leaving
-                    conn.executemany(_INSERT, batch)
-                return conn
+                with tables(self.db) as conn:
+                    create_tables(conn, _SCHEMA)
+                    with write_transaction(conn):
+                        conn.executemany(_INSERT, batch)
+                return
             except Exception as error:
-                if conn is not None:
-                    conn.close()
-                    conn = None
                 if pause is not None and any(word in str(error) for word in ("locked", "busy")):
                     time.sleep(pause)
                     continue
                 log.warning("audit: lost %d event(s) for %s", len(batch), self.path, exc_info=True)
-                return None
-        return None
+                return
 
 
 _registry_lock = threading.Lock()
 _writers: dict[str, _Writer] = {}
 
 
-def _writer_for(path: str | Path) -> _Writer:
-    key = os.path.abspath(os.path.expanduser(path))  # no filesystem access on the caller's loop
+def _writer_for(db: DatabaseLike) -> _Writer:
+    db = database(db)
+    if not db.is_postgres:  # no filesystem access on the caller's loop
+        db = Database(kind="sqlite", path=Path(os.path.abspath(db.sqlite_path)))
     with _registry_lock:
-        writer = _writers.get(key)
+        writer = _writers.get(db.url)
         if writer is None:
-            writer = _writers[key] = _Writer(key)
+            writer = _writers[db.url] = _Writer(db)
         return writer
 
 
@@ -273,7 +266,11 @@ def _dumps(detail: dict[str, Any]) -> str:
 
 
 def events(
-    db_path: str | Path, thread_id: str, *, limit: int | None = None, kinds: set[str] | None = None
+    db_path: DatabaseLike,
+    thread_id: str,
+    *,
+    limit: int | None = None,
+    kinds: set[str] | None = None,
 ) -> list[dict[str, Any]]:
     """The thread's events, oldest first; with `limit`, only the most recent `limit` of them.
 
@@ -287,7 +284,7 @@ def events(
     if limit is not None:
         query = (
             f"SELECT * FROM (SELECT id, {_COLUMNS} FROM audit WHERE {where} "
-            "ORDER BY at DESC, id DESC LIMIT ?) ORDER BY at, id"
+            "ORDER BY at DESC, id DESC LIMIT ?) AS recent ORDER BY at, id"
         )
         params.append(max(0, limit))
     else:
@@ -295,7 +292,7 @@ def events(
     return [_event_dict(row) for row in _read(db_path, query, params)]
 
 
-def stats(db_path: str | Path, thread_id: str) -> list[dict[str, Any]]:
+def stats(db_path: DatabaseLike, thread_id: str) -> list[dict[str, Any]]:
     """Per (agent, kind): calls, tokens in/out, cost, seconds and errors (outcome not "ok").
 
     Raises:
@@ -305,7 +302,7 @@ def stats(db_path: str | Path, thread_id: str) -> list[dict[str, Any]]:
         db_path,
         "SELECT agent, kind, COUNT(*), COALESCE(SUM(tokens_in), 0), COALESCE(SUM(tokens_out), 0), "
         "COALESCE(SUM(cost), 0), COALESCE(SUM(seconds), 0), "
-        "COALESCE(SUM(outcome != 'ok'), 0) FROM audit WHERE thread_id = ? "
+        "SUM(CASE WHEN outcome != 'ok' THEN 1 ELSE 0 END) FROM audit WHERE thread_id = ? "
         "GROUP BY agent, kind ORDER BY agent, kind",
         [thread_id],
     )
@@ -313,7 +310,7 @@ def stats(db_path: str | Path, thread_id: str) -> list[dict[str, Any]]:
     return [dict(zip(keys, row, strict=True)) for row in rows]
 
 
-def totals(db_path: str | Path, thread_id: str) -> dict[str, Any]:
+def totals(db_path: DatabaseLike, thread_id: str) -> dict[str, Any]:
     """What the thread's models spent, as a budget counts it; plus events, cache hits, errors.
 
     `calls` counts model calls that reached a model (outcome ok or error), never cache hits;
@@ -327,13 +324,14 @@ def totals(db_path: str | Path, thread_id: str) -> dict[str, Any]:
     rows = _read(
         db_path,
         "SELECT COUNT(*), "
-        "COALESCE(SUM(kind = 'model_call' AND outcome IN ('ok', 'error')), 0), "
-        "COALESCE(SUM(kind = 'cache_hit'), 0), "
+        "COALESCE(SUM(CASE WHEN kind = 'model_call' AND outcome IN ('ok', 'error') THEN 1 END), 0),"
+        " "
+        "COALESCE(SUM(CASE WHEN kind = 'cache_hit' THEN 1 END), 0), "
         "COALESCE(SUM(CASE WHEN kind = 'model_call' THEN tokens_in END), 0), "
         "COALESCE(SUM(CASE WHEN kind = 'model_call' THEN tokens_out END), 0), "
         "COALESCE(SUM(CASE WHEN kind = 'model_call' THEN cost END), 0), "
         "COALESCE(SUM(CASE WHEN kind = 'model_call' THEN seconds END), 0), "
-        "COALESCE(SUM(outcome != 'ok'), 0) FROM audit WHERE thread_id = ?",
+        "COALESCE(SUM(CASE WHEN outcome != 'ok' THEN 1 END), 0) FROM audit WHERE thread_id = ?",
         [thread_id],
     )
     keys = "events calls cache_hits tokens_in tokens_out cost seconds errors".split()
@@ -341,10 +339,10 @@ def totals(db_path: str | Path, thread_id: str) -> dict[str, Any]:
     return dict(zip(keys, values, strict=True))
 
 
-def _read(db_path: str | Path, query: str, params: list[Any]) -> list[tuple[Any, ...]]:
+def _read(db_path: DatabaseLike, query: str, params: list[Any]) -> list[tuple[Any, ...]]:
     try:
         return read_rows(db_path, "audit", query, params)
-    except sqlite3.Error as error:
+    except DATABASE_ERRORS as error:
         raise DatabaseError(f"cannot read the audit trail in {db_path}: {error}") from error
 
 

@@ -6,12 +6,12 @@ import argparse
 import asyncio
 from collections.abc import Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from ensemble import settings
 from ensemble.cli import add_if_missing
 from ensemble.cli.render import print_json, table
+from ensemble.db import Database, database
 from ensemble.errors import DatabaseError, InvalidInputError
 
 AUDIT_HEADERS = ["TIME", "AGENT", "KIND", "MODEL", "TOKENS", "SECONDS", "OUTCOME", "DETAIL"]
@@ -107,10 +107,10 @@ def total_line(total: dict[str, Any]) -> str:
     )
 
 
-def _existing_db(args: argparse.Namespace) -> Path:
+def _existing_db(args: argparse.Namespace) -> Database:
     """The database the command reads; reading never creates one."""
-    db = settings.db_path(getattr(args, "db", None))
-    if not db.is_file():
+    db = database(getattr(args, "db", None))
+    if not db.is_postgres and not db.sqlite_path.is_file():
         raise DatabaseError(f"no database at {db}")
     return db
 

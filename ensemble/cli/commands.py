@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ensemble import settings
 from ensemble.cli import prompt
 from ensemble.cli.flags import (
     add_input_flags,
@@ -27,6 +26,7 @@ from ensemble.cli.flags import (
 from ensemble.cli.main import common_flags, operator_workspace
 from ensemble.cli.render import Progress, print_json, stdin_is_interactive, table
 from ensemble.context import validate_context
+from ensemble.db import database
 from ensemble.errors import EnsembleError, InvalidInputError
 from ensemble.graphs.registry import SCENARIOS, get_scenario, parse_json_value
 from ensemble.graphs.scenario import Scenario
@@ -213,7 +213,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
     args = scenario_parser(scenario).parse_args(args.args, namespace=args)
     current = operator_workspace(args)  # `--db` of `run` is known only now
     data = _run_input(scenario, args)
-    db = current.db_path
+    db = current.db
     run_settings = resolve_settings(None, given_settings(args), how="run")
     for field, kind in scenario.folders.items():  # refuse a bad folder before anything is stored
         if kind == "output":
@@ -313,7 +313,7 @@ async def cmd_fork(args: argparse.Namespace) -> int:
 
 async def cmd_threads(args: argparse.Namespace) -> int:
     """`ensemble threads`: every thread in the database, newest first."""
-    db = settings.db_path(args.db)
+    db = database(args.db)
     summaries = list_threads(db)
     rows: list[dict[str, Any]] = []
     if summaries:

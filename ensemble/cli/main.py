@@ -169,9 +169,10 @@ command's own module, `ensemble.cli.<name>`)."""
 
 def operator_workspace(args: argparse.Namespace) -> Workspace:
     """The CLI's user is the operator: the database they name, any folder they name."""
+    from ensemble.db import database
     from ensemble.workspace import Workspace
 
-    return Workspace(db_path=settings.db_path(getattr(args, "db", None)))
+    return Workspace(db=database(getattr(args, "db", None)))
 
 
 def _finish_process() -> None:

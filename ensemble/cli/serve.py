@@ -27,6 +27,7 @@ from typing import Any
 from ensemble import settings
 from ensemble.cli import add_if_missing
 from ensemble.cli.doctor import missing_modules
+from ensemble.db import DatabaseLike, database
 from ensemble.errors import EnsembleError
 from ensemble.server.keys import KEYS_FILE_ENV, load_keys
 from ensemble.server.policy import (
@@ -134,7 +135,9 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     from ensemble.models import validate_spec
     from ensemble.models.local import warm_server
 
-    db = settings.db_path(getattr(args, "db", None)).resolve()
+    db = database(getattr(args, "db", None))
+    if not db.is_postgres:
+        db = database(db.sqlite_path.resolve())
     model = getattr(args, "model", None)
     model = validate_spec(model) if model else None
     if args.jobs < 1:
@@ -145,7 +148,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         raise ServeError(
             f"{', '.join(missing)} not installed; install with: pip install 'langgraph-cli[inmem]'"
         )
-    workdir = db.parent / SERVER_DIR
+    workdir = (settings.DEFAULT_DB.parent if db.is_postgres else db.sqlite_path.parent) / SERVER_DIR
     workdir.mkdir(parents=True, exist_ok=True)
     config = server_config(workdir, allow_origins=access.policy.origins)
 
@@ -316,7 +319,7 @@ def server_command(
 
 
 def server_env(
-    db: str | os.PathLike[str],
+    db: DatabaseLike,
     model: str | None = None,
     base: dict[str, str] | None = None,
     *,
@@ -336,7 +339,11 @@ def server_env(
     env[POLICY_ENV] = access.policy.to_env()
     env["BG_JOB_TIMEOUT_SECS"] = f"{access.policy.run_seconds:g}"  # LangGraph stops the run
     env["HTTP_MAX_REQUEST_BODY_BYTES"] = str(MAX_BODY_BYTES)
-    env["ENSEMBLE_DB"] = str(Path(db).resolve())
+    env["ENSEMBLE_DB"] = (
+        database(db).url
+        if database(db).is_postgres
+        else str(Path(database(db).sqlite_path).resolve())
+    )
     env["ENSEMBLE_CORPUS_ROOTS"] = os.pathsep.join(map(str, access.corpus_roots))
     env["ENSEMBLE_OUTPUT_ROOTS"] = os.pathsep.join(map(str, access.output_roots))
     if access.keys_file is not None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ensemble import audit
+from ensemble.db import DatabaseLike, database
 from ensemble.errors import InvalidInputError
 from ensemble.evaluation.metrics import Score, mean, score_answer, share
 from ensemble.evaluation.questions import Question
@@ -155,7 +156,7 @@ def temporary_workspace(base: Workspace) -> Iterator[Workspace]:
     """
     with tempfile.TemporaryDirectory(prefix="ensemble-eval-") as folder:
         try:
-            yield replace(base, db_path=Path(folder) / "ensemble.db")
+            yield replace(base, db=database(Path(folder) / "ensemble.db"))
         finally:
             audit.flush()  # nothing may still be writing into the folder being deleted
 
@@ -189,14 +190,14 @@ async def evaluate(
     quiet = progress or Silent()
     results: list[QuestionResult] = []
     try:
-        async with open_async_checkpointer(workspace.db_path) as saver:
-            await ensure_writable(saver, workspace.db_path)
+        async with open_async_checkpointer(workspace.db) as saver:
+            await ensure_writable(saver, workspace.db)
             for index in corpora.values():
                 await asyncio.to_thread(index.ensure)  # indexing is no question's time
             graph = scenario.compile(saver, workspace)
             for position, (question, data) in enumerate(zip(questions, inputs, strict=True), 1):
                 result = await _run_one(
-                    graph, scenario, question, data, run_settings, quiet, workspace.db_path
+                    graph, scenario, question, data, run_settings, quiet, workspace.db
                 )
                 results.append(result)
                 if on_result is not None:
@@ -214,7 +215,7 @@ async def _run_one(
     data: dict[str, Any],
     run_settings: RunSettings,
     progress: Progress,
-    db_path: Path,
+    db_path: DatabaseLike,
 ) -> QuestionResult:
     thread_id = new_thread_id()
     config = thread_config(thread_id)

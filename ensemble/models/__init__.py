@@ -13,12 +13,12 @@ from __future__ import annotations
 import os
 import sys
 from functools import lru_cache
-from pathlib import Path
 from urllib.parse import parse_qsl
 
 from langchain_core.language_models import BaseChatModel
 
 from ensemble.context import Context
+from ensemble.db import DatabaseLike
 from ensemble.errors import ModelSpecError
 
 SPEC_FORMS = (
@@ -54,7 +54,7 @@ def stop_local_servers() -> None:
 
 
 def chat_model_for(
-    context: Context, role: str, spec: str | None = None, *, db: str | Path
+    context: Context, role: str, spec: str | None = None, *, db: DatabaseLike
 ) -> BaseChatModel:
     """Return the model that plays `role` (or `spec`): behind the cache, budget and breakers.
 

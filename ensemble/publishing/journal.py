@@ -8,7 +8,6 @@ It lives in the project's SQLite database, next to the checkpoints. A row is wri
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -16,8 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from ensemble.db import Database, DatabaseLike, database
+from ensemble.db.tables import (
+    DATABASE_ERRORS,
+    INTEGRITY_ERRORS,
+    TableConnection,
+    create_tables,
+    write_transaction,
+)
 from ensemble.errors import DatabaseError
-from ensemble.persistence import connect
+from ensemble.persistence import tables
 from ensemble.publishing.errors import PublishError, SlugTakenError
 
 Status = Literal["started", "done"]
@@ -56,18 +63,19 @@ class Entry:
 
 
 class PublishJournal:
-    """Publication records in the SQLite file at `db_path` (created if missing).
+    """Publication records in the database `db` (a SQLite file is created if missing).
 
-    Each call opens its own short connection through `ensemble.persistence.connect`, so one
-    journal can be shared by threads and processes; SQLite's locks order their writes.
+    Each call opens its own short connection through `ensemble.persistence.tables`, so one
+    journal can be shared by threads, processes and (on PostgreSQL) machines: the database's
+    locks and unique keys order their writes.
     """
 
-    def __init__(self, db_path: str | Path) -> None:
-        if str(db_path) == ":memory:":
+    def __init__(self, db: DatabaseLike) -> None:
+        self.db = database(db)
+        if str(self.db.path) == ":memory:":
             raise DatabaseError("the publish journal needs a database file, not :memory:")
-        self.db_path = Path(db_path)
         with self._connection() as conn:
-            conn.executescript(_SCHEMA)
+            create_tables(conn, _SCHEMA)
 
     def find(self, thread_id: str, draft_key: str) -> Entry | None:
         """Return the record of this draft of this thread, if it was ever reserved."""
@@ -88,7 +96,7 @@ class PublishJournal:
             PublishError: This draft already has a record (another process is publishing it).
         """
         now = time.time()
-        with self._connection() as conn, _immediate(conn):
+        with self._connection() as conn, write_transaction(conn):
             mine = conn.execute(
                 "SELECT 1 FROM publish_journal WHERE thread_id = ? AND draft_key = ?",
                 (thread_id, draft_key),
@@ -103,16 +111,25 @@ class PublishJournal:
             ).fetchone()
             if taken:
                 raise SlugTakenError(f"the name {slug!r} is already taken in {out_dir}")
-            conn.execute(
-                f"INSERT INTO publish_journal ({_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, 'started', ?, ?, NULL)",
-                (thread_id, draft_key, str(out_dir), slug, json.dumps(list(files)), now),
-            )
+            try:
+                conn.execute(
+                    f"INSERT INTO publish_journal ({_COLUMNS}) "
+                    "VALUES (?, ?, ?, ?, 'started', ?, ?, NULL)",
+                    (thread_id, draft_key, str(out_dir), slug, json.dumps(list(files)), now),
+                )
+            except INTEGRITY_ERRORS as error:  # another machine reserved between check and insert
+                if "slug" in str(error):
+                    raise SlugTakenError(
+                        f"the name {slug!r} is already taken in {out_dir}"
+                    ) from None
+                raise PublishError(
+                    f"thread {thread_id} is already publishing this draft; try again"
+                ) from None
         return Entry(thread_id, draft_key, out_dir, slug, "started", tuple(files), now, None)
 
     def finish(self, thread_id: str, draft_key: str) -> None:
         """Mark a reserved publication 'done': both files are in place."""
-        with self._connection() as conn, _immediate(conn):
+        with self._connection() as conn, write_transaction(conn):
             updated = conn.execute(
                 "UPDATE publish_journal SET status = 'done', finished_at = ? "
                 "WHERE thread_id = ? AND draft_key = ?",
@@ -123,7 +140,7 @@ class PublishJournal:
 
     def release(self, thread_id: str, draft_key: str) -> None:
         """Forget a 'started' reservation whose attempt was refused (its name becomes free)."""
-        with self._connection() as conn, _immediate(conn):
+        with self._connection() as conn, write_transaction(conn):
             conn.execute(
                 "DELETE FROM publish_journal "
                 "WHERE thread_id = ? AND draft_key = ? AND status = 'started'",
@@ -138,33 +155,18 @@ class PublishJournal:
             ).fetchall()
         return {str(slug) for (slug,) in rows}
 
-    def _connection(self) -> AbstractContextManager[sqlite3.Connection]:
-        return connection(self.db_path, "publish journal")
+    def _connection(self) -> AbstractContextManager[TableConnection]:
+        return connection(self.db, "publish journal")
 
 
 @contextmanager
-def connection(db_path: Path, what: str) -> Iterator[sqlite3.Connection]:
-    """A short connection, autocommit unless `_immediate`; SQLite errors name `what`."""
-    conn = connect(db_path)
-    conn.isolation_level = None
+def connection(db: Database, what: str) -> Iterator[TableConnection]:
+    """A short connection, autocommit unless in a transaction; database errors name `what`."""
     try:
-        yield conn
-    except sqlite3.Error as error:
-        raise DatabaseError(f"{what} in {db_path}: {error}") from error
-    finally:
-        conn.close()
-
-
-@contextmanager
-def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
-    """Take the write lock first, so a check and the write that follows it cannot interleave."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+        with tables(db) as conn:
+            yield conn
+    except DATABASE_ERRORS as error:
+        raise DatabaseError(f"{what} in {db}: {error}") from error
 
 
 def _entry(row: tuple) -> Entry:

@@ -16,13 +16,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import sqlite3
 import threading
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, ClassVar
 
 from langchain_core._api import LangChainBetaWarning
@@ -43,6 +41,14 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel
 
 from ensemble import persistence
+from ensemble.db import DatabaseLike, database
+from ensemble.db.tables import (
+    DATABASE_ERRORS,
+    TableConnection,
+    create_tables,
+    table_exists,
+    write_transaction,
+)
 from ensemble.errors import DatabaseError
 
 _log = logging.getLogger(__name__)
@@ -71,6 +77,9 @@ unknown kwarg can cost a miss but never return another request's answer."""
 
 _ALLOWED = (ChatGeneration, ChatGenerationChunk, AIMessage, AIMessageChunk)
 """The only classes `load` may build from a row: a row is data, not configuration."""
+
+_FAILURES: tuple[type[Exception], ...] = (DatabaseError, *DATABASE_ERRORS)
+"""A cache that cannot be read or written is a miss, never a failed call."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS model_cache (
@@ -239,16 +248,17 @@ class ModelCache(BaseCache):
     _instances: ClassVar[dict[str, ModelCache]] = {}
     _instances_lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def __init__(self, db_path: str | Path) -> None:
-        """Keep responses in the database at `db_path` (made on the first update)."""
-        self.path = Path(db_path).expanduser()
+    def __init__(self, db: DatabaseLike) -> None:
+        """Keep responses in the database `db` (a SQLite file is made on the first update)."""
+        self.db = database(db)
+        self.path = self.db  # printed in messages
         self._lock = threading.Lock()
         self._hits = 0
         self._misses = 0
 
     @classmethod
-    def for_path(cls, db_path: str | Path) -> ModelCache:
-        """Return the process-wide cache of `db_path` (one per database, however it is spelt)."""
+    def for_path(cls, db_path: DatabaseLike) -> ModelCache:
+        """Return the process-wide cache of a database (one per database, however it is spelt)."""
         name = _identity(db_path)
         with cls._instances_lock:
             cache = cls._instances.get(name)
@@ -282,22 +292,21 @@ class ModelCache(BaseCache):
             _log.info("model response for %s not cached: %s", spec, error)
             return
         try:
-            with self._connect(create=True) as conn, _transaction(conn):
-                conn.execute(_SCHEMA)
+            with self._connect(create=True) as conn, write_transaction(conn):
                 conn.execute(
                     "INSERT INTO model_cache (key, spec, result, created_at, hits) "
                     "VALUES (?, ?, ?, ?, 0) ON CONFLICT(key) DO NOTHING",
                     (_key(prompt, llm_string), spec, text, time.time()),
                 )
-        except (DatabaseError, sqlite3.Error) as error:
+        except _FAILURES as error:
             _log.warning("cannot write the model cache in %s: %s", self.path, error)
 
     def clear(self, **kwargs: Any) -> None:
         """Forget every stored answer."""
         if self._exists():
-            with self._connect(create=False) as conn, _transaction(conn):
-                conn.execute(_SCHEMA)
-                conn.execute("DELETE FROM model_cache")
+            with self._connect(create=False) as conn, write_transaction(conn):
+                if table_exists(conn, "model_cache"):
+                    conn.execute("DELETE FROM model_cache")
 
     def stats(self) -> dict[str, int]:
         """Return the rows and hits stored in the database, and this process's hits and misses."""
@@ -308,7 +317,7 @@ class ModelCache(BaseCache):
                     entries, hits = conn.execute(
                         "SELECT COUNT(*), COALESCE(SUM(hits), 0) FROM model_cache"
                     ).fetchone()
-            except (DatabaseError, sqlite3.Error) as error:
+            except _FAILURES as error:
                 self._read_failed(error)
         with self._lock:
             return {
@@ -332,54 +341,39 @@ class ModelCache(BaseCache):
                     result = _decode(row[0])
                 except ValueError as error:
                     _log.warning("dropping a bad model cache row (%s): %s", key, error)
-                    with _transaction(conn):
+                    with write_transaction(conn):
                         # Only the row as read: a good row written meanwhile stays.
                         conn.execute(
-                            "DELETE FROM model_cache WHERE key = ? AND result IS ?", (key, row[0])
+                            "DELETE FROM model_cache WHERE key = ? AND result IS NOT DISTINCT FROM ?",
+                            (key, row[0]),
                         )
                     return None
                 try:
-                    with _transaction(conn):
+                    with write_transaction(conn):
                         conn.execute("UPDATE model_cache SET hits = hits + 1 WHERE key = ?", (key,))
-                except sqlite3.Error as error:  # a lost count must not cost the hit
+                except DATABASE_ERRORS as error:  # a lost count must not cost the hit
                     _log.warning("cannot count a model cache hit in %s: %s", self.path, error)
                 return result
-        except (DatabaseError, sqlite3.Error) as error:
+        except _FAILURES as error:
             self._read_failed(error)
             return None
 
     def _read_failed(self, error: Exception) -> None:
-        if "no such table" not in str(error):  # nothing was stored yet: a plain miss
+        if not any(words in str(error) for words in ("no such table", "does not exist")):
+            # otherwise nothing was stored yet: a plain miss
             _log.warning("cannot read the model cache in %s: %s", self.path, error)
 
     def _exists(self) -> bool:
-        return str(self.path) == ":memory:" or self.path.is_file()
+        return (
+            self.db.is_postgres or str(self.db.path) == ":memory:" or self.db.sqlite_path.is_file()
+        )
 
     @contextmanager
-    def _connect(self, *, create: bool) -> Iterator[sqlite3.Connection]:
-        conn = persistence.connect(self.path, create=create)
-        conn.isolation_level = None  # transactions are explicit (`_transaction`)
-        try:
+    def _connect(self, *, create: bool) -> Iterator[TableConnection]:
+        with persistence.tables(self.db, create=create) as conn:
+            if create:
+                create_tables(conn, _SCHEMA)
             yield conn
-        finally:
-            conn.close()
-
-
-@contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """Run a write as one transaction that takes the write lock at once.
-
-    `BEGIN IMMEDIATE` waits (busy timeout) for the lock up front instead of failing when a read
-    turns into a write under WAL.
-    """
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
 
 
 def _spec_of(llm_string: str) -> str:
@@ -390,7 +384,8 @@ def _spec_of(llm_string: str) -> str:
         return ""
 
 
-def _identity(db_path: str | Path) -> str:
-    if str(db_path) == ":memory:":
-        return ":memory:"
-    return str(Path(db_path).expanduser().resolve())
+def _identity(db_path: DatabaseLike) -> str:
+    db = database(db_path)
+    if db.is_postgres or str(db.path) == ":memory:":
+        return db.url
+    return str(db.sqlite_path.resolve())

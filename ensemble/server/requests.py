@@ -188,8 +188,8 @@ def _number(value: Any) -> float:
 
 
 def _saved(thread_id: Any, checkpoint_id: str | None) -> Any:
-    db = served_workspace().db_path
-    if not db.is_file():
+    db = served_workspace().db
+    if not db.is_postgres and not db.sqlite_path.is_file():
         return None
     with open_checkpointer(db, create=False) as saver:
         saved = saver.get_tuple(thread_config(str(thread_id), checkpoint_id))

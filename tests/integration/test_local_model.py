@@ -284,7 +284,7 @@ async def test_content_pipeline_pauses_for_approval_then_publishes(
     }
     started = time.monotonic()
     async with open_async_checkpointer(db) as saver:
-        graph = SCENARIOS["content"].compile(saver, Workspace(db_path=db))
+        graph = SCENARIOS["content"].compile(saver, Workspace(db=db))
         config = {"configurable": {"thread_id": "local-content"}}
         paused = await graph.ainvoke(brief, config, context=context)
         state = await graph.aget_state(config)

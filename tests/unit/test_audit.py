@@ -25,6 +25,7 @@ from langgraph.graph import END, START, StateGraph
 from ensemble.audit import AuditEvent, events, flush, record, stats, thread_context, totals, trail
 from ensemble.cli.audit import add_audit_parsers, cmd_audit, cmd_stats
 from ensemble.errors import DatabaseError, InvalidInputError
+from ensemble import persistence
 from ensemble.persistence import connect
 
 REPO = Path(__file__).resolve().parents[2]
@@ -174,7 +175,7 @@ def test_a_file_locked_while_it_is_being_created_is_retried(
             )
         return connect(path, **kwargs)
 
-    monkeypatch.setattr(trail, "connect", racing_connect)
+    monkeypatch.setattr(persistence, "connect", racing_connect)
     record(call(), db)
     assert flush()
     assert len(attempts) == 3

@@ -354,7 +354,7 @@ async def test_instructions_in_corpus_documents_change_nothing(checkpointer, tmp
         '<img src=x onerror="alert(1)">\n',
         encoding="utf-8",
     )
-    graph = SCENARIOS["content"].compile(checkpointer, Workspace(db_path=tmp_path / "e.db"))
+    graph = SCENARIOS["content"].compile(checkpointer, Workspace(db=tmp_path / "e.db"))
     await graph.ainvoke(
         {"topic": "How bees make honey", "corpus": str(corpus)}, config(), context=Context()
     )
@@ -373,7 +373,7 @@ async def test_a_served_run_cannot_publish_outside_the_output_roots(
     root = tmp_path / "out"
     root.mkdir()
     (root / "link").symlink_to(tmp_path, target_is_directory=True)
-    served = Workspace(db_path=tmp_path / "e.db", output_roots=(root,), corpus_roots=(tmp_path,))
+    served = Workspace(db=tmp_path / "e.db", output_roots=(root,), corpus_roots=(tmp_path,))
     graph = SCENARIOS["content"].compile(checkpointer, served)
     with pytest.raises(EnsembleError, match="output_dir"):
         await graph.ainvoke(

@@ -58,12 +58,12 @@ async def test_a_paused_run_resumes_alike_in_every_durability_mode(
     name, checkpointer, durability, tmp_path, corpus_dir
 ):
     reference, saved_sync = await run_to_the_end(
-        name, checkpointer, Workspace(db_path=tmp_path / "sync.db"), corpus_dir, "sync", "reference"
+        name, checkpointer, Workspace(db=tmp_path / "sync.db"), corpus_dir, "sync", "reference"
     )
     values, saved = await run_to_the_end(
         name,
         checkpointer,
-        Workspace(db_path=tmp_path / "mode.db"),
+        Workspace(db=tmp_path / "mode.db"),
         corpus_dir,
         durability,
         durability,

@@ -83,7 +83,7 @@ def test_an_output_folder_that_is_a_symlink_is_refused(tmp_path, monkeypatch):
     real = tmp_path / "real"
     real.mkdir()
     (tmp_path / "link").symlink_to(real, target_is_directory=True)
-    local = Workspace(db_path=tmp_path / "x.db")
+    local = Workspace(db=tmp_path / "x.db")
     with pytest.raises(PublishError, match="is a symlink"):
         local.output_dir(str(tmp_path / "link"), create=True)
     with pytest.raises(PublishError, match="is a symlink"):

@@ -21,7 +21,7 @@ UPDATE = os.environ.get("ENSEMBLE_UPDATE_SNAPSHOTS") == "1"
 
 def mermaid(name: str, tmp_path: Path) -> str:
     """The scenario's graph as `ensemble graph NAME --xray` prints it (building opens no db)."""
-    compiled = SCENARIOS[name].compile(None, Workspace(db_path=tmp_path / "unused.db"))
+    compiled = SCENARIOS[name].compile(None, Workspace(db=tmp_path / "unused.db"))
     return compiled.get_graph(xray=True).draw_mermaid()
 
 
@@ -45,7 +45,7 @@ def test_every_snapshot_belongs_to_a_scenario() -> None:
 def test_an_added_edge_or_node_shows_in_the_drawing(tmp_path: Path) -> None:
     """The comparison above is sensitive to exactly what it guards: nodes and edges."""
     snapshot = (SNAPSHOTS / "research.mmd").read_text(encoding="utf-8")
-    workspace = Workspace(db_path=tmp_path / "unused.db")
+    workspace = Workspace(db=tmp_path / "unused.db")
     with_edge = SCENARIOS["research"].build(workspace)
     with_edge.add_edge("intake", "synthesizer")
     with_node = SCENARIOS["research"].build(workspace)

@@ -67,7 +67,7 @@ def graph(db: Path):
 def fresh(tmp_path):
     BOARD.reset()
     SPENDING.forget()
-    yield Workspace(db_path=tmp_path / "guard.db")
+    yield Workspace(db=tmp_path / "guard.db")
     audit.flush()
     BOARD.reset()
     SPENDING.forget()

@@ -396,7 +396,7 @@ def test_it_is_a_langchain_cache_and_can_be_cleared(cache):
 def test_writes_do_not_hold_the_database(cache):
     cache.update("k", "m", text_result().generations)
     cache.lookup("k", "m")
-    conn = sqlite3.connect(cache.path, timeout=0)
+    conn = sqlite3.connect(cache.db.sqlite_path, timeout=0)
     try:
         conn.execute("BEGIN IMMEDIATE")
         conn.execute("ROLLBACK")

@@ -34,7 +34,7 @@ def in_tmp_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
 
 def build(worker: Any, *, retry: bool = False) -> Any:
     builder = StateGraph(Work)
-    add_agent(builder, "worker", worker, workspace=Workspace(db_path="pause.db"), retry=retry)
+    add_agent(builder, "worker", worker, workspace=Workspace(db="pause.db"), retry=retry)
     builder.add_conditional_edges(START, fan_out, ["worker"])
     builder.add_edge("worker", END)
     return builder.compile(checkpointer=InMemorySaver())

@@ -303,7 +303,7 @@ async def test_checkpoints_stay_small_over_a_long_review_loop(register, corpus_d
     )
     db = tmp_path / "growth.db"
     async with open_async_checkpointer(db) as saver:
-        graph = SCENARIOS["research"].compile(saver, Workspace(db_path=db))
+        graph = SCENARIOS["research"].compile(saver, Workspace(db=db))
         out = await graph.ainvoke(
             {"question": "How do bees make honey?", "corpus": str(corpus_dir), "max_revisions": 5},
             config(),

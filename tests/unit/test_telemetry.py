@@ -51,7 +51,7 @@ def config() -> dict[str, Any]:
 
 @pytest.fixture
 def graph(tmp_path: Path):
-    return SCENARIOS["research"].compile(InMemorySaver(), Workspace(db_path=tmp_path / "m.db"))
+    return SCENARIOS["research"].compile(InMemorySaver(), Workspace(db=tmp_path / "m.db"))
 
 
 @pytest.fixture

@@ -21,8 +21,8 @@ def config(thread: str) -> dict:
 
 
 async def test_two_workspaces_in_one_process_keep_their_own_database(tmp_path: Path) -> None:
-    first = Workspace(db_path=tmp_path / "a" / "ensemble.db")
-    second = Workspace(db_path=tmp_path / "b" / "ensemble.db")
+    first = Workspace(db=tmp_path / "a" / "ensemble.db")
+    second = Workspace(db=tmp_path / "b" / "ensemble.db")
     for space in (first, second):
         space.db_path.parent.mkdir()
     corpus_a = write_corpus(tmp_path / "corpus-a")
@@ -60,8 +60,8 @@ async def test_two_workspaces_in_one_process_keep_their_own_database(tmp_path: P
 async def test_each_workspace_keeps_its_own_folder_rules(tmp_path: Path) -> None:
     allowed = write_corpus(tmp_path / "allowed")
     elsewhere = write_corpus(tmp_path / "elsewhere")
-    served = Workspace(db_path=tmp_path / "served.db", corpus_roots=(allowed,))
-    local = Workspace(db_path=tmp_path / "local.db")
+    served = Workspace(db=tmp_path / "served.db", corpus_roots=(allowed,))
+    local = Workspace(db=tmp_path / "local.db")
     served_graph = SCENARIOS["research"].compile(InMemorySaver(), served)
     local_graph = SCENARIOS["research"].compile(InMemorySaver(), local)
 
