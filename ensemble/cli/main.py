@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 from ensemble import settings
 from ensemble.cli.agents import add_agents_parser
 from ensemble.cli.audit import add_audit_parsers
+from ensemble.cli.cluster import add_cluster_parsers
+from ensemble.cli.db import add_db_parser
 from ensemble.cli.doctor import add_doctor_parser
 from ensemble.cli.eval import add_eval_parser
 from ensemble.cli.graph import add_graph_parser
@@ -35,7 +37,8 @@ def common_flags() -> argparse.ArgumentParser:
     """`--db` and `--json`: the flags of every command that reads a database."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--db", help=f"SQLite database (default: $ENSEMBLE_DB or {settings.DEFAULT_DB})"
+        "--db",
+        help=f"SQLite file or postgresql:// URL (default: $ENSEMBLE_DB or {settings.DEFAULT_DB})",
     )
     common.add_argument("--json", action="store_true", help="print one JSON object at the end")
     return common
@@ -106,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_parser(sub, [])
     add_doctor_parser(sub, [])
     add_graph_parser(sub, [])
+    add_db_parser(sub, [common])
+    add_cluster_parsers(sub, [common])
     return parser
 
 
@@ -162,7 +167,7 @@ def _refuse(args: argparse.Namespace, message: str) -> int:
 
 COMMANDS = dict.fromkeys(
     ("run", "resume", "fork", "threads", "history", "show", "scenarios", "export"), "commands"
-) | {"stats": "audit"}
+) | {"stats": "audit", "submit": "cluster", "worker": "cluster", "schedule": "cluster"}
 """The module of a command's `cmd_<name>` function, imported when it runs (default: the
 command's own module, `ensemble.cli.<name>`)."""
 

@@ -344,7 +344,8 @@ class ModelCache(BaseCache):
                     with write_transaction(conn):
                         # Only the row as read: a good row written meanwhile stays.
                         conn.execute(
-                            "DELETE FROM model_cache WHERE key = ? AND result IS NOT DISTINCT FROM ?",
+                            "DELETE FROM model_cache "
+                            "WHERE key = ? AND result IS NOT DISTINCT FROM ?",
                             (key, row[0]),
                         )
                     return None
