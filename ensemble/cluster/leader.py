@@ -55,6 +55,11 @@ class Leadership:
             try:
                 await self._session()
             except asyncio.CancelledError:
+                if self.epoch is not None:
+                    self.say(
+                        f"worker {self.worker}: no longer leader (epoch {self.epoch}): stopped"
+                    )
+                    self.epoch = None
                 raise
             except Exception as error:  # the session was cut (lease expired) or the db is away
                 self._lost(error)

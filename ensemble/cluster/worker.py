@@ -111,7 +111,7 @@ class Worker:
                 f"(concurrency {self.concurrency}, stall timeout {self.stall_timeout:g} s)"
             )
             leading = asyncio.create_task(leadership.run())
-            stopping = asyncio.create_task(self._stop_when(stop, manager))
+            stopping = asyncio.create_task(self._stop_when(stop, manager, leading))
             try:
                 await manager.run(
                     dequeue_timeout=POLL,
@@ -130,9 +130,12 @@ class Worker:
                     )
             self.say(f"worker {self.name}: stopped")
 
-    async def _stop_when(self, stop: asyncio.Event, manager: QueueManager) -> None:
+    async def _stop_when(
+        self, stop: asyncio.Event, manager: QueueManager, leading: asyncio.Task[None]
+    ) -> None:
         await stop.wait()
         self.say(f"worker {self.name}: stopping after the runs in hand")
+        leading.cancel()  # a stopping worker does not campaign: the post goes to another
         manager.shutdown.set()
 
     async def _job(self, job: Job) -> None:
