@@ -124,10 +124,6 @@ class Worker:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
-                if leadership.epoch is not None:
-                    self.say(
-                        f"worker {self.name}: no longer leader (epoch {leadership.epoch}): stopped"
-                    )
             self.say(f"worker {self.name}: stopped")
 
     async def _stop_when(
