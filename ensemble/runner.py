@@ -227,5 +227,9 @@ async def open_thread(
     async with open_async_checkpointer(db, create=False) as saver:
         if write:
             await ensure_writable(saver, db)
+        if write and db.is_postgres:  # one writer per thread: not while a worker has it
+            from ensemble.cluster.runs import refuse_if_active
+
+            await refuse_if_active(db, thread_id)
         scenario = await scenario_of(saver, thread_id)
         yield scenario, scenario.compile(saver, workspace), saver

@@ -340,6 +340,8 @@ async def cmd_threads(args: argparse.Namespace) -> int:
                         "input": values.get(scenario.primary_field),
                     }
                 )
+    if db.is_postgres:
+        rows = await _with_queue(db, rows)
     wanted = {"scenario": args.scenario, "status": args.status}
     rows = [r for r in rows if all(not v or r.get(k) == v for k, v in wanted.items())]
     if args.json:
@@ -356,6 +358,39 @@ async def cmd_threads(args: argparse.Namespace) -> int:
             table(cells, ["THREAD", "SCENARIO", "STATUS", "OUTCOME", "STEPS", "UPDATED", "INPUT"])
         )
     return 0
+
+
+async def _with_queue(db: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add the run queue's view: queued and running threads (some have no checkpoint yet)."""
+    from ensemble.cli.cluster import cluster_connection
+    from ensemble.cluster import runs
+
+    async with cluster_connection(db.url) as conn:
+        queue = await runs.statuses(conn)
+    for row in rows:
+        queued = queue.pop(row["thread_id"], None)
+        if queued is None:
+            continue
+        row["worker"] = queued["worker"]
+        if queued["status"] in runs.ACTIVE:  # the checkpoints show where it was, not what it is
+            row["status"] = queued["status"]
+    for thread_id, queued in queue.items():  # queued, never started: no checkpoint yet
+        scenario = get_scenario(queued["scenario"])
+        given = (queued["request"] or {}).get("input") or {}
+        rows.append(
+            {
+                "thread_id": thread_id,
+                "scenario": scenario.name,
+                "status": queued["status"],
+                "outcome": "",
+                "checkpoints": 0,
+                "updated": queued["submitted_at"].isoformat(),
+                scenario.primary_field: given.get(scenario.primary_field),
+                "input": given.get(scenario.primary_field),
+                "worker": queued["worker"],
+            }
+        )
+    return sorted(rows, key=lambda r: str(r.get("updated") or ""), reverse=True)
 
 
 async def cmd_history(args: argparse.Namespace) -> int:

@@ -81,8 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     threads.add_argument("--scenario", help="only threads of this scenario")
     threads.add_argument(
         "--status",
-        choices=("done", "interrupted", "failed"),
-        help="only threads with this status (interrupted: waiting for an answer)",
+        choices=("queued", "running", "interrupted", "done", "failed"),
+        help="only threads with this status (interrupted: waiting for an answer; queued and "
+        "running: on a PostgreSQL run queue)",
     )
 
     history = sub.add_parser("history", parents=[common], help="list a thread's checkpoints")

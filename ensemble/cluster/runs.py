@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from ensemble.db import Database
 from ensemble.errors import InvalidInputError
 
 QUEUE_PREFIX = "ensemble."
@@ -137,6 +138,27 @@ async def current_epoch(conn: psycopg.AsyncConnection[Any], thread_id: str) -> i
     )
     row = await cursor.fetchone()
     return None if row is None else int(row[0] if not isinstance(row, dict) else row["epoch"])
+
+
+async def refuse_if_active(db: Database, thread_id: str) -> None:
+    """Refuse to run a thread here while the cluster has it queued or running.
+
+    One writer per thread: `ensemble resume` / `fork` on a machine would race a worker.
+
+    Raises:
+        InvalidInputError: The thread is queued or running on a worker.
+    """
+    async with await psycopg.AsyncConnection.connect(db.dsn or "", autocommit=True) as conn:
+        cursor = await conn.execute(
+            "SELECT status, worker FROM ensemble_runs WHERE thread_id = %s", (thread_id,)
+        )
+        row = await cursor.fetchone()
+    if row is not None and row[0] in ACTIVE:
+        where = f" on worker {row[1]}" if row[1] else ""
+        raise InvalidInputError(
+            f"thread {thread_id} is {row[0]} on the run queue{where}; wait until it is done "
+            "(ensemble threads) or queue the next step with `ensemble submit resume`"
+        )
 
 
 async def statuses(conn: psycopg.AsyncConnection[Any]) -> dict[str, dict[str, Any]]:
