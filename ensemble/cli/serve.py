@@ -148,7 +148,9 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         raise ServeError(
             f"{', '.join(missing)} not installed; install with: pip install 'langgraph-cli[inmem]'"
         )
-    workdir = (settings.DEFAULT_DB.parent if db.is_postgres else db.sqlite_path.parent) / SERVER_DIR
+    workdir = (
+        settings.DEFAULT_DB.parent.resolve() if db.is_postgres else db.sqlite_path.parent
+    ) / SERVER_DIR
     workdir.mkdir(parents=True, exist_ok=True)
     config = server_config(workdir, allow_origins=access.policy.origins)
 
