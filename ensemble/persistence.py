@@ -98,13 +98,19 @@ def open_checkpointer(db: DatabaseLike, *, create: bool = True) -> Iterator[Any]
         yield saver
 
 
-async def open_saver(path: str | Path, *, create: bool = True) -> AsyncSqliteSaver:
-    """Return a ready `AsyncSqliteSaver`; close it with `await saver.conn.close()`.
+async def open_saver(path: DatabaseLike, *, create: bool = True) -> Any:
+    """Return a ready async saver; close it with `await saver.conn.close()`.
 
-    For notebooks, where a saver lives across cells; elsewhere use `open_async_checkpointer`
-    (which also opens PostgreSQL). It is bound to the running event loop.
+    For notebooks, where a saver lives across cells; elsewhere use `open_async_checkpointer`.
+    A SQLite path gives an `AsyncSqliteSaver`; a postgresql:// URL LangGraph's
+    `AsyncPostgresSaver` on a pool (its `conn`). It is bound to the running event loop.
     """
-    target = _prepare(Path(path), create=create)
+    db = database(path)
+    if db.is_postgres:
+        from ensemble.db.postgres import open_pooled_saver
+
+        return await open_pooled_saver(db)
+    target = _prepare(db.sqlite_path, create=create)
     timeout = settings.db_timeout()
     try:
         conn = await aiosqlite.connect(str(target), timeout=timeout)

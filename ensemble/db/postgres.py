@@ -38,11 +38,8 @@ def explain(db: Database, error: Exception) -> DatabaseError:
     return DatabaseError(f"cannot use database {db}: {text}")
 
 
-@asynccontextmanager
-async def open_async_saver(
-    db: Database, *, check_schema: bool = True
-) -> AsyncIterator[AsyncPostgresSaver]:
-    """Yield LangGraph's `AsyncPostgresSaver` on a connection pool, closed afterwards.
+async def open_pooled_saver(db: Database, *, check_schema: bool = True) -> AsyncPostgresSaver:
+    """LangGraph's `AsyncPostgresSaver` on a new pool; close it with `await saver.conn.close()`.
 
     Raises:
         DatabaseError: The server cannot be reached, or `ensemble db upgrade` has not been run.
@@ -51,7 +48,7 @@ async def open_async_saver(
     from psycopg.rows import dict_row
     from psycopg_pool import AsyncConnectionPool
 
-    pool = AsyncConnectionPool(
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
         db.dsn or "",
         min_size=1,
         max_size=SAVER_POOL_SIZE,
@@ -60,18 +57,29 @@ async def open_async_saver(
     )
     try:
         await pool.open(wait=True, timeout=CONNECT_TIMEOUT)
-    except Exception as error:
-        await pool.close()
-        raise explain(db, error) from error
-    try:
         if check_schema:
             from ensemble.db.schema import require_current_async
 
             async with pool.connection() as conn:
                 await require_current_async(conn, db)
-        yield AsyncPostgresSaver(pool)  # type: ignore[arg-type]
-    finally:
+    except BaseException as error:
         await pool.close()
+        if isinstance(error, DatabaseError) or not isinstance(error, Exception):
+            raise
+        raise explain(db, error) from error
+    return AsyncPostgresSaver(pool)  # type: ignore[arg-type]
+
+
+@asynccontextmanager
+async def open_async_saver(
+    db: Database, *, check_schema: bool = True
+) -> AsyncIterator[AsyncPostgresSaver]:
+    """Yield LangGraph's `AsyncPostgresSaver` on a connection pool, closed afterwards."""
+    saver = await open_pooled_saver(db, check_schema=check_schema)
+    try:
+        yield saver
+    finally:
+        await saver.conn.close()  # type: ignore[union-attr]
 
 
 @contextmanager
