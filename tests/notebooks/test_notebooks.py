@@ -6,6 +6,7 @@ on what they showed, so a notebook that silently stops producing its graph or re
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -95,9 +96,27 @@ def outputs(nb: nbformat.NotebookNode) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_runs_offline(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    execute_and_check(path, tmp_path, monkeypatch, str(tmp_path / "default.db"))
+
+
+def test_the_quickstart_runs_on_postgresql(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ensemble.db import database
+    from ensemble.db.schema import upgrade
+
+    asyncio.run(upgrade(database(postgres_url)))
+    execute_and_check(
+        ROOT / "notebooks" / "01_quickstart.ipynb", tmp_path, monkeypatch, postgres_url
+    )
+    assert not (tmp_path / ".ensemble").exists()
+
+
+def execute_and_check(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db: str) -> None:
+    """Run the notebook in a fresh kernel on the database `db`; check what it showed."""
     # The kernel inherits this process's environment: offline model, nothing in $HOME.
     monkeypatch.setenv("ENSEMBLE_MODEL", "offline")
-    monkeypatch.setenv("ENSEMBLE_DB", str(tmp_path / "default.db"))
+    monkeypatch.setenv("ENSEMBLE_DB", db)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "jupyter-runtime"))
