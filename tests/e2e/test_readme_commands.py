@@ -73,8 +73,12 @@ def test_the_readme_has_the_commands_this_file_runs() -> None:
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_a_readme_command_works_as_shown(command: str, place: dict[str, str], tmp_path) -> None:
+def test_a_readme_command_works_as_shown(
+    command: str, place: dict[str, str], tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     handler = next(h for prefix, h in HANDLED.items() if command.startswith(prefix))
+    if handler is _cluster:  # needs a PostgreSQL database of its own
+        place = place | {"ENSEMBLE_DB": request.getfixturevalue("postgres_url")}
     handler(command, place, tmp_path)
 
 
@@ -171,7 +175,54 @@ def _serve(command: str, env: dict[str, str], tmp_path: Path) -> None:
     assert process.returncode == 0, log.read_text(errors="replace")[-3000:]
 
 
+def _cluster(command: str, env: dict[str, str], tmp_path: Path) -> None:
+    """`export ENSEMBLE_DB=postgresql://...` and the commands after it, on a real PostgreSQL
+    (the test's own server: the README's address is an example), with the worker running
+    while `submit` queues and stopped after `threads` shows the run done."""
+    block = COMMANDS[COMMANDS.index(command) + 1 : COMMANDS.index(command) + 5]
+    upgrade, start_worker, submit, threads = block
+    assert upgrade == "ensemble db upgrade"
+    done = run(upgrade, env)
+    assert done.returncode == 0, done.stderr
+    done = run(submit + " --json", env)
+    assert done.returncode == 0, done.stderr
+    thread_id = json.loads(done.stdout)["thread_id"]
+    log = tmp_path / "worker.log"
+    with log.open("wb") as sink:
+        worker = subprocess.Popen(
+            shlex.split(start_worker), cwd=tmp_path, env=env, stdout=sink,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            shown = json.loads(run(threads, env).stdout)["threads"]
+            status = {t["thread_id"]: t["status"] for t in shown}.get(thread_id)
+            if status == "done":
+                break
+            assert status in ("queued", "running"), (status, log.read_text()[-3000:])
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=60)
+    assert worker.returncode == 0, log.read_text()[-3000:]
+    assert "leader (epoch 1)" in log.read_text()
+
+
+def _after_cluster_export(command: str, env: dict[str, str], tmp_path: Path) -> None:
+    assert any(
+        c.startswith("export ENSEMBLE_DB=postgresql://")
+        for c in COMMANDS[max(0, COMMANDS.index(command) - 4) : COMMANDS.index(command)]
+    )
+
+
 HANDLED = {
+    "export ENSEMBLE_DB=postgresql://": _cluster,
+    "ensemble db upgrade": _after_cluster_export,
+    "ensemble worker ": _after_cluster_export,
+    "ensemble submit ": _after_cluster_export,
+    "ensemble threads --json": _after_cluster_export,
     "make ": _make,
     'ensemble run research "How do Python generators work?" --model local': _local_model,
     'ensemble run research "What changed in Python\'s typing module?"': _after_export,
