@@ -212,14 +212,16 @@ async def _thread_request(args: argparse.Namespace) -> tuple[Any, str, str, dict
         values = head.values if isinstance(head.values, dict) else {}
         if args.scenario == "resume":
             answer = None
+            halted = bool(head.interrupts) and all(is_halt(i.value) for i in head.interrupts)
             if parsed.answer is not None:
                 if not head.interrupts:
                     raise InvalidInputError(
                         f"thread {parsed.thread!r} is not waiting for an answer"
                     )
-                halted = all(is_halt(i.value) for i in head.interrupts)
                 answer = _parse_answer(parsed.answer, halted=halted)
                 _check_answer(answer, scenario, values, halted=halted)
+            elif halted:
+                answer = "retry"  # as `ensemble resume`: a paused run resumed without an answer
             request = resume_request(at, overrides, answer, yes=parsed.yes)
         else:
             past = await require_checkpoint(graph, thread_config(parsed.thread, parsed.checkpoint))

@@ -68,9 +68,7 @@ async def _copy(args: argparse.Namespace) -> int:
     from ensemble.db import database
     from ensemble.db.copy import copy_database
 
-    report = await copy_database(
-        database(args.source), database(args.target), threads=args.threads
-    )
+    report = await copy_database(database(args.source), database(args.target), threads=args.threads)
     if args.json:
         print_json(report.as_dict())
     else:
