@@ -307,7 +307,8 @@ def stats(db_path: DatabaseLike, thread_id: str) -> list[dict[str, Any]]:
         [thread_id],
     )
     keys = ("agent", "kind", "calls", "tokens_in", "tokens_out", "cost", "seconds", "errors")
-    return [dict(zip(keys, row, strict=True)) for row in rows]
+    casts = (int, int, int, float, float, int)
+    return [dict(zip(keys, _numbers(row, casts), strict=True)) for row in rows]
 
 
 def totals(db_path: DatabaseLike, thread_id: str) -> dict[str, Any]:
@@ -336,7 +337,14 @@ def totals(db_path: DatabaseLike, thread_id: str) -> dict[str, Any]:
     )
     keys = "events calls cache_hits tokens_in tokens_out cost seconds errors".split()
     values = rows[0] if rows else (0, 0, 0, 0, 0, 0.0, 0.0, 0)
-    return dict(zip(keys, values, strict=True))
+    casts = (int, int, int, int, int, float, float, int)
+    return dict(zip(keys, _numbers(values, casts), strict=True))
+
+
+def _numbers(row: tuple[Any, ...], casts: tuple[type, ...]) -> tuple[Any, ...]:
+    """The row's last values as `casts` say (PostgreSQL sums bigints as decimals)."""
+    head = row[: len(row) - len(casts)]
+    return head + tuple(cast(v) for cast, v in zip(casts, row[len(head) :], strict=True))
 
 
 def _read(db_path: DatabaseLike, query: str, params: list[Any]) -> list[tuple[Any, ...]]:

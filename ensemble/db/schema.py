@@ -139,12 +139,13 @@ async def require_current_async(conn: Any, db: Database) -> None:
     Raises:
         DatabaseError: The schema is missing, older or newer, with the command that fixes it.
     """
-    cursor = await conn.execute(
-        "SELECT CASE WHEN to_regclass('ensemble_schema') IS NULL THEN -1 "
-        "ELSE (SELECT coalesce(max(version), 0) FROM ensemble_schema) END AS v"
-    )
+    version = -1  # no table: never upgraded (a subquery on it would not even parse)
+    cursor = await conn.execute("SELECT to_regclass('ensemble_schema') IS NOT NULL AS found")
     row = await cursor.fetchone()
-    version = int(row["v"] if isinstance(row, dict) else row[0])
+    if (row["found"] if isinstance(row, dict) else row[0]) is True:
+        cursor = await conn.execute("SELECT coalesce(max(version), 0) AS v FROM ensemble_schema")
+        row = await cursor.fetchone()
+        version = int(row["v"] if isinstance(row, dict) else row[0])
     if version > LATEST:
         raise DatabaseError(_newer(db, version))
     if version < LATEST:
