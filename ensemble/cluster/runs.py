@@ -72,7 +72,8 @@ async def submit(
             "INSERT INTO ensemble_runs (thread_id, scenario, status, request, priority) "
             "VALUES (%s, %s, 'queued', %s, %s) ON CONFLICT (thread_id) DO UPDATE SET "
             "scenario = EXCLUDED.scenario, status = 'queued', request = EXCLUDED.request, "
-            "priority = EXCLUDED.priority, error = NULL, worker = NULL, submitted_at = now(), "
+            "priority = EXCLUDED.priority, error = NULL, worker = NULL, attempts = 0, "
+            "submitted_at = now(), "
             "updated_at = now(), finished_at = NULL",
             (thread_id, scenario, json.dumps(request), priority),
         )

@@ -44,8 +44,9 @@ async def add(
 ) -> dict[str, Any]:
     """Store a schedule; its first firing is the next due time after the database's now."""
     cron = check_cron(cron)
-    now = (await (await conn.execute("SELECT now()")).fetchone())[0]  # type: ignore[index]
     cursor = conn.cursor(row_factory=dict_row)
+    await cursor.execute("SELECT now() AS now")
+    now = (await cursor.fetchone() or {})["now"]
     await cursor.execute(
         "INSERT INTO ensemble_schedules (cron, scenario, request, priority, next_at) "
         "VALUES (%s, %s, %s, %s, %s) RETURNING id, cron, scenario, next_at",
