@@ -12,6 +12,7 @@ from ensemble.audit.trail import thread_context
 from ensemble.concurrency import agent_gate
 from ensemble.context import Context
 from ensemble.corpus import CorpusIndex, Passage
+from ensemble.db.fence import is_lease_lost
 from ensemble.nodes.citations import attribute, drop_unknown, passage_ids_in
 from ensemble.nodes.llm import drop_repeats
 from ensemble.progress import emit
@@ -48,6 +49,8 @@ async def researcher(
     except (ModelUnavailable, BudgetExceeded):
         raise  # the provider is down or the money is spent: the run pauses (resilience.pause)
     except Exception as error:
+        if is_lease_lost(error):
+            raise  # another worker owns the thread now: this run stops here
         log.warning("researcher %s failed: %s", task_id, error, exc_info=True)
         message = f"{type(error).__name__}: {error}"
         emit("researcher", "failed", task=task_id, error=message)

@@ -27,6 +27,7 @@ from ensemble.agents.load import LOAD
 from ensemble.audit.trail import thread_context
 from ensemble.concurrency import agent_gate
 from ensemble.context import Context
+from ensemble.db.fence import is_lease_lost
 from ensemble.nodes.llm import ask_structured
 from ensemble.progress import emit
 from ensemble.prompts import render_prompt
@@ -147,6 +148,8 @@ def solver_worker(
             except BudgetExceeded:
                 raise  # the run's budget, not the agent's fault: the run pauses for a person
             except Exception as problem:  # the agent failed: recorded, retried elsewhere
+                if is_lease_lost(problem):
+                    raise  # another worker owns the thread now: this run stops here
                 log.info("agent %s failed task %s: %s", name, task["id"], problem)
                 error = f"{type(problem).__name__}: {problem}"
             finally:

@@ -18,6 +18,7 @@ from langgraph.runtime import Runtime
 from ensemble.audit.trail import thread_context
 from ensemble.concurrency import agent_gate
 from ensemble.context import Context
+from ensemble.db.fence import is_lease_lost
 from ensemble.progress import emit
 from ensemble.publishing.piece import count_words
 from ensemble.resilience.guard import BudgetExceeded, ModelUnavailable
@@ -57,6 +58,8 @@ def research_team(research: CompiledStateGraph[Any, Any, Any, Any]) -> Node:
         except (ModelUnavailable, BudgetExceeded):
             raise  # the provider is down or the money is spent: the run pauses (resilience.pause)
         except Exception as failure:  # keep the other items' work; the chief asks again
+            if is_lease_lost(failure):
+                raise  # another worker owns the thread now: this run stops here
             log.warning("research team on %s failed: %s", item["id"], failure, exc_info=True)
             emit("research_team", "failed", item=item["id"], error=str(failure))
             out, error = {"outcome": "failed"}, f"{type(failure).__name__}: {failure}"

@@ -19,9 +19,7 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg.rows import dict_row
 
 from ensemble.db import Database
-
-LEASE_LOST = "EN001"
-"""SQLSTATE the fence raises (see migrations/0002_cluster.sql)."""
+from ensemble.db.fence import is_lease_lost
 
 
 @asynccontextmanager
@@ -41,17 +39,9 @@ async def fenced_saver(
         yield AsyncPostgresSaver(conn)  # type: ignore[arg-type]
 
 
-def is_lease_lost(error: BaseException | None) -> bool:
-    """Whether an error (or its cause) is the fence refusing a stale worker's write."""
-    seen: set[int] = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if getattr(error, "sqlstate", None) == LEASE_LOST or "ensemble lease lost" in str(error):
-            return True
-        error = error.__cause__ or error.__context__
-    return False
-
-
 def describe(error: Any) -> str:
     """One line for a log."""
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+__all__ = ["describe", "fenced_saver", "is_lease_lost"]

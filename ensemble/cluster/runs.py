@@ -73,7 +73,7 @@ async def submit(
             "VALUES (%s, %s, 'queued', %s, %s) ON CONFLICT (thread_id) DO UPDATE SET "
             "scenario = EXCLUDED.scenario, status = 'queued', request = EXCLUDED.request, "
             "priority = EXCLUDED.priority, error = NULL, worker = NULL, attempts = 0, "
-            "submitted_at = now(), "
+            "submitted_at = now(), started_at = NULL, "
             "updated_at = now(), finished_at = NULL",
             (thread_id, scenario, json.dumps(request), priority),
         )

@@ -21,6 +21,7 @@ from datetime import timedelta
 from typing import Any
 
 import psycopg
+from pgqueuer.adapters.drivers.psycopg import PsycopgDriver
 from pgqueuer.core.qm import QueueManager
 from pgqueuer.domain.models import Job
 from pgqueuer.queries import Queries
@@ -43,6 +44,38 @@ POLL = timedelta(seconds=0.5)
 
 STATUS_OF = {"done": "done", "interrupted": "waiting", "failed": "failed"}
 """A run's result -> the thread's status in `ensemble_runs`."""
+
+
+class _ListeningDriver(PsycopgDriver):
+    """pgqueuer's psycopg driver with its queries on a second connection.
+
+    The driver waits for NOTIFY with `notifies(timeout=1.0)`, which holds its connection's lock
+    for that second: on one connection every pick after a notification or a finished job waited
+    up to a second. Listening alone on its own connection, a new job is picked at once.
+    """
+
+    def __init__(
+        self, listen: psycopg.AsyncConnection[Any], query: psycopg.AsyncConnection[Any]
+    ) -> None:
+        super().__init__(listen)
+        self._queries = query
+
+    async def fetch(self, query: str, *args: object) -> list[dict[str, object]]:
+        """Run a query on the query connection; return its rows as dicts."""
+        from psycopg import AsyncRawCursor
+        from psycopg.rows import dict_row
+
+        cursor = AsyncRawCursor(self._queries, row_factory=dict_row)
+        await cursor.execute(query, args or None)
+        return await cursor.fetchall()
+
+    async def execute(self, query: str, *args: object) -> str:
+        """Run a statement on the query connection; return its status."""
+        from psycopg import AsyncRawCursor
+
+        cursor = AsyncRawCursor(self._queries)
+        await cursor.execute(query, args or None)
+        return cursor.statusmessage or ""
 
 
 class _LimitedQueueManager(QueueManager):
@@ -85,6 +118,7 @@ class Worker:
         from ensemble.db.schema import require_current_async
 
         async with (
+            await psycopg.AsyncConnection.connect(self.db.dsn or "", autocommit=True) as listen,
             await psycopg.AsyncConnection.connect(self.db.dsn or "", autocommit=True) as queue,
             await psycopg.AsyncConnection.connect(self.db.dsn or "", autocommit=True) as status,
         ):
@@ -93,7 +127,7 @@ class Worker:
             status.row_factory = dict_row  # type: ignore[assignment]
             await require_current_async(status, self.db)
             self._status = status
-            manager = _LimitedQueueManager(Queries.from_psycopg_connection(queue))
+            manager = _LimitedQueueManager(Queries(_ListeningDriver(listen, queue)))
             manager.limit = self.concurrency
             for scenario in self.scenarios:
                 manager.entrypoint(
@@ -168,8 +202,10 @@ class Worker:
             self.say(f"worker {self.name}: thread {thread_id} failed: {describe(error)}")
             return
         status = STATUS_OF.get(result.status, "failed")
-        await runs.finish(self._status, held, status, result.error)
-        self.say(f"worker {self.name}: thread {thread_id} {status}")
+        if await runs.finish(self._status, held, status, result.error):
+            self.say(f"worker {self.name}: thread {thread_id} {status}")
+        else:  # taken over between the last write and now: the new holder says how it ends
+            self.say(f"worker {self.name}: lost thread {thread_id} (epoch {held.epoch} is stale)")
 
     async def _keep_alive(self, held: runs.Claim) -> None:
         while True:
