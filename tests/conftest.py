@@ -115,3 +115,18 @@ def postgres_server() -> Iterator[PostgresServer]:
 def postgres_url(postgres_server: PostgresServer) -> str:
     """The URL of a new empty database on the session's cluster, one per test."""
     return postgres_server.new_database(f"test_{uuid.uuid4().hex[:16]}")
+
+
+from tests.databases import DATABASES, upgraded  # noqa: E402  (kept with the fixture that uses it)
+
+
+@pytest.fixture(params=DATABASES, ids=DATABASES)
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The `--db` / `ENSEMBLE_DB` of a test that must hold on SQLite and on PostgreSQL.
+
+    SQLite: a file in tmp_path (made on first use). PostgreSQL: a new database from
+    `postgres_url`, already prepared as `ensemble db upgrade` prepares it.
+    """
+    if request.param == "sqlite":
+        return str(tmp_path / "ensemble.db")
+    return upgraded(str(request.getfixturevalue("postgres_url")))

@@ -6,13 +6,15 @@ import json
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from ensemble.corpus import CorpusIndex
+from tests.saved_writes import saved_writes
 
 ENSEMBLE = str(Path(sys.executable).parent / "ensemble")
 MULTI_PART = "How do json encoding, pickle protocols, csv dialects and sqlite3 connections work?"
@@ -36,13 +38,33 @@ def wait_for_saved_note(db: str, thread: str, task_id: str, timeout: float = 10)
 
 def saved_note(db: str, thread: str, task_id: str) -> bool:
     """Whether a researcher's note is among the thread's saved task writes."""
-    with sqlite3.connect(db) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM writes WHERE thread_id = ? AND channel = 'notes' "
-            "AND instr(value, ?) > 0",
-            (thread, task_id.encode()),
-        ).fetchone()
-    return bool(row[0])
+    return any(task_id in notes for notes in saved_writes(db, thread, "notes"))
+
+
+PYTHON_DOCS = {
+    "json.md": "# json\n\nThe json module encodes Python objects as JSON text with dumps and "
+    "decodes JSON documents with loads.",
+    "pickle.md": "# pickle\n\nPickle protocols are numbered; a higher protocol writes a more "
+    "compact binary form of Python objects.",
+    "csv.md": "# csv\n\nA csv dialect groups the delimiter, quoting and line terminator that a "
+    "reader and a writer use.",
+    "sqlite3.md": "# sqlite3\n\nA sqlite3 connection opens a database file; its cursor runs SQL "
+    "statements and commit saves them.",
+}
+
+
+@pytest.fixture
+def python_corpus(tmp_path: Path) -> Path:
+    """One short document per part of MULTI_PART.
+
+    Small on purpose: on PostgreSQL every process indexes its corpus in memory, and the
+    default corpus would cost each of them seconds.
+    """
+    folder = tmp_path / "python-corpus"
+    folder.mkdir()
+    for name, text in PYTHON_DOCS.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
 
 
 def test_offline_research_on_default_corpus_cites_real_passages(db_with_default_corpus):
@@ -77,14 +99,16 @@ def test_offline_research_on_default_corpus_cites_real_passages(db_with_default_
     assert f"```markdown\n{report.strip()}\n```" in readme
 
 
-def test_sigkill_during_research_then_resume_reruns_only_unfinished(db_with_default_corpus):
-    db = str(db_with_default_corpus)
+def test_sigkill_during_research_then_resume_reruns_only_unfinished(database, python_corpus):
+    db = database
     proc = subprocess.Popen(
         [
             ENSEMBLE,
             "run",
             "research",
             MULTI_PART,
+            "--corpus",
+            str(python_corpus),
             "--thread",
             "crash",
             "--db",

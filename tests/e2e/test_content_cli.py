@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from tests.databases import is_postgres
+
 ENSEMBLE = str(Path(sys.executable).parent / "ensemble")
 TOPIC = "How do bees make honey?"
 
@@ -53,7 +55,24 @@ def db(tmp_path: Path) -> Path:
     return tmp_path / "data" / "ensemble.db"
 
 
-def start(db: Path, corpus: Path, *extra: str) -> dict[str, Any]:
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The working directory of the test's `ensemble` processes."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def published_folder(db: str, workdir: Path) -> Path:
+    """Where a run publishes by default: beside a SQLite file.
+
+    PostgreSQL has no file: there the data folder (`.ensemble/`) of the working directory.
+    """
+    if is_postgres(db):
+        return workdir / ".ensemble" / "published"
+    return Path(db).parent / "published"
+
+
+def start(db: str | Path, corpus: Path, *extra: str) -> dict[str, Any]:
     return result(
         ensemble(
             "run", "content", TOPIC, "--corpus", str(corpus), "--target-words", "120",
@@ -77,12 +96,15 @@ def test_yes_runs_the_whole_pipeline_offline(db, corpus_dir):
     assert text.returncode == 0 and "Published: " in text.stdout and "## Sources" in text.stdout
 
 
-def test_a_crash_while_publishing_then_resume_gives_one_complete_set(db, corpus_dir, tmp_path):
+def test_a_crash_while_publishing_then_resume_gives_one_complete_set(
+    database, corpus_dir, tmp_path, workdir
+):
+    db = database
     paused = start(db, corpus_dir)
     assert paused["status"] == "interrupted"
     assert paused["interrupt"]["value"]["kind"] == "content_approval"
     thread = paused["thread_id"]
-    folder = db.parent / "published"
+    folder = published_folder(db, workdir)
     assert files(folder) == {}
 
     hook = tmp_path / "hook"
@@ -108,10 +130,11 @@ def test_a_crash_while_publishing_then_resume_gives_one_complete_set(db, corpus_
     assert again["status"] == "done" and files(folder) == complete
 
 
-def test_a_fork_approved_again_is_a_second_publication(db, corpus_dir):
+def test_a_fork_approved_again_is_a_second_publication(database, corpus_dir, workdir):
+    db = database
     first = start(db, corpus_dir, "--yes")
     thread = first["thread_id"]
-    folder = db.parent / "published"
+    folder = published_folder(db, workdir)
     before = files(folder)
     history = result(ensemble("history", thread, "--db", str(db), "--json", "--limit", "100"))
     at_approval = next(c for c in history["checkpoints"] if c["next"] == ["approval"])

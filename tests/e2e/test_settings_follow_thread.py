@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import uuid
@@ -22,7 +21,9 @@ from typing import Any
 import pytest
 
 from tests.corpus import write_corpus
+from tests.databases import DATABASES, database_for
 from tests.fake_openai import FakeOpenAI
+from tests.saved_writes import saved_counts
 
 ENSEMBLE = str(Path(sys.executable).parent / "ensemble")
 QUESTION = "How do honey bees turn nectar into honey?"
@@ -62,7 +63,7 @@ def json_of(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     return json.loads(done.stdout)
 
 
-def run_argv(db: Path, corpus: Path, thread: str, *extra: str) -> list[str]:
+def run_argv(db: str | Path, corpus: Path, thread: str, *extra: str) -> list[str]:
     return [
         "run",
         "research",
@@ -87,13 +88,6 @@ def forced_function(request: dict[str, Any]) -> str | None:
     return choice["function"]["name"] if isinstance(choice, dict) else None
 
 
-def row_counts(db: Path) -> tuple[int, int]:
-    with sqlite3.connect(db) as conn:
-        checkpoints = conn.execute("SELECT count(*) FROM checkpoints").fetchone()[0]
-        writes = conn.execute("SELECT count(*) FROM writes").fetchone()[0]
-    return checkpoints, writes
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[FakeOpenAI]:
     with FakeOpenAI() as fake:
@@ -105,7 +99,7 @@ class Finished:
     """A research thread run to the end with the thread model."""
 
     env: dict[str, str]
-    db: Path
+    db: str
     thread: str
     checkpoint: str
     """The run's final checkpoint."""
@@ -124,10 +118,12 @@ class Finished:
         return next(row["checkpoint_id"] for row in self.lineage() if node in row["next"])
 
 
-@pytest.fixture(scope="module")
-def finished(server: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Finished:
+@pytest.fixture(scope="module", params=DATABASES, ids=DATABASES)
+def finished(
+    request: pytest.FixtureRequest, server: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory
+) -> Finished:
     folder = tmp_path_factory.mktemp("finished")
-    db, thread, env = folder / "ensemble.db", str(uuid.uuid4()), cli_env(server.base_url)
+    db, thread, env = database_for(request, folder), str(uuid.uuid4()), cli_env(server.base_url)
     start = len(server.requests)
     argv = run_argv(db, write_corpus(folder / "corpus"), thread, "--yes")
     result = json_of(ensemble(env, *argv))
@@ -182,6 +178,7 @@ def test_fork_without_model_keeps_the_threads_model(finished: Finished, server: 
     assert "search_corpus" in [forced_function(r) for r in server.requests[start:]]
 
 
+@pytest.mark.parametrize("finished", ["sqlite"], indirect=True)  # a fork on both: the test above
 def test_model_override_at_fork_is_used_and_recorded(
     finished: Finished, server: FakeOpenAI
 ) -> None:
@@ -202,9 +199,9 @@ def test_model_override_at_fork_is_used_and_recorded(
 
 
 def test_model_override_at_resume_is_used_and_recorded(
-    server: FakeOpenAI, tmp_path: Path, corpus_dir: Path
+    server: FakeOpenAI, corpus_dir: Path, database: str
 ) -> None:
-    db, thread, env = tmp_path / "ensemble.db", str(uuid.uuid4()), cli_env(server.base_url)
+    db, thread, env = database, str(uuid.uuid4()), cli_env(server.base_url)
     paused = json_of(ensemble(env, *run_argv(db, corpus_dir, thread, "--review-plan")))
     assert paused["status"] == "interrupted"
     start = len(server.requests)
@@ -231,7 +228,7 @@ def test_missing_key_for_the_threads_model_fails_in_one_line_and_writes_nothing(
         ensemble(cli_env(server.base_url), *run_argv(db, corpus_dir, thread, "--review-plan"))
     )
     assert paused["status"] == "interrupted" and paused["next"]
-    rows, requests = row_counts(db), len(server.requests)
+    rows, requests = saved_counts(db), len(server.requests)
     no_key = cli_env(None, default_model="offline")  # only the thread's model needs the key
 
     for argv in (
@@ -244,5 +241,5 @@ def test_missing_key_for_the_threads_model_fails_in_one_line_and_writes_nothing(
         assert len(lines) == 1, (argv, failed.stderr)
         assert lines[0].startswith("ensemble: error: ") and "OPENAI_API_KEY" in lines[0]
         assert json.loads(failed.stdout) == {"status": "refused", "error": lines[0][17:]}
-        assert row_counts(db) == rows, argv
+        assert saved_counts(db) == rows, argv
     assert len(server.requests) == requests

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import uuid
@@ -20,9 +19,9 @@ from typing import Any
 
 import pytest
 import yaml
-from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from tests.fake_openai import FakeOpenAI
+from tests.saved_writes import saved_writes
 
 ENSEMBLE = str(Path(sys.executable).parent / "ensemble")
 ROOT = Path(__file__).resolve().parents[2]
@@ -257,24 +256,18 @@ def task_of(request: dict[str, Any]) -> str | None:
     return None
 
 
-def saved_attempts(db: Path, thread: str) -> dict[str, dict[str, Any]]:
+def saved_attempts(db: str, thread: str) -> dict[str, dict[str, Any]]:
     """Every attempt the checkpointer stored for the thread, pending writes included."""
-    serde = JsonPlusSerializer()
     found: dict[str, dict[str, Any]] = {}
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute(
-            "SELECT type, value FROM writes WHERE thread_id = ? AND channel = 'attempts'",
-            (thread,),
-        ).fetchall()
-    for kind, value in rows:
-        found |= serde.loads_typed((kind, value))
+    for attempts in saved_writes(db, thread, "attempts"):
+        found |= attempts
     return found
 
 
 def test_a_killed_run_resumes_without_redoing_finished_tasks(
-    tmp_path: Path, db_with_default_corpus: Path
+    tmp_path: Path, database: str, corpus_dir: Path
 ) -> None:
-    db, thread = db_with_default_corpus, str(uuid.uuid4())
+    db, thread = database, str(uuid.uuid4())
     tasks = [
         {"id": tid, "description": text, "capability": "analysis"} for tid, text in PARTS.items()
     ]
@@ -286,6 +279,7 @@ def test_a_killed_run_resumes_without_redoing_finished_tasks(
     argv = [
         "run", "solver", "--tasks", str(workflow), "--model", SOLVER_MODEL,
         "--max-concurrency", "1", "--db", str(db), "--thread", thread, "--json",
+        "--corpus", str(corpus_dir),  # small: `run` indexes its corpus, on PostgreSQL in memory
     ]  # fmt: skip
 
     with FakeOpenAI(log_path=tmp_path / "requests.jsonl") as server:

@@ -12,6 +12,7 @@ from ensemble import processes
 from ensemble.cli import serve
 from ensemble.server.policy import ServerPolicy
 from tests.corpus import write_corpus
+from tests.databases import DATABASES, database_for
 
 STARTUP_TIMEOUT = 120.0
 
@@ -21,7 +22,8 @@ class Server:
     """A running dev server and what tests need to talk to it and to its database."""
 
     url: str
-    db: Path
+    db: str
+    """The `--db` value: a SQLite path or a PostgreSQL URL."""
     corpus: Path
     log: Path
 
@@ -40,12 +42,14 @@ def served_access(workdir: Path) -> serve.ServerAccess:
     return serve.ServerAccess(corpus_roots=(workdir,), policy=policy)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One dev server for the module: temp database, temp working directory, offline model."""
+@pytest.fixture(scope="module", params=DATABASES, ids=DATABASES)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """One dev server per module and database: temp working directory, offline model."""
     workdir = tmp_path_factory.mktemp("devserver")
     corpus = write_corpus(workdir / "corpus")
-    db = workdir / "ensemble.db"
+    db = database_for(request, workdir)
     config = serve.server_config(workdir)
     port = processes.free_port()
     log = workdir / "server.log"

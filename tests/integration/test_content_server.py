@@ -2,7 +2,8 @@
 
 An author (no roles) starts content runs; only a reviewer answers the approval. Nothing is
 written before a person approves, files go only into the operator's `--output-root`, and an
-`output_dir` that leaves it is a 422 before any run exists.
+`output_dir` that leaves it is a 422 before any run exists. The approval round trip runs on a
+server on SQLite and on one on PostgreSQL; the checks of folders on the SQLite one only.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from langgraph_sdk import get_client
 from ensemble import processes
 from ensemble.publishing.piece import count_words
 from tests.corpus import write_corpus
+from tests.databases import DATABASES, database_for
 
 pytestmark = pytest.mark.integration
 
@@ -36,20 +38,24 @@ BLOG = {
 }
 NOTE = "Say more about the waggle dance."
 ITEMS = ["Why bees dance", "How honey is stored", "Which crops need bees"]
+ON_SQLITE_ONLY = pytest.mark.parametrize("served", ["sqlite"], indirect=True)
+"""For a test of folders and validation, not of the database: one server is enough."""
 
 
 @dataclass(frozen=True)
 class ContentServer:
     url: str
-    db: Path
+    db: str
     roots: Path
     out: Path
     outside: Path
     log: Path
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ContentServer]:
+@pytest.fixture(scope="module", params=DATABASES, ids=DATABASES)
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ContentServer]:
     """`ensemble serve --keys --corpus-root --output-root --model offline`, escapes planted."""
     base = tmp_path_factory.mktemp("content")
     roots = base / "roots"
@@ -65,14 +71,15 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ContentServer]:
         {"user": REVIEWER, "key": KEYS[REVIEWER], "roles": ["reviewer"]},
     ]
     keys.write_text(json.dumps({"keys": entries}), encoding="utf-8")
-    db = base / "data" / "ensemble.db"
+    db = database_for(request, base / "data")
     port = processes.free_port()
     log = base / "serve.log"
     argv = [sys.executable, "-m", "ensemble.cli.main", "serve", "--port", str(port)]
-    argv += ["--db", str(db), "--model", "offline", "--keys", str(keys)]
+    argv += ["--db", db, "--model", "offline", "--keys", str(keys)]
     argv += ["--corpus-root", str(roots), "--output-root", str(out)]
     url = f"http://127.0.0.1:{port}"
-    with processes.start(argv, log) as child:
+    # on PostgreSQL the server keeps its records in the working directory's data folder
+    with processes.start(argv, log, cwd=base) as child:
         child.wait_ready(f"{url}/ok", 120)
         yield ContentServer(url=url, db=db, roots=roots, out=out, outside=outside, log=log)
 
@@ -150,6 +157,7 @@ async def test_author_drafts_reviewer_requests_changes_then_approves(
     assert (await author.threads.get(thread_id))["status"] == "idle"
 
 
+@ON_SQLITE_ONLY
 async def test_an_edited_text_is_published_sanitised_into_the_root_itself(
     served: ContentServer,
 ) -> None:
@@ -188,6 +196,7 @@ async def test_an_edited_text_is_published_sanitised_into_the_root_itself(
         "{out}/escape",
     ],
 )
+@ON_SQLITE_ONLY
 async def test_output_dir_outside_the_roots_is_a_422(served: ContentServer, output_dir) -> None:
     author = client(served, AUTHOR)
     thread_id = (await author.threads.create())["thread_id"]
@@ -205,6 +214,7 @@ async def test_output_dir_outside_the_roots_is_a_422(served: ContentServer, outp
     assert Path("/tmp/x").exists() == tmp_x_existed
 
 
+@ON_SQLITE_ONLY
 async def test_a_newsletter_reaches_approval_and_a_rejection_publishes_nothing(
     served: ContentServer,
 ) -> None:

@@ -1,7 +1,8 @@
 """Every scenario through a real `langgraph dev` server, driven by the LangGraph SDK.
 
-The server writes its checkpoints into the Ensemble SQLite file, so the `ensemble` CLI must
-see (and show) the threads the server ran.
+The server writes its checkpoints into the Ensemble database, so the `ensemble` CLI must
+see (and show) the threads the server ran. What touches the database runs on SQLite and on
+PostgreSQL (one server each); what does not runs on SQLite only.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from tests.integration.conftest import SLOW_MODEL, Server, tail
 pytestmark = pytest.mark.integration
 
 ASSISTANT = "research"
+ON_SQLITE_ONLY = pytest.mark.parametrize("server", ["sqlite"], indirect=True)
+"""For a test that does not depend on the database: one server is enough."""
 
 
 def research_input(server: Server, **extra: Any) -> dict[str, Any]:
@@ -61,12 +64,14 @@ def ensemble_cli(*args: str) -> dict[str, Any]:
     return json.loads(done.stdout)
 
 
+@ON_SQLITE_ONLY
 async def test_every_scenario_is_an_assistant(server: Server) -> None:
     client = get_client(url=server.url)
     assistants = await client.assistants.search(limit=100)
     assert set(SCENARIOS) <= {a["graph_id"] for a in assistants}
 
 
+@ON_SQLITE_ONLY  # a run on PostgreSQL: the tests below
 async def test_wait_returns_a_cited_report(server: Server) -> None:
     client = get_client(url=server.url)
     thread = await client.threads.create()
@@ -76,6 +81,7 @@ async def test_wait_returns_a_cited_report(server: Server) -> None:
     assert out["outcome"] == "approved"
 
 
+@ON_SQLITE_ONLY
 async def test_stream_shows_agents_and_message_chunks(server: Server) -> None:
     client = get_client(url=server.url)
     thread = await client.threads.create()
@@ -124,6 +130,7 @@ async def test_plan_review_pauses_and_an_edit_is_researched(server: Server) -> N
     assert (await client.threads.get(thread_id))["status"] == "idle"
 
 
+@ON_SQLITE_ONLY  # a resume on PostgreSQL: the test above
 async def test_a_second_client_resumes_a_thread_the_first_started(server: Server) -> None:
     first = get_client(url=server.url)
     thread_id = (await first.threads.create())["thread_id"]
@@ -207,16 +214,17 @@ async def test_the_cli_reads_what_the_server_wrote(server: Server) -> None:
     thread_id = (await client.threads.create())["thread_id"]
     out = await client.runs.wait(thread_id, ASSISTANT, input=research_input(server))
 
-    threads = ensemble_cli("threads", "--db", str(server.db))["threads"]
+    threads = ensemble_cli("threads", "--db", server.db)["threads"]
     row = next(t for t in threads if t["thread_id"] == thread_id)
     assert row["scenario"] == "research"
     assert row["status"] == "done"
 
-    shown = ensemble_cli("show", thread_id, "--db", str(server.db))
+    shown = ensemble_cli("show", thread_id, "--db", server.db)
     assert shown["scenario"] == "research"
     assert shown["values"]["report"] == out["report"]
 
 
+@ON_SQLITE_ONLY
 async def test_metrics_count_server_runs(server: Server) -> None:
     client = get_client(url=server.url)
     started = metric(server, "ensemble_runs_started_total", scenario="research")

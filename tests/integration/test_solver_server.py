@@ -3,7 +3,8 @@
 An author (no roles) starts solver runs; only a reviewer answers a help request. The shipped
 example workflow is solved offline; a team whose only capable agent always fails (its model
 cannot be built: the server has no OpenAI key) pauses for a person, whose stated result
-finishes the task; a bad workflow or agent definition is a 422 before any run exists.
+finishes the task; a bad workflow or agent definition is a 422 before any run exists. The
+pause for a person runs on a server on SQLite and on one on PostgreSQL; the rest on SQLite only.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import yaml
 from langgraph_sdk import get_client
 
 from ensemble import processes
+from tests.databases import DATABASES, database_for
 
 pytestmark = pytest.mark.integration
 
@@ -40,12 +42,14 @@ ONE_TASK = {
     "title": "Stuck",
     "tasks": [{"id": "estimate", "description": "Estimate the answer.", "capability": "analysis"}],
 }
+ON_SQLITE_ONLY = pytest.mark.parametrize("served", ["sqlite"], indirect=True)
+"""For a test that does not depend on the database: one server is enough."""
 
 
 @dataclass(frozen=True)
 class SolverServer:
     url: str
-    db: Path
+    db: str
     log: Path
 
 
@@ -58,8 +62,10 @@ def server_env() -> dict[str, str]:
     } | {"NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SolverServer]:
+@pytest.fixture(scope="module", params=DATABASES, ids=DATABASES)
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SolverServer]:
     """`ensemble serve --keys --model offline` with an author and a reviewer."""
     base = tmp_path_factory.mktemp("solver")
     keys = base / "keys.json"
@@ -68,11 +74,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SolverServer]:
         {"user": REVIEWER, "key": KEYS[REVIEWER], "roles": ["reviewer"]},
     ]
     keys.write_text(json.dumps({"keys": entries}), encoding="utf-8")
-    db = base / "data" / "ensemble.db"
+    db = database_for(request, base / "data")
     port = processes.free_port()
     log = base / "serve.log"
     argv = [sys.executable, "-m", "ensemble.cli.main", "serve", "--port", str(port)]
-    argv += ["--db", str(db), "--model", "offline", "--keys", str(keys)]
+    argv += ["--db", db, "--model", "offline", "--keys", str(keys)]
     argv += ["--allow-model", FAILING["model"]]  # the operator offers it; it cannot be built
     url = f"http://127.0.0.1:{port}"
     with processes.start(argv, log, cwd=base, env=server_env()) as child:
@@ -91,6 +97,7 @@ async def expect_status(status: int, coroutine: Any) -> str:
     return caught.value.response.text
 
 
+@ON_SQLITE_ONLY
 async def test_the_example_workflow_is_solved(served: SolverServer) -> None:
     author = client(served, AUTHOR)
     workflow = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
@@ -160,6 +167,7 @@ def bad_task(**changes: Any) -> dict[str, Any]:
     ],
     ids=["cycle", "missing-dependency", "unknown-capability", "duplicate-id"],
 )
+@ON_SQLITE_ONLY
 async def test_a_bad_workflow_is_a_422_naming_the_task(
     served: SolverServer, tasks: list[dict[str, Any]], expected: str
 ) -> None:
@@ -173,6 +181,7 @@ async def test_a_bad_workflow_is_a_422_naming_the_task(
     assert not (await author.threads.get_state(thread_id))["values"]
 
 
+@ON_SQLITE_ONLY
 async def test_an_agent_with_an_unknown_tool_is_a_422(served: SolverServer) -> None:
     author = client(served, AUTHOR)
     thread_id = (await author.threads.create())["thread_id"]
