@@ -22,10 +22,10 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 
+from ensemble import persistence
 from ensemble.audit import AuditEvent, events, flush, record, stats, thread_context, totals, trail
 from ensemble.cli.audit import add_audit_parsers, cmd_audit, cmd_stats
 from ensemble.errors import DatabaseError, InvalidInputError
-from ensemble import persistence
 from ensemble.persistence import connect
 
 REPO = Path(__file__).resolve().parents[2]
