@@ -496,6 +496,10 @@ def test_a_due_schedule_fires_one_run_that_a_worker_finishes(cluster: Cluster) -
     assert (schedule["cron"], schedule["scenario"]) == ("* * * * *", "research")
     assert (schedule["fired"], schedule["last_thread"]) == (0, None)
 
+    # Not due until the test says so: a minute boundary passing while the worker starts would
+    # fire it before the moment chosen below.
+    later = "UPDATE ensemble_schedules SET next_at = now() + interval '1 day'"
+    sql(cluster.url, later)
     worker = cluster.start_worker("w1")
     worker.wait_for("worker w1: leader (epoch 1)", 60)
 
@@ -517,7 +521,7 @@ def test_a_due_schedule_fires_one_run_that_a_worker_finishes(cluster: Cluster) -
     )
     assert row == (1, thread_id, True, True)
     # The run may take longer than the minute on a busy machine: no second due time meanwhile.
-    sql(cluster.url, "UPDATE ensemble_schedules SET next_at = now() + interval '1 day'")
+    sql(cluster.url, later)
     cluster.wait_status(thread_id, "done")
     worker.stop()
     assert sql(cluster.url, "SELECT thread_id, status FROM ensemble_runs") == [(thread_id, "done")]
