@@ -13,7 +13,10 @@ import json
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
+
+from ensemble import settings
 
 SUBMIT_DESCRIPTION = (
     "ensemble submit SCENARIO [INPUT] [--FIELD VALUE ...] --db postgresql://...: queue a new run "
@@ -67,6 +70,16 @@ def add_cluster_parsers(sub: Any, parents: list[argparse.ArgumentParser]) -> Non
         help="at most N runs of SCENARIO at once across the cluster (give every worker the same)",
     )  # fmt: skip
     worker.add_argument("--name", help="this worker's name in logs (default: HOST-PID)")
+    worker.add_argument(
+        "--corpus-root", dest="corpus_roots", action="append", default=[], type=Path,
+        metavar="DIR", help="only folders inside DIR may be a run's corpus (repeatable; default: "
+        "any folder, as for `ensemble run`; also $ENSEMBLE_CORPUS_ROOTS)",
+    )  # fmt: skip
+    worker.add_argument(
+        "--output-root", dest="output_roots", action="append", default=[], type=Path,
+        metavar="DIR", help="runs may publish only inside DIR (repeatable; default: any folder; "
+        "also $ENSEMBLE_OUTPUT_ROOTS)",
+    )  # fmt: skip
 
     schedule = sub.add_parser("schedule", help="runs that start on a cron schedule (PostgreSQL)")
     actions = schedule.add_subparsers(dest="schedule_command", required=True, metavar="ACTION")
@@ -264,9 +277,18 @@ async def cmd_worker(args: argparse.Namespace) -> int:
         caps[name] = int(number)
     async with cluster_connection(args.db):
         pass  # refuse a database that is not upgraded before anything starts
+    from ensemble.cli.serve import operator_folders
+
+    workspace = Workspace(
+        db=db,
+        corpus_roots=operator_folders("--corpus-root", args.corpus_roots, settings.corpus_roots())
+        or None,
+        output_roots=operator_folders("--output-root", args.output_roots, settings.output_roots())
+        or None,
+    )
     worker = Worker(
         db=db,
-        workspace=Workspace(db=db),
+        workspace=workspace,
         concurrency=args.concurrency,
         stall_timeout=args.stall_timeout,
         leader_lease=args.leader_lease,

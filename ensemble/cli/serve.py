@@ -219,8 +219,10 @@ def server_access(
     if keys is not None:
         keys = keys.expanduser().resolve()
         load_keys(keys)  # fail now, with the file and entry, rather than in the server's log
-    roots = _folders("--corpus-root", args.corpus_roots, settings.corpus_roots())
-    outputs = _folders("--output-root", getattr(args, "output_roots", []), settings.output_roots())
+    roots = operator_folders("--corpus-root", args.corpus_roots, settings.corpus_roots())
+    outputs = operator_folders(
+        "--output-root", getattr(args, "output_roots", []), settings.output_roots()
+    )
     host = args.host
     if not _is_loopback(host) and keys is None:
         raise ServeError(f"--host {host} would expose an unauthenticated server; add --keys FILE")
@@ -253,7 +255,9 @@ def server_access(
     return ServerAccess(host, keys, roots, outputs, policy)
 
 
-def _folders(flag: str, given: Sequence[Path], fallback: Sequence[Path] | None) -> tuple[Path, ...]:
+def operator_folders(
+    flag: str, given: Sequence[Path], fallback: Sequence[Path] | None
+) -> tuple[Path, ...]:
     """The folders a `--corpus-root`/`--output-root` flag names (else its environment's)."""
     folders = tuple(r.expanduser().resolve() for r in given) or tuple(fallback or ())
     for folder in folders:

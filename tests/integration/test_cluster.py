@@ -599,3 +599,21 @@ def test_a_database_not_upgraded_is_refused_naming_ensemble_db_upgrade(
     for command in (("submit", "research", QUESTION), ("worker",), ("schedule", "list")):
         stderr = here.refused(*command, "--db", postgres_url)
         assert f"run `ensemble db upgrade --db {postgres_url}` once" in stderr, stderr
+
+
+def test_a_worker_with_a_corpus_root_refuses_a_run_reading_outside_it(cluster: Cluster) -> None:
+    allowed = cluster.cwd / "allowed"
+    allowed.mkdir()
+    outside = cluster.submit(*research_args(cluster.corpus))  # the corpus is not under `allowed`
+    inside_corpus = write_corpus(allowed / "docs")
+    inside = cluster.submit(*research_args(inside_corpus))
+    worker = cluster.start_worker("w1", "--corpus-root", str(allowed)).ready()
+    cluster.wait_status(outside, "failed")
+    cluster.wait_status(inside, "done")
+    worker.stop()
+    ((error,),) = sql(
+        cluster.url, "SELECT error FROM ensemble_runs WHERE thread_id = %s", (outside,)
+    )
+    assert "not a folder inside the allowed corpus roots" in error, error
+    assert str(cluster.corpus) in error, error
+    assert worker.says(f"worker w1: thread {outside} failed")
