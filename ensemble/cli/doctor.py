@@ -8,6 +8,7 @@ import os
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from ensemble.cli.render import print_json
 
@@ -103,4 +104,43 @@ def _openai() -> Piece:
     )
 
 
-CHECKS: tuple[Callable[[], Piece], ...] = (_sandbox, _server, _local_model, _openai)
+def _postgresql() -> Piece:
+    from ensemble.db import database
+    from ensemble.errors import EnsembleError
+
+    how = "export ENSEMBLE_DB=postgresql://USER@HOST/DB, then `ensemble db upgrade` once"
+    try:
+        db = database()
+    except EnsembleError as error:
+        return Piece("postgresql", "the run queue and workers", False, str(error), how)
+    if not db.is_postgres:
+        detail = f"ENSEMBLE_DB is the SQLite file {db} (the default; no run queue)"
+        return Piece("postgresql", "the run queue and workers", False, detail, how)
+    try:
+        version = _schema_version(db)
+    except Exception as error:  # unreachable, refused, not upgraded: say which, one line
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        return Piece("postgresql", "the run queue and workers", False, f"{db}: {reason}", how)
+    return Piece(
+        "postgresql", "the run queue and workers", True, f"{db} at schema version {version}", how
+    )
+
+
+def _schema_version(db: Any) -> int:
+    import psycopg
+
+    from ensemble.db.postgres import CONNECT_TIMEOUT
+    from ensemble.db.schema import LATEST
+
+    with psycopg.connect(db.dsn, connect_timeout=int(CONNECT_TIMEOUT)) as conn:
+        found = conn.execute("SELECT to_regclass('ensemble_schema') IS NOT NULL").fetchone()
+        if not found or not found[0]:
+            raise RuntimeError("not prepared: run `ensemble db upgrade`")
+        row = conn.execute("SELECT coalesce(max(version), 0) FROM ensemble_schema").fetchone()
+    version = int(row[0]) if row else 0
+    if version != LATEST:
+        raise RuntimeError(f"schema version {version}, this Ensemble needs {LATEST}")
+    return version
+
+
+CHECKS: tuple[Callable[[], Piece], ...] = (_sandbox, _server, _local_model, _openai, _postgresql)

@@ -617,3 +617,22 @@ def test_a_worker_with_a_corpus_root_refuses_a_run_reading_outside_it(cluster: C
     assert "not a folder inside the allowed corpus roots" in error, error
     assert str(cluster.corpus) in error, error
     assert worker.says(f"worker w1: thread {outside} failed")
+
+
+def test_doctor_says_whether_the_database_can_run_the_queue(postgres_url: str) -> None:
+    def doctor() -> dict[str, Any]:
+        done = subprocess.run(
+            [*ENSEMBLE, "doctor", "--json"], env=clean_env() | {"ENSEMBLE_DB": postgres_url},
+            capture_output=True, text=True, timeout=120, check=True,
+        )  # fmt: skip
+        pieces = json.loads(done.stdout)["pieces"]
+        return next(p for p in pieces if p["name"] == "postgresql")
+
+    before = doctor()
+    assert not before["works"] and "ensemble db upgrade" in before["detail"], before
+    subprocess.run(
+        [*ENSEMBLE, "db", "upgrade", "--db", postgres_url], env=clean_env(), check=True,
+        capture_output=True, timeout=120,
+    )  # fmt: skip
+    after = doctor()
+    assert after["works"] and "at schema version" in after["detail"], after

@@ -53,7 +53,8 @@ def test_version(capsys):
 def test_doctor_lists_every_optional_piece(capsys):
     code, out, _ = cli(capsys, "doctor", "--json")
     assert code == 0
-    assert {p["name"] for p in out["pieces"]} == {"sandbox", "server", "local model", "openai"}
+    names = {p["name"] for p in out["pieces"]}
+    assert names == {"sandbox", "server", "local model", "openai", "postgresql"}
     for piece in out["pieces"]:
         assert piece["detail"] and (piece["works"] or piece["how"])
 
