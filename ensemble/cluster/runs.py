@@ -55,8 +55,6 @@ async def submit(
     Raises:
         InvalidInputError: The thread is already queued or running (one run per thread at once).
     """
-    from pgqueuer.queries import Queries
-
     async with conn.transaction():
         cursor = conn.cursor(row_factory=dict_row)
         await cursor.execute(
@@ -68,16 +66,31 @@ async def submit(
                 f"thread {thread_id} is already {row['status']} on the cluster; "
                 "wait for it (ensemble threads) before submitting to it again"
             )
-        await conn.execute(
-            "INSERT INTO ensemble_runs (thread_id, scenario, status, request, priority) "
-            "VALUES (%s, %s, 'queued', %s, %s) ON CONFLICT (thread_id) DO UPDATE SET "
-            "scenario = EXCLUDED.scenario, status = 'queued', request = EXCLUDED.request, "
-            "priority = EXCLUDED.priority, error = NULL, worker = NULL, attempts = 0, "
-            "submitted_at = now(), started_at = NULL, "
-            "updated_at = now(), finished_at = NULL",
-            (thread_id, scenario, json.dumps(request), priority),
-        )
-        await enqueue(Queries.from_psycopg_connection(conn), thread_id, scenario, priority)
+        await queue_request(conn, thread_id, scenario, request, priority)
+
+
+async def queue_request(
+    conn: psycopg.AsyncConnection[Any],
+    thread_id: str,
+    scenario: str,
+    request: dict[str, Any],
+    priority: int,
+) -> None:
+    """Write the thread's row (a new request starts afresh) and its job.
+
+    In the caller's transaction: `submit`'s, or the leader's as it fires a schedule.
+    """
+    from pgqueuer.queries import Queries
+
+    await conn.execute(
+        "INSERT INTO ensemble_runs (thread_id, scenario, status, request, priority) "
+        "VALUES (%s, %s, 'queued', %s, %s) ON CONFLICT (thread_id) DO UPDATE SET "
+        "scenario = EXCLUDED.scenario, status = 'queued', request = EXCLUDED.request, "
+        "priority = EXCLUDED.priority, error = NULL, worker = NULL, attempts = 0, "
+        "submitted_at = now(), started_at = NULL, updated_at = now(), finished_at = NULL",
+        (thread_id, scenario, json.dumps(request), priority),
+    )
+    await enqueue(Queries.from_psycopg_connection(conn), thread_id, scenario, priority)
 
 
 async def enqueue(queries: Any, thread_id: str, scenario: str, priority: int) -> bool:

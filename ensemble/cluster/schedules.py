@@ -77,8 +77,6 @@ async def fire_due(conn: psycopg.AsyncConnection[Any], leader_epoch: int) -> lis
     One transaction: the epoch check, the runs and the schedules' next times commit together,
     so a schedule fires once per due time however leaders come and go.
     """
-    from pgqueuer.queries import Queries
-
     started: list[str] = []
     async with conn.transaction():
         cursor = conn.cursor(row_factory=dict_row)
@@ -93,18 +91,12 @@ async def fire_due(conn: psycopg.AsyncConnection[Any], leader_epoch: int) -> lis
             "SELECT id, cron, scenario, request, priority FROM ensemble_schedules "
             "WHERE next_at <= now() ORDER BY next_at FOR UPDATE SKIP LOCKED"
         )
-        queries = Queries.from_psycopg_connection(conn)
         for due in await cursor.fetchall():
             thread_id = new_thread_id()
             request = (
                 due["request"] if isinstance(due["request"], dict) else json.loads(due["request"])
             )
-            await conn.execute(
-                "INSERT INTO ensemble_runs (thread_id, scenario, status, request, priority) "
-                "VALUES (%s, %s, 'queued', %s, %s)",
-                (thread_id, due["scenario"], json.dumps(request), due["priority"]),
-            )
-            await runs.enqueue(queries, thread_id, due["scenario"], due["priority"])
+            await runs.queue_request(conn, thread_id, due["scenario"], request, due["priority"])
             await conn.execute(
                 "UPDATE ensemble_schedules SET next_at = %s, last_fired_at = now(), "
                 "last_thread = %s, fired = fired + 1 WHERE id = %s",
