@@ -201,12 +201,10 @@ async def _refuse_existing(value: str | None, thread_id: str) -> None:
 
 
 async def _thread_request(args: argparse.Namespace) -> tuple[Any, str, str, dict[str, Any]]:
-    from ensemble.cli.commands import _check_answer, _parse_answer, _parse_set, thread_parser
+    from ensemble.cli.commands import _parse_set, answer_for, thread_parser
     from ensemble.cli.flags import given_settings
     from ensemble.cluster.execute import fork_request, resume_request
     from ensemble.db import database
-    from ensemble.errors import InvalidInputError
-    from ensemble.resilience.pause import is_halt
     from ensemble.runner import open_thread, require_checkpoint, thread_config
     from ensemble.workspace import Workspace
 
@@ -222,19 +220,8 @@ async def _thread_request(args: argparse.Namespace) -> tuple[Any, str, str, dict
     ):
         head = await require_checkpoint(graph, thread_config(parsed.thread))
         at = head.config["configurable"].get("checkpoint_id")
-        values = head.values if isinstance(head.values, dict) else {}
         if args.scenario == "resume":
-            answer = None
-            halted = bool(head.interrupts) and all(is_halt(i.value) for i in head.interrupts)
-            if parsed.answer is not None:
-                if not head.interrupts:
-                    raise InvalidInputError(
-                        f"thread {parsed.thread!r} is not waiting for an answer"
-                    )
-                answer = _parse_answer(parsed.answer, halted=halted)
-                _check_answer(answer, scenario, values, halted=halted)
-            elif halted:
-                answer = "retry"  # as `ensemble resume`: a paused run resumed without an answer
+            answer = answer_for(parsed.answer, head, scenario, overrides, parsed.thread)
             request = resume_request(at, overrides, answer, yes=parsed.yes)
         else:
             past = await require_checkpoint(graph, thread_config(parsed.thread, parsed.checkpoint))

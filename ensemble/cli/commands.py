@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from langgraph.types import StateSnapshot
+
 from ensemble.cli import prompt
 from ensemble.cli.flags import (
     add_input_flags,
@@ -111,6 +113,37 @@ def _budget_answer(raw: str | None) -> Any:
         validate_context({"budget": answer["budget"]})
         return answer["budget"]
     return None
+
+
+def answer_for(
+    raw: str | None,
+    snapshot: StateSnapshot,
+    scenario: Scenario,
+    overrides: dict[str, Any],
+    thread_id: str,
+) -> Any:
+    """The answer `--answer` gives a thread's pending question, checked (None: no answer).
+
+    `{"budget": {...}}` to a run paused by its budget raises the budget (in `overrides`); a
+    paused run resumed without an answer retries.
+
+    Raises:
+        InvalidInputError: An answer to a thread that asks nothing, or one its gate refuses.
+    """
+    halted = bool(snapshot.interrupts) and all(is_halt(i.value) for i in snapshot.interrupts)
+    budget = _budget_answer(raw) if halted or not snapshot.interrupts else None
+    if budget is not None:  # `--answer '{"budget": {...}}'` raises the run's budget
+        overrides["budget"] = budget
+        if not snapshot.interrupts:  # a run stopped by the budget: no question to answer
+            raw = None
+    if raw is None:
+        return "retry" if halted else None
+    if not snapshot.interrupts:
+        raise InvalidInputError(f"thread {thread_id!r} is not waiting for an answer")
+    values = snapshot.values if isinstance(snapshot.values, dict) else {}
+    answer = _parse_answer(raw, halted=halted)
+    _check_answer(answer, scenario, values, halted=halted)
+    return answer
 
 
 BARE_WORD = re.compile(r"[a-z][a-z_]*")
@@ -256,22 +289,9 @@ async def cmd_resume(args: argparse.Namespace) -> int:
         config = thread_config(args.thread)
         snapshot = await require_checkpoint(graph, config)
         overrides = given_settings(args)
-        halted = bool(snapshot.interrupts) and all(is_halt(i.value) for i in snapshot.interrupts)
-        budget = _budget_answer(args.answer) if halted or not snapshot.interrupts else None
-        if budget is not None:  # `--answer '{"budget": {...}}'` raises the run's budget
-            overrides["budget"] = budget
-            if not snapshot.interrupts:  # a run stopped by the budget: no question to answer
-                args.answer = None
+        answer = answer_for(args.answer, snapshot, scenario, overrides, args.thread)
         run_settings = await for_thread(saver, config, overrides, how="resume")
         values = snapshot.values if isinstance(snapshot.values, dict) else {}
-        answer = None
-        if args.answer is not None:
-            if not snapshot.interrupts:
-                raise InvalidInputError(f"thread {args.thread!r} is not waiting for an answer")
-            answer = _parse_answer(args.answer, halted=halted)
-            _check_answer(answer, scenario, values, halted=halted)
-        elif halted:
-            answer = "retry"  # a paused run resumed without an answer: try again
         if snapshot.interrupts:
             first = _answerer(args, answer)(snapshot.interrupts[0].value, scenario, values)
             if first is None:
