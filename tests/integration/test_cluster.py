@@ -636,3 +636,21 @@ def test_doctor_says_whether_the_database_can_run_the_queue(postgres_url: str) -
     )  # fmt: skip
     after = doctor()
     assert after["works"] and "at schema version" in after["detail"], after
+
+
+def test_a_worker_with_an_output_root_refuses_to_publish_outside_it(cluster: Cluster) -> None:
+    allowed = cluster.cwd / "site"
+    allowed.mkdir()
+    elsewhere = cluster.cwd / "elsewhere"
+    thread = cluster.submit(
+        "content", "How bees make honey", "--corpus", str(cluster.corpus),
+        "--output-dir", str(elsewhere), "--yes",
+    )  # fmt: skip
+    worker = cluster.start_worker("w1", "--output-root", str(allowed)).ready()
+    cluster.wait_status(thread, "failed")
+    worker.stop()
+    ((error,),) = sql(
+        cluster.url, "SELECT error FROM ensemble_runs WHERE thread_id = %s", (thread,)
+    )
+    assert "is not a folder inside the allowed output_dir roots" in error, error
+    assert not elsewhere.exists()
