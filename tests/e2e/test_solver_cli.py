@@ -336,3 +336,28 @@ def test_a_killed_run_resumes_without_redoing_finished_tasks(
     logged = (tmp_path / "requests.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(logged) == len(server.requests)
     assert {json.loads(line)["model"] for line in logged} == {"solver-model"}
+
+
+def test_a_solver_run_forks_from_a_past_checkpoint(
+    tmp_path: Path, database: str, corpus_dir: Path
+) -> None:
+    """A finished solver thread branches from a checkpoint and runs the branch to its end."""
+    tasks = [task("first"), task("second", "first"), task("last", "second", capability="writing")]
+    workflow = write_yaml(tmp_path / "chain.yaml", {"title": "Chain", "tasks": tasks})
+    db, thread = database, str(uuid.uuid4())
+    done = json_of(
+        ensemble(
+            "run", "solver", "--tasks", str(workflow), "--db", db, "--thread", thread,
+            "--corpus", str(corpus_dir), "--json",
+        )
+    )  # fmt: skip
+    assert done["status"] == "done", done
+    history = json_of(ensemble("history", thread, "--db", db, "--json"))["checkpoints"]
+    middle = history[len(history) // 2]["checkpoint_id"]
+    forked = json_of(ensemble("fork", thread, "--checkpoint", middle, "--db", db, "--json"))
+    assert forked["status"] == "done", forked
+    assert forked["checkpoint_id"] != done["checkpoint_id"]
+    assert [e["status"] for e in forked["output"]["dag"]] == ["done", "done", "done"]
+    after = json_of(ensemble("history", thread, "--db", db, "--json"))["checkpoints"]
+    parents = [c["parent_id"] for c in after if c.get("parent_id")]
+    assert parents.count(middle) == 2  # the original child and the branch's first step
