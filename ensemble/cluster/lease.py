@@ -19,7 +19,6 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg.rows import dict_row
 
 from ensemble.db import Database
-from ensemble.db.fence import is_lease_lost
 
 
 @asynccontextmanager
@@ -42,6 +41,3 @@ async def fenced_saver(
 def describe(error: Any) -> str:
     """One line for a log."""
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-
-
-__all__ = ["describe", "fenced_saver", "is_lease_lost"]

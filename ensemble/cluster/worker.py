@@ -35,7 +35,7 @@ from ensemble.cluster import (
 )
 from ensemble.cluster.execute import execute
 from ensemble.cluster.leader import Leadership
-from ensemble.cluster.lease import describe, fenced_saver, is_lease_lost
+from ensemble.cluster.lease import describe, fenced_saver
 from ensemble.db import Database
 from ensemble.workspace import Workspace
 
@@ -187,11 +187,9 @@ class Worker:
             error = failure
         finally:
             alive.cancel()
-        if (
-            is_lease_lost(error)
-            or (result and is_lease_lost(Exception(result.error or "")))
-            or (await runs.current_epoch(self._status, thread_id) != held.epoch)
-        ):
+        # The epoch is the truth: the fence refuses a write only after it moved on, and it
+        # never moves back, so a refused write and a takeover both show here.
+        if await runs.current_epoch(self._status, thread_id) != held.epoch:
             self.say(
                 f"worker {self.name}: lost thread {thread_id} (epoch {held.epoch} is stale); "
                 "another worker has it"
