@@ -50,6 +50,11 @@ def corpus_roots() -> tuple[Path, ...] | None:
     return _roots("ENSEMBLE_CORPUS_ROOTS")
 
 
+def subscription_paths() -> tuple[Path, ...]:
+    """Subscription files or folders (`ENSEMBLE_SUBSCRIPTIONS`, `os.pathsep`-joined)."""
+    return _roots("ENSEMBLE_SUBSCRIPTIONS") or ()
+
+
 def output_roots() -> tuple[Path, ...] | None:
     """Folders server clients may publish into (`ENSEMBLE_OUTPUT_ROOTS`), None when unset."""
     return _roots("ENSEMBLE_OUTPUT_ROOTS")

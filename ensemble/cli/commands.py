@@ -30,6 +30,7 @@ from ensemble.cli.render import Progress, print_json, stdin_is_interactive, tabl
 from ensemble.context import validate_context
 from ensemble.db import database
 from ensemble.errors import EnsembleError, InvalidInputError
+from ensemble.events.announce import announce
 from ensemble.graphs.registry import SCENARIOS, get_scenario, parse_json_value
 from ensemble.graphs.scenario import Scenario
 from ensemble.persistence import ensure_writable, list_threads, open_async_checkpointer
@@ -278,6 +279,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
             progress,
             _answerer(args),
         )
+        await announce(db, saver, result)
     return _finish(result, args)
 
 
@@ -306,6 +308,7 @@ async def cmd_resume(args: argparse.Namespace) -> int:
         result = await drive(
             graph, scenario, config, payload, run_settings, progress, _answerer(args)
         )
+        await announce(space.db, saver, result)
     return _finish(result, args)
 
 
@@ -328,6 +331,7 @@ async def cmd_fork(args: argparse.Namespace) -> int:
                 raise InvalidInputError(f"cannot fork at {args.checkpoint}: {error!r}") from error
         progress.line(f"[fork] thread {args.thread} from checkpoint {args.checkpoint}")
         result = await drive(graph, scenario, config, None, run_settings, progress, _answerer(args))
+        await announce(space.db, saver, result)
     return _finish(result, args)
 
 

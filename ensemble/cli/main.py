@@ -22,6 +22,7 @@ from ensemble.cli.cluster import add_cluster_parsers
 from ensemble.cli.db import add_db_parser
 from ensemble.cli.doctor import add_doctor_parser
 from ensemble.cli.eval import add_eval_parser
+from ensemble.cli.events import add_events_parsers
 from ensemble.cli.graph import add_graph_parser
 from ensemble.cli.render import print_json
 from ensemble.cli.serve import add_serve_parser
@@ -112,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_graph_parser(sub, [])
     add_db_parser(sub, [common])
     add_cluster_parsers(sub, [common])
+    add_events_parsers(sub, [common])
     return parser
 
 
@@ -166,9 +168,13 @@ def _refuse(args: argparse.Namespace, message: str) -> int:
     return EXIT_ERROR
 
 
-COMMANDS = dict.fromkeys(
-    ("run", "resume", "fork", "threads", "history", "show", "scenarios", "export"), "commands"
-) | {"stats": "audit", "submit": "cluster", "worker": "cluster", "schedule": "cluster"}
+COMMANDS = (
+    dict.fromkeys(
+        ("run", "resume", "fork", "threads", "history", "show", "scenarios", "export"), "commands"
+    )
+    | {"stats": "audit", "submit": "cluster", "worker": "cluster", "schedule": "cluster"}
+    | {"subscriptions": "events"}
+)
 """The module of a command's `cmd_<name>` function, imported when it runs (default: the
 command's own module, `ensemble.cli.<name>`)."""
 

@@ -27,7 +27,7 @@ from typing import Any
 from ensemble import settings
 from ensemble.cli import add_if_missing
 from ensemble.cli.doctor import missing_modules
-from ensemble.db import DatabaseLike, database
+from ensemble.db import Database, DatabaseLike, database
 from ensemble.errors import EnsembleError
 from ensemble.server.keys import KEYS_FILE_ENV, load_keys
 from ensemble.server.policy import (
@@ -127,6 +127,12 @@ def add_serve_parser(
     repeatable("--max-budget", metavar="NAME=VALUE",
         help="the most one thread may spend (calls, tokens, seconds); applies to every "
         "thread, and a client may ask for less but never more (repeatable)")  # fmt: skip
+    repeatable("--subscriptions", type=Path, metavar="PATH",
+        help="run the event dispatcher in this server with these subscription files or folders "
+        "(repeatable; its runs keep to the server's corpus and output roots)")  # fmt: skip
+    repeatable("--watch", type=Path, metavar="DIR",
+        help="with --subscriptions: publish document.changed for documents added or changed in "
+        "DIR (repeatable)")  # fmt: skip
     return serve
 
 
@@ -143,6 +149,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise ServeError(f"--jobs must be at least 1, got {args.jobs}")
     access = server_access(args, port=args.port, model=model)
+    dispatcher = served_dispatcher(args, db, access)
     _check_port(args.port, access.host)
     if missing := missing_modules("langgraph_cli", "langgraph_api"):
         raise ServeError(
@@ -160,6 +167,9 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     print(f"Server records:  {workdir / '.langgraph_api'}", flush=True)
     for line in access.describe():
         print(line, flush=True)
+    if dispatcher is not None:
+        names = ", ".join(s.name for s in dispatcher.subscriptions)
+        print(f"Events:          POST {url}/events -> {names}", flush=True)
     print(f"API docs:        {url}/docs   (Ctrl-C stops)", flush=True)
     env = server_env(db, model, access=access)
     local_url = warm_server(model or settings.default_model_spec())
@@ -174,7 +184,50 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         env=env,
         start_new_session=True,  # the terminal's Ctrl-C reaches us once; we forward it once
     )
-    return await supervise(process)
+    if dispatcher is None:
+        return await supervise(process)
+    stop_dispatching = asyncio.Event()
+    dispatching = asyncio.create_task(dispatcher.run(stop_dispatching))
+    try:
+        return await supervise(process)
+    finally:
+        stop_dispatching.set()
+        try:
+            await dispatching
+        except EnsembleError as error:
+            print(f"ensemble: the event dispatcher stopped: {error}", file=sys.stderr)
+
+
+def served_dispatcher(args: argparse.Namespace, db: Database, access: ServerAccess) -> Any:
+    """The event dispatcher `--subscriptions` asks for, held to the server's folders.
+
+    Events reach it from API clients, so the runs it starts may read and publish only where the
+    server's own runs may (the corpus and output roots; none named: the defaults only).
+
+    Raises:
+        SubscriptionError: A subscription file is wrong (named with its line), before the
+            server starts.
+    """
+    if not args.subscriptions:
+        if args.watch:
+            raise ServeError("--watch needs --subscriptions (the dispatcher does the watching)")
+        return None
+    from ensemble.events.dispatcher import Dispatcher
+    from ensemble.events.subscriptions import load_subscriptions
+    from ensemble.workspace import Workspace
+
+    for folder in args.watch:
+        if not folder.is_dir():
+            raise ServeError(f"--watch {folder} is not a folder")
+    return Dispatcher(
+        db=db,
+        workspace=Workspace(
+            db=db, corpus_roots=access.corpus_roots, output_roots=access.output_roots
+        ),
+        subscriptions=load_subscriptions(args.subscriptions),
+        watch=tuple(folder.resolve() for folder in args.watch),
+        say=lambda line: print(line, flush=True),
+    )
 
 
 @dataclass(frozen=True)

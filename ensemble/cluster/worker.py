@@ -37,6 +37,7 @@ from ensemble.cluster.execute import execute
 from ensemble.cluster.leader import Leadership
 from ensemble.cluster.lease import describe, fenced_saver
 from ensemble.db import Database
+from ensemble.events.announce import announce
 from ensemble.workspace import Workspace
 
 POLL = timedelta(seconds=0.5)
@@ -183,6 +184,8 @@ class Worker:
         try:
             async with fenced_saver(self.db, thread_id, held.epoch) as saver:
                 result = await execute(saver, self.workspace, held)
+                if await runs.current_epoch(self._status, thread_id) == held.epoch:
+                    await announce(self.db, saver, result)  # before the row: a crash re-announces
         except Exception as failure:  # a bad request, a database gone: the run failed
             error = failure
         finally:

@@ -1,7 +1,8 @@
 """The app `ensemble serve` mounts through langgraph.json `http.app`.
 
-It adds no routes: its middleware, the request gate, wraps every route the LangGraph server
-mounts (custom middleware runs outside LangGraph's own CORS and auth layers). It is a FastAPI
+Its middleware, the request gate, wraps every route the LangGraph server mounts (custom
+middleware runs outside LangGraph's own CORS and auth layers); its one route is `POST /events`
+(`ensemble.server.events`). It is a FastAPI
 app because LangGraph merges a custom app's OpenAPI paths into its own: a FastAPI app with no
 routes of its own contributes none, so `/openapi.json` keeps LangGraph's full description
 (a plain Starlette app would replace it with one that has no path parameters).
@@ -12,6 +13,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from starlette.middleware import Middleware
 
+from ensemble.server.events import router
 from ensemble.server.gate import Gate
 
 app = FastAPI(
@@ -21,3 +23,4 @@ app = FastAPI(
     openapi_url=None,
     middleware=[Middleware(Gate)],
 )
+app.include_router(router)

@@ -28,7 +28,14 @@ import httpx
 from langgraph_sdk import get_client
 from starlette.datastructures import Headers
 
-from ensemble.server.keys import REVIEWER, ApiKeys, ApiUser, configured_keys, presented_key
+from ensemble.server.keys import (
+    PUBLISHER,
+    REVIEWER,
+    ApiKeys,
+    ApiUser,
+    configured_keys,
+    presented_key,
+)
 from ensemble.server.policy import ServerPolicy
 from ensemble.server.state_writes import Refused, check_state_write
 
@@ -40,10 +47,12 @@ Send = Callable[[Message], Awaitable[None]]
 MAX_CHECKED_BODY = 2 * 1024 * 1024
 """Largest body the gate reads to check it (thread creation, state writes)."""
 SERVED_ROUTES = re.compile(
-    r"^/(ok|info|metrics|docs|openapi\.json)?$|^/(assistants|threads|runs)(/|$)"
+    r"^/(ok|info|metrics|docs|openapi\.json|events)?$|^/(assistants|threads|runs)(/|$)"
 )
 """The routes Ensemble serves; LangGraph dev's others (`/internal/truncate` wipes every thread,
 `/deploy` runs the CLI, `/profile`) are not found."""
+EVENTS_PATH = "/events"
+"""`POST /events` publishes an event (`ensemble.server.app`); with keys, publishers only."""
 THREAD_PATH = re.compile(r"^/threads/([0-9a-fA-F-]{32,36})(/.*)?$")
 PRIVATE_NETWORK_HEADER = b"access-control-allow-private-network"
 
@@ -94,6 +103,10 @@ class Gate:
                 if user is None:
                     await _answer(send, 401, "a valid API key is required: send it as X-Api-Key")
                     return
+        if path == EVENTS_PATH and user is not None and PUBLISHER not in user.roles:
+            await _answer(send, 403, "publishing events needs a key with the publisher role")
+            return
+        scope.setdefault("state", {})["ensemble_user"] = user.user if user else None
         try:
             receive = await self._check_threads(scope, receive, user)
         except Refused as refusal:

@@ -23,8 +23,10 @@ from ensemble.errors import EnsembleError
 
 KEYS_FILE_ENV = "ENSEMBLE_API_KEYS_FILE"
 REVIEWER = "reviewer"
-ROLES = frozenset({REVIEWER})
-"""`reviewer`: may answer human reviews (and read the threads waiting for one)."""
+PUBLISHER = "publisher"
+ROLES = frozenset({REVIEWER, PUBLISHER})
+"""`reviewer`: may answer human reviews (and read the threads waiting for one).
+`publisher`: may publish events (`POST /events`), which start the runs subscriptions ask for."""
 MIN_KEY_CHARS = 16
 _USER = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")

@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 TOP_LEVEL = ("graphs", "nodes", "state", "prompts")
-ENTRY_POINTS = ("cli", "server", "evaluation", "runner", "cluster")
+ENTRY_POINTS = ("cli", "server", "evaluation", "runner", "cluster", "events")
 
 MAY_IMPORT = {
     "entry": {"entry", "graphs", "nodes", "state", "prompts", "runtime"},
