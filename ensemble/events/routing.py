@@ -81,7 +81,7 @@ def decide(subscription: Subscription, event: Event, workspace: Workspace) -> De
                 workspace.output_dir(valid.get(field))
     except EnsembleError as error:
         return Decision("dead", dedupe, error=str(error))
-    request = start_request(valid, subscription.settings, yes=subscription.yes)
+    request = start_request(valid, subscription.settings, yes=subscription.approve)
     return Decision("pending", dedupe, request=request)
 
 

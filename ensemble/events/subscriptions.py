@@ -53,7 +53,9 @@ class _Spec(BaseModel):
     scenario: str
     input: dict[str, Any] = Field(description="The run's input; strings are Jinja templates")
     settings: dict[str, Any] = Field(default_factory=dict, description="Run settings (model...)")
-    yes: bool = Field(False, description="Answer the scenario's reviews with its approval")
+    approve: bool = Field(
+        False, description="Answer the scenario's human reviews with its approval, as --yes"
+    )
     priority: int = Field(0, ge=-100, le=100)
     concurrency: int = Field(1, ge=1, le=64, description="At most this many of its runs at once")
     dedupe: str | None = Field(None, description="A template; one run per key (default: event id)")
@@ -90,7 +92,7 @@ class Subscription:
     scenario: str
     input: dict[str, Any]
     settings: RunSettings
-    yes: bool
+    approve: bool
     priority: int
     concurrency: int
     dedupe: str | None
@@ -113,7 +115,7 @@ class Subscription:
             "filter": self.filter,
             "scenario": self.scenario,
             "input": self.input,
-            "yes": self.yes,
+            "approve": self.approve,
             "priority": self.priority,
             "concurrency": self.concurrency,
             "dedupe": self.dedupe,
@@ -177,11 +179,22 @@ def _load_file(file: Path) -> list[Subscription]:
     except yaml.YAMLError as error:
         raise SubscriptionError(f"{file}:1: not valid YAML: {error}") from None
     lines: dict[tuple[Any, ...], int] = {}
-    data = _value(root, (), lines) if root is not None else None
+    try:
+        data = _value(root, (), lines) if root is not None else None
+    except _BadKey as bad:
+        raise SubscriptionError(
+            f"{file}:{bad.line}: key {bad.key!r} is not text (YAML reads unquoted yes/no/on/off "
+            "as true/false: quote it)"
+        ) from None
     items = data.get("subscriptions") if isinstance(data, dict) else None
     if not isinstance(data, dict) or set(data) != {"subscriptions"} or not isinstance(items, list):
         raise SubscriptionError(f"{file}:1: expected `subscriptions:` and a list of subscriptions")
     return [_checked(file, lines, n, item) for n, item in enumerate(items)]
+
+
+class _BadKey(Exception):
+    def __init__(self, line: int, key: Any) -> None:
+        self.line, self.key = line, key
 
 
 def _value(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> Any:
@@ -191,6 +204,8 @@ def _value(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], 
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             key = _scalar(key_node)
+            if not isinstance(key, str):
+                raise _BadKey(key_node.start_mark.line + 1, key)
             out[key] = _value(value_node, (*path, key), lines)
             lines[(*path, key)] = key_node.start_mark.line + 1  # the key's line, not its value's
         return out
