@@ -314,15 +314,15 @@ def test_an_event_naming_a_folder_outside_the_roots_is_dead_lettered(
 # -- a wrong subscription file ----------------------------------------------------------------
 
 BAD_FILES = {
-    "unknown scenario": (4, "scenario: reserch"),
-    "template error": (6, 'question: "{{ data.question "'),
-    "unknown input": (7, "colour: blue"),
+    "unknown scenario": (4, "scenario: reserch", "unknown scenario 'reserch'"),
+    "template error": (6, 'question: "{{ data.question "', "template error"),
+    "unknown input": (7, "colour: blue", "research has no input 'colour'"),
 }
 
 
 @pytest.mark.parametrize("case", list(BAD_FILES))
 def test_a_wrong_subscription_file_stops_serve_before_it_serves(tmp_path: Path, case: str) -> None:
-    line, wrong = BAD_FILES[case]
+    line, wrong, words = BAD_FILES[case]
     lines = [
         "subscriptions:",
         "  - name: ask",
@@ -351,6 +351,6 @@ def test_a_wrong_subscription_file_stops_serve_before_it_serves(tmp_path: Path, 
         timeout=120,
     )
     assert done.returncode != 0, done.stdout
-    assert f"bad.yaml:{line}:" in done.stderr, done.stderr
+    assert f"bad.yaml:{line}:" in done.stderr and words in done.stderr, done.stderr
     assert "Ensemble server:" not in done.stdout, done.stdout
     assert not processes.http_ok(f"http://127.0.0.1:{port}/ok")
