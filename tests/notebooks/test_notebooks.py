@@ -79,6 +79,36 @@ CHECKS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
         ("stream", ("paused in: ('help',)", "reason: split vote", "1 vs 1 vs 1")),
         ("stream", ("outcome: solved", "way: skipped by human, value 'north'", "votes kept: 3")),
     ],
+    "05_events.ipynb": [
+        ("stream", ("digest: document.changed -> research", "brief: run.done -> content")),
+        ("stream", ("refused: ", "broken.yaml:7: input.corpus: template error")),
+        ("stream", ("the brief waits for approval", "bees.md added", "brief <- run:", "waiting")),
+        (
+            "text/html",
+            (
+                "<td>document.changed</td>",
+                "<td>digest: done (research ",
+                "<td>brief: waiting (content ",
+                "<td>run.waiting</td>",
+            ),
+        ),
+        ("stream", ("started by: brief <- run.done", "answer format:")),
+        ("text/markdown", ("# What are the main points of Honey bees?", "## Sources", "[1]")),
+        ("text/markdown", ("# Honey bees", "waggle dance")),
+        ("stream", ("status: done | outcome: published", "honey-bees.md", "honey-bees.html")),
+        ("stream", ("run.done of content | outcome: published", "started: nothing")),
+        ("stream", ("same id stored again: [False]",)),
+        ("stream", ("file touched and scanned; new events: 0",)),
+        (
+            "stream",
+            (
+                "its delivery: digest: duplicate",
+                "{'brief': {'waiting': 1}, 'digest': {'done': 1, 'duplicate': 1}}",
+            ),
+        ),
+        ("text/html", ("<td>resent-bees</td>", "<td>digest: duplicate (research ")),
+        ("stream", ("dispatcher: stopped",)),
+    ],
 }
 
 
