@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any
 
 from ensemble.db import DatabaseLike
@@ -41,6 +42,8 @@ async def announce(db: DatabaseLike, saver: Any, result: RunResult) -> Event | N
         values = saved.checkpoint.get("channel_values", {}) if saved else {}
         event = await asyncio.to_thread(_event, db, kind, result, values)
         await asyncio.to_thread(publish, db, event)
+        if kind == "run.done" and event.data["trigger"]:
+            await asyncio.to_thread(_finish_waiting_delivery, db, result.thread_id)
         return event
     except (EnsembleError, OSError) as error:
         log.warning("could not announce %s of thread %s: %s", kind, result.thread_id, error)
@@ -69,6 +72,16 @@ def _event(db: DatabaseLike, kind: str, result: RunResult, values: dict[str, Any
         source=f"ensemble/{result.scenario}",
         id=f"run:{result.thread_id}:{result.checkpoint_id or 'none'}:{data['status']}",
     )
+
+
+def _finish_waiting_delivery(db: DatabaseLike, thread_id: str) -> None:
+    """A delivery whose run waited for a person is done once the person let it finish."""
+    with event_tables(db) as conn:
+        conn.execute(
+            "UPDATE ensemble_deliveries SET status = 'done', updated_at = ? "
+            "WHERE thread_id = ? AND status = 'waiting'",
+            (time.time(), thread_id),
+        )
 
 
 def _trigger(db: DatabaseLike, thread_id: str) -> dict[str, Any] | None:

@@ -17,9 +17,10 @@ from typing import Any
 
 from ensemble.errors import InvalidInputError
 
-TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*(\.[a-z0-9_-]+){0,7}$")
+TYPE_PATTERN = re.compile(r"[a-z][a-z0-9_-]*(\.[a-z0-9_-]+){0,7}")
 """`document.changed`, `run.done`, `invoice.paid`: lower-case dotted words."""
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,199}$")
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,199}")
+"""Patterns are used with `fullmatch`: `$` would let a trailing newline through."""
 MAX_TYPE_CHARS = 100
 MAX_SOURCE_CHARS = 200
 MAX_DATA_BYTES = 64 * 1024
@@ -56,13 +57,13 @@ def make_event(
         InvalidInputError: A bad type, id or source, or data that is not a JSON object of at
             most `MAX_DATA_BYTES`.
     """
-    if not isinstance(type, str) or len(type) > MAX_TYPE_CHARS or not TYPE_PATTERN.match(type):
+    if not isinstance(type, str) or len(type) > MAX_TYPE_CHARS or not TYPE_PATTERN.fullmatch(type):
         raise InvalidInputError(
             f"event type {type!r:.120} must be lower-case dotted words, e.g. document.changed"
         )
     if id is None:
         id = str(uuid.uuid4())
-    if not isinstance(id, str) or not ID_PATTERN.match(id):
+    if not isinstance(id, str) or not ID_PATTERN.fullmatch(id):
         raise InvalidInputError(
             f"event id {id!r:.120} must be 1-200 letters, digits or ._:@/+=- "
             "(starting with a letter or digit)"

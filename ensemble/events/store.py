@@ -7,7 +7,7 @@ with the event's routing in one transaction: its status is what the dispatcher d
     pending    due at `next_at` (first try, or a retry after a failure)
     started    its run was started (SQLite) or queued (PostgreSQL)
     done       its run finished
-    waiting    its run waits for a person (the delivery is complete)
+    waiting    its run waits for a person (done once the person lets it finish)
     dead       no run, or no more tries: `error` says why (`ensemble events dead`)
     duplicate  another event with the same dedupe key already has this subscription's run
 

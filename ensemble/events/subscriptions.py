@@ -34,7 +34,7 @@ from ensemble.events.templates import check_expression, check_template
 from ensemble.graphs.registry import SCENARIOS
 from ensemble.run_settings import RunSettings, resolve
 
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 SUFFIXES = (".yaml", ".yml")
 
 
@@ -65,14 +65,14 @@ class _Spec(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not NAME_PATTERN.match(value):
+        if not NAME_PATTERN.fullmatch(value):
             raise ValueError("must be 1-64 lower-case letters, digits or _.- (e.g. digest)")
         return value
 
     @field_validator("event")
     @classmethod
     def _event(cls, value: str) -> str:
-        if not TYPE_PATTERN.match(value.removesuffix(".*")):
+        if not TYPE_PATTERN.fullmatch(value.removesuffix(".*")):
             raise ValueError("must be an event type (document.changed) or a prefix (run.*)")
         return value
 
