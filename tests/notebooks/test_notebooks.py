@@ -103,7 +103,7 @@ CHECKS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
             "stream",
             (
                 "its delivery: digest: duplicate",
-                "{'brief': {'waiting': 1}, 'digest': {'done': 1, 'duplicate': 1}}",
+                "{'brief': {'done': 1}, 'digest': {'done': 1, 'duplicate': 1}}",
             ),
         ),
         ("text/html", ("<td>resent-bees</td>", "<td>digest: duplicate (research ")),
