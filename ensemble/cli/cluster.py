@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ensemble import settings
+from ensemble.cli.render import print_json, table
 
 SUBMIT_DESCRIPTION = (
     "ensemble submit SCENARIO [INPUT] [--FIELD VALUE ...] --db postgresql://...: queue a new run "
@@ -81,8 +82,24 @@ def add_cluster_parsers(sub: Any, parents: list[argparse.ArgumentParser]) -> Non
         "also $ENSEMBLE_OUTPUT_ROOTS)",
     )  # fmt: skip
 
-    schedule = sub.add_parser("schedule", help="runs that start on a cron schedule (PostgreSQL)")
+    schedule = sub.add_parser(
+        "schedule",
+        help="events published or runs queued on a cron schedule",
+        description="`schedule publish` (SQLite or PostgreSQL) publishes an event at each due "
+        "time, for subscriptions to act on; `schedule add` (PostgreSQL) queues a run.",
+    )
     actions = schedule.add_subparsers(dest="schedule_command", required=True, metavar="ACTION")
+    publish = actions.add_parser(
+        "publish",
+        parents=parents,
+        help="publish an event on a schedule: CRON TYPE [--data JSON]",
+        description="ensemble schedule publish '0 7 * * *' digest.due --data '{\"topic\": "
+        '"bees"}\': at each due time (UTC) one event is published; the dispatcher fires it '
+        "on SQLite, the workers' leader on PostgreSQL.",
+    )
+    publish.add_argument("cron", help="five cron fields, e.g. '0 7 * * *'")
+    publish.add_argument("type", help="the event type, e.g. digest.due")
+    publish.add_argument("--data", help="the event's data, a JSON object (default: {})")
     add = actions.add_parser(
         "add",
         help="add a schedule: CRON SCENARIO [INPUT] [flags as ensemble run]",
@@ -94,7 +111,7 @@ def add_cluster_parsers(sub: Any, parents: list[argparse.ArgumentParser]) -> Non
     add.add_argument("args", nargs=argparse.REMAINDER, metavar="...")
     actions.add_parser("list", parents=parents, help="list the schedules")
     remove = actions.add_parser("remove", parents=parents, help="remove a schedule")
-    remove.add_argument("id", type=int)
+    remove.add_argument("id", help="a schedule's id: N (a run) or eN (an event)")
 
 
 @asynccontextmanager
@@ -294,17 +311,27 @@ async def cmd_worker(args: argparse.Namespace) -> int:
 
 
 async def cmd_schedule(args: argparse.Namespace) -> int:
-    """`ensemble schedule add|list|remove`."""
-    from ensemble.cli.render import print_json, table
+    """`ensemble schedule publish|add|list|remove`."""
     from ensemble.cluster import schedules
-    from ensemble.errors import NotFoundError
+    from ensemble.db import database
+    from ensemble.errors import InvalidInputError, NotFoundError
+    from ensemble.events import schedules as event_schedules
 
+    if args.schedule_command == "publish":
+        from ensemble.events.event import parse_data
+
+        row = await asyncio.to_thread(
+            event_schedules.add, database(args.db), args.cron, args.type, parse_data(args.data)
+        )
+        if args.json:
+            print_json({"schedule": row})
+        else:
+            print(f"schedule {row['id']}: {row['cron']} {row['type']}, next at {row['next_at']}")
+        return 0
     if args.schedule_command == "add":
         schedules.check_cron(args.cron)
         parsed, name, _, request = await _start_request(args, "schedule add")
         if parsed.thread:
-            from ensemble.errors import InvalidInputError
-
             raise InvalidInputError("--thread: each scheduled run gets a new thread")
         async with cluster_connection(parsed.db) as conn:
             row = await schedules.add(conn, args.cron, name, request, parsed.priority)
@@ -315,21 +342,37 @@ async def cmd_schedule(args: argparse.Namespace) -> int:
                 f"schedule {row['id']}: {row['cron']} {row['scenario']}, next at {row['next_at']}"
             )
         return 0
-    async with cluster_connection(args.db) as conn:
-        if args.schedule_command == "remove":
-            if not await schedules.remove(conn, args.id):
-                raise NotFoundError(f"no schedule {args.id}")
-            print(f"schedule {args.id} removed")
-            return 0
-        rows = await schedules.listing(conn)
+    db = database(args.db)
+    if args.schedule_command == "remove":
+        if args.id.startswith(event_schedules.ID_PREFIX):
+            removed = await asyncio.to_thread(event_schedules.remove, db, args.id)
+        elif args.id.isdigit() and db.is_postgres:
+            async with cluster_connection(args.db) as conn:
+                removed = await schedules.remove(conn, int(args.id))
+        else:
+            removed = False
+        if not removed:
+            raise NotFoundError(f"no schedule {args.id} (ensemble schedule list)")
+        print(f"schedule {args.id} removed")
+        return 0
+    runs: list[dict[str, Any]] = []
+    if db.is_postgres:
+        async with cluster_connection(args.db) as conn:
+            runs = await schedules.listing(conn)
+    events = await asyncio.to_thread(event_schedules.listing, db)
     if args.json:
-        print_json({"schedules": rows})
-    elif not rows:
+        print_json({"schedules": runs, "event_schedules": events})
+    elif not runs and not events:
         print("No schedules.")
     else:
         cells = [
-            [r["id"], r["cron"], r["scenario"], r["next_at"], r["fired"], r["last_thread"] or "-"]
-            for r in rows
-        ]
-        print(table(cells, ["ID", "CRON", "SCENARIO", "NEXT", "FIRED", "LAST THREAD"]))
+            [r["id"], r["cron"], f"run {r['scenario']}", r["next_at"], r["fired"],
+             r["last_thread"] or "-"]
+            for r in runs
+        ] + [
+            [e["id"], e["cron"], f"event {e['type']}", e["next_at"], e["fired"],
+             e["last_event"] or "-"]
+            for e in events
+        ]  # fmt: skip
+        print(table(cells, ["ID", "CRON", "DOES", "NEXT", "FIRED", "LAST"]))
     return 0

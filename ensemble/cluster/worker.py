@@ -137,7 +137,7 @@ class Worker:
             leadership = Leadership(
                 self.db,
                 self.name,
-                [self._fire_schedules, self._requeue_orphans],
+                [self._fire_schedules, self._publish_scheduled_events, self._requeue_orphans],
                 lease_seconds=self.leader_lease,
                 say=self.say,
             )
@@ -218,6 +218,16 @@ class Worker:
         for thread_id in await schedules.fire_due(conn, epoch):
             self.say(
                 f"worker {self.name}: leader (epoch {epoch}) queued scheduled thread {thread_id}"
+            )
+
+    async def _publish_scheduled_events(
+        self, conn: psycopg.AsyncConnection[Any], epoch: int
+    ) -> None:
+        from ensemble.events.schedules import fire_due
+
+        for event in await asyncio.to_thread(fire_due, self.db, leader_epoch=epoch):
+            self.say(
+                f"worker {self.name}: leader (epoch {epoch}) published {event.type} ({event.id})"
             )
 
     async def _requeue_orphans(self, conn: psycopg.AsyncConnection[Any], epoch: int) -> None:

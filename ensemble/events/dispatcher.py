@@ -2,7 +2,8 @@
 
 One loop, on either database:
 
-1. scan the watched folders (new or changed documents become events);
+1. fire due schedules (SQLite; on PostgreSQL the workers' leader does) and scan the watched
+   folders (new or changed documents become events);
 2. route unrouted events (`routing`): one delivery per matching subscription, in one
    transaction with marking the event routed, so a crash routes it again from scratch;
 3. start the due deliveries, highest priority first, within each subscription's cap:
@@ -35,6 +36,7 @@ from ensemble.db.tables import write_transaction
 from ensemble.errors import InvalidInputError
 from ensemble.events import DEFAULT_CONCURRENCY, DEFAULT_WATCH_INTERVAL
 from ensemble.events.routing import route_pending
+from ensemble.events.schedules import fire_due
 from ensemble.events.store import CHANNEL, event_tables
 from ensemble.events.subscriptions import Subscription
 from ensemble.events.watch import scan
@@ -160,7 +162,10 @@ class Dispatcher:
     # --- both databases -------------------------------------------------------------------
 
     def housekeeping(self) -> int:
-        """Scan the watched folders when due and route waiting events; how many were routed."""
+        """Fire due schedules (SQLite), scan watched folders, route events; how many routed."""
+        if not self.db.is_postgres:  # on PostgreSQL the workers' leader fires them
+            for event in fire_due(self.db):
+                self.say(f"dispatcher: schedule published {event.type} ({event.id})")
         with event_tables(self.db) as conn:
             if self.watch and time.monotonic() - self._watched_at >= self.watch_interval:
                 self._watched_at = time.monotonic()

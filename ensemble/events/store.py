@@ -79,6 +79,17 @@ CREATE TABLE IF NOT EXISTS ensemble_watched (
     size INTEGER NOT NULL,
     mtime REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS ensemble_event_schedules (
+    id INTEGER PRIMARY KEY,
+    cron TEXT NOT NULL,
+    type TEXT NOT NULL,
+    data TEXT NOT NULL,
+    next_at REAL NOT NULL,
+    fired INTEGER NOT NULL DEFAULT 0,
+    last_fired_at REAL,
+    last_event TEXT,
+    created_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS ensemble_dispatcher (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     host TEXT NOT NULL,

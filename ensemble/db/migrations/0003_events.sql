@@ -42,9 +42,15 @@ CREATE TABLE IF NOT EXISTS ensemble_watched (
     mtime DOUBLE PRECISION NOT NULL
 );
 
-CREATE TABLE IF NOT EXISTS ensemble_dispatcher (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    host TEXT NOT NULL,
-    pid INTEGER NOT NULL,
-    beat DOUBLE PRECISION NOT NULL
+-- Schedules that publish events (ensemble/events/schedules.py), fired by the workers' leader.
+CREATE TABLE IF NOT EXISTS ensemble_event_schedules (
+    id BIGSERIAL PRIMARY KEY,
+    cron TEXT NOT NULL,
+    type TEXT NOT NULL,
+    data TEXT NOT NULL,
+    next_at DOUBLE PRECISION NOT NULL,
+    fired INTEGER NOT NULL DEFAULT 0,
+    last_fired_at DOUBLE PRECISION,
+    last_event TEXT,
+    created_at DOUBLE PRECISION NOT NULL
 );
