@@ -217,7 +217,69 @@ def _after_cluster_export(command: str, env: dict[str, str], tmp_path: Path) -> 
     )
 
 
+def _events(command: str, env: dict[str, str], tmp_path: Path) -> None:
+    """The events example as the README tells it: the dispatcher watching `~/inbox` in one
+    terminal; in another, the document dropped in, `ensemble events` and `ensemble threads`
+    showing the chain up to the brief waiting for approval; then the approval publishes it."""
+    start = COMMANDS.index(command)
+    listing, dispatcher, drop, events, waiting = COMMANDS[start + 1 : start + 6]
+    assert dispatcher.startswith("ensemble events run ") and drop.startswith("cp ")
+    assert run(command, env).returncode == 0
+    shown = run(listing, env)
+    assert shown.returncode == 0 and "digest" in shown.stdout and "brief" in shown.stdout
+    log = tmp_path / "dispatcher.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            f"exec {dispatcher}", shell=True, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while "watching" not in log.read_text(errors="replace"):
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        assert run(drop, env).returncode == 0
+        deadline = time.monotonic() + 180
+        while True:
+            found = json.loads(run("ensemble events --json", env).stdout)["events"]
+            if any(e["type"] == "run.waiting" for e in found):
+                break
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.5)
+        table = run(events, env).stdout
+        for needed in ("document.changed", "digest: done", "run.done", "brief: waiting"):
+            assert needed in table, table
+        listed = run(waiting, env)
+        assert listed.returncode == 0 and "content" in listed.stdout, listed.stdout
+        brief = json.loads(run(waiting + " --json", env).stdout)["threads"][0]["thread_id"]
+        done = run(f"ensemble resume {brief} --answer approve --json", env)
+        assert json.loads(done.stdout)["status"] == "done", done.stderr[-2000:]
+        published = Path(env["ENSEMBLE_DB"]).parent / "published"
+        assert (published / "how-honey-bees-survive-the-winter.md").exists()
+        deadline = time.monotonic() + 30
+        while "brief: done" not in run(events, env).stdout:  # its delivery follows the thread
+            assert time.monotonic() < deadline, run(events, env).stdout
+            time.sleep(0.5)
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(timeout=60)
+    assert process.returncode == 0, log.read_text(errors="replace")[-3000:]
+    assert "dispatcher: stopped" in log.read_text()
+
+
+def _after_events(command: str, env: dict[str, str], tmp_path: Path) -> None:
+    assert (
+        "mkdir -p ~/inbox"
+        in COMMANDS[max(0, COMMANDS.index(command) - 5) : COMMANDS.index(command)]
+    )
+
+
 HANDLED = {
+    "mkdir -p ~/inbox": _events,
+    "ensemble subscriptions ": _after_events,
+    "ensemble events": _after_events,
+    "cp ensemble/events/examples/": _after_events,
+    "ensemble threads --status interrupted": _after_events,
     "export ENSEMBLE_DB=postgresql://": _cluster,
     "ensemble db upgrade": _after_cluster_export,
     "ensemble worker ": _after_cluster_export,
