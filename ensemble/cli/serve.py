@@ -149,7 +149,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise ServeError(f"--jobs must be at least 1, got {args.jobs}")
     access = server_access(args, port=args.port, model=model)
-    dispatcher = served_dispatcher(args, db, access)
+    dispatcher = served_dispatcher(args, db, access, model)
     _check_port(args.port, access.host)
     if missing := missing_modules("langgraph_cli", "langgraph_api"):
         raise ServeError(
@@ -198,11 +198,14 @@ async def cmd_serve(args: argparse.Namespace) -> int:
             print(f"ensemble: the event dispatcher stopped: {error}", file=sys.stderr)
 
 
-def served_dispatcher(args: argparse.Namespace, db: Database, access: ServerAccess) -> Any:
+def served_dispatcher(
+    args: argparse.Namespace, db: Database, access: ServerAccess, model: str | None = None
+) -> Any:
     """The event dispatcher `--subscriptions` asks for, held to the server's folders.
 
     Events reach it from API clients, so the runs it starts may read and publish only where the
-    server's own runs may (the corpus and output roots; none named: the defaults only).
+    server's own runs may (the corpus and output roots; none named: the defaults only). They use
+    the server's `--model` unless a subscription names its own.
 
     Raises:
         SubscriptionError: A subscription file is wrong (named with its line), before the
@@ -224,7 +227,9 @@ def served_dispatcher(args: argparse.Namespace, db: Database, access: ServerAcce
         workspace=Workspace(
             db=db, corpus_roots=access.corpus_roots, output_roots=access.output_roots
         ),
-        subscriptions=load_subscriptions(args.subscriptions),
+        subscriptions=load_subscriptions(
+            args.subscriptions, defaults={"model": model} if model else None
+        ),
         watch=tuple(folder.resolve() for folder in args.watch),
         say=lambda line: print(line, flush=True),
     )

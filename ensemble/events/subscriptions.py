@@ -146,8 +146,13 @@ def subscription_files(paths: Iterable[Path]) -> list[Path]:
     return files
 
 
-def load_subscriptions(paths: Iterable[Path]) -> list[Subscription]:
+def load_subscriptions(
+    paths: Iterable[Path], *, defaults: dict[str, Any] | None = None
+) -> list[Subscription]:
     """Every subscription in the files or folders `paths`, all checked.
+
+    `defaults`: run settings a subscription's own `settings` may override (`ensemble serve
+    --model` gives the server's model to the runs its dispatcher starts).
 
     Raises:
         SubscriptionError: The first problem found, as `file:line: what`.
@@ -155,7 +160,7 @@ def load_subscriptions(paths: Iterable[Path]) -> list[Subscription]:
     loaded: list[Subscription] = []
     seen: dict[str, str] = {}
     for file in subscription_files(paths):
-        for subscription in _load_file(file):
+        for subscription in _load_file(file, defaults or {}):
             if subscription.name in seen:
                 raise SubscriptionError(
                     f"{subscription.where}: name {subscription.name!r} is already used at "
@@ -166,7 +171,7 @@ def load_subscriptions(paths: Iterable[Path]) -> list[Subscription]:
     return loaded
 
 
-def _load_file(file: Path) -> list[Subscription]:
+def _load_file(file: Path, defaults: dict[str, Any]) -> list[Subscription]:
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
@@ -189,7 +194,7 @@ def _load_file(file: Path) -> list[Subscription]:
     items = data.get("subscriptions") if isinstance(data, dict) else None
     if not isinstance(data, dict) or set(data) != {"subscriptions"} or not isinstance(items, list):
         raise SubscriptionError(f"{file}:1: expected `subscriptions:` and a list of subscriptions")
-    return [_checked(file, lines, n, item) for n, item in enumerate(items)]
+    return [_checked(file, lines, n, item, defaults) for n, item in enumerate(items)]
 
 
 class _BadKey(Exception):
@@ -222,7 +227,9 @@ def _scalar(node: yaml.Node) -> Any:
         loader.dispose()
 
 
-def _checked(file: Path, lines: dict[tuple[Any, ...], int], n: int, item: Any) -> Subscription:
+def _checked(
+    file: Path, lines: dict[tuple[Any, ...], int], n: int, item: Any, defaults: dict[str, Any]
+) -> Subscription:
     base: tuple[Any, ...] = ("subscriptions", n)
 
     def fail(where: tuple[Any, ...], message: str) -> SubscriptionError:
@@ -266,7 +273,7 @@ def _checked(file: Path, lines: dict[tuple[Any, ...], int], n: int, item: Any) -
     if spec.filter is not None:
         _compile(fail, (*base, "filter"), spec.filter, check_expression)
     try:
-        settings = resolve(None, spec.settings, how="subscription")
+        settings = resolve(None, defaults | spec.settings, how="subscription")
     except (InvalidInputError, EnsembleError) as error:
         raise fail((*base, "settings"), str(error)) from None
     return Subscription(

@@ -357,6 +357,7 @@ async def test_dedupe_key_filter_priority_and_cap(tmp_path: Path) -> None:
         make_event("job.posted", {"name": "third"}, source="t", id="c"),
     ]
     publish(dispatcher.db, *events)
+
     def settled() -> bool:
         found = deliveries(dispatcher.db)
         return len(found) == 3 and {d["status"] for d in found} <= {"done", "duplicate"}
@@ -437,3 +438,17 @@ def test_a_watched_folder_publishes_added_and_changed_documents_once(tmp_path: P
     write(inbox, "notes.md", "# Field notes\n\nMore bees.")
     (changed,) = scanned()
     assert changed.data["change"] == "modified" and changed.id != added.id
+
+
+def test_a_default_model_applies_unless_a_subscription_names_its_own(tmp_path: Path) -> None:
+    own = GOOD + "    settings:\n      model: offline?latency=0.2\n"
+    file = write(
+        tmp_path,
+        "subs.yaml",
+        own + GOOD.replace("subscriptions:\n", "").replace("name: digest", "name: plain"),
+    )
+    loaded = {
+        s.name: s for s in load_subscriptions([file], defaults={"model": "offline?latency=0.1"})
+    }
+    assert loaded["digest"].settings.context.model == "offline?latency=0.2"
+    assert loaded["plain"].settings.context.model == "offline?latency=0.1"
