@@ -35,7 +35,7 @@ from ensemble.db import Database
 from ensemble.db.tables import write_transaction
 from ensemble.errors import InvalidInputError
 from ensemble.events import DEFAULT_CONCURRENCY, DEFAULT_WATCH_INTERVAL
-from ensemble.events.routing import route_pending
+from ensemble.events.routing import BATCH, route_pending
 from ensemble.events.schedules import fire_due
 from ensemble.events.store import CHANNEL, event_tables
 from ensemble.events.subscriptions import Subscription
@@ -215,7 +215,7 @@ class Dispatcher:
                 try:
                     while not stop.is_set():
                         await asyncio.to_thread(self._beat)
-                        await asyncio.to_thread(self.housekeeping)
+                        routed = await asyncio.to_thread(self.housekeeping)
                         room = self.concurrency - len(tasks)
                         if room > 0:
                             for due in await asyncio.to_thread(self._claim_sqlite, room):
@@ -223,7 +223,8 @@ class Dispatcher:
                                 tasks.add(task)
                                 task.add_done_callback(tasks.discard)
                                 task.add_done_callback(lambda _: self._wake.set())
-                        await self._sleep(stop, self.poll)
+                        if routed < BATCH:  # a full batch: more are waiting, go on at once
+                            await self._sleep(stop, self.poll)
                 finally:
                     if tasks:
                         self.say(f"dispatcher: finishing {len(tasks)} run(s) in hand")
@@ -349,10 +350,11 @@ class Dispatcher:
             waker = asyncio.create_task(self._listen(listen))
             try:
                 while not stop.is_set():
-                    await asyncio.to_thread(self.housekeeping)
+                    routed = await asyncio.to_thread(self.housekeeping)
                     await self._queue_due(conn)
                     await self._settle_postgres(conn)
-                    await self._sleep(stop, max(self.poll, 0.5))
+                    if routed < BATCH:  # a full batch: more are waiting, go on at once
+                        await self._sleep(stop, max(self.poll, 0.5))
             finally:
                 waker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
