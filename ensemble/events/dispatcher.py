@@ -33,7 +33,7 @@ from typing import Any
 
 from ensemble.db import Database
 from ensemble.db.tables import write_transaction
-from ensemble.errors import InvalidInputError
+from ensemble.errors import DatabaseError, InvalidInputError
 from ensemble.events import DEFAULT_CONCURRENCY, DEFAULT_WATCH_INTERVAL
 from ensemble.events.routing import BATCH, route_pending
 from ensemble.events.schedules import fire_due
@@ -46,6 +46,8 @@ LEASE_SECONDS = 10.0
 """A SQLite dispatcher silent this long (or whose process is gone) gives up its post."""
 BEAT_SECONDS = 2.0
 MAX_BACKOFF = 3600.0
+RETRY_SECONDS = 1.0
+"""Pause after a database error before the dispatcher tries again."""
 
 
 @dataclass(frozen=True)
@@ -214,15 +216,20 @@ class Dispatcher:
                 tasks: set[asyncio.Task[None]] = set()
                 try:
                     while not stop.is_set():
-                        await asyncio.to_thread(self._beat)
-                        routed = await asyncio.to_thread(self.housekeeping)
-                        room = self.concurrency - len(tasks)
-                        if room > 0:
-                            for due in await asyncio.to_thread(self._claim_sqlite, room):
-                                task = asyncio.create_task(self._execute(saver, due))
-                                tasks.add(task)
-                                task.add_done_callback(tasks.discard)
-                                task.add_done_callback(lambda _: self._wake.set())
+                        try:
+                            await asyncio.to_thread(self._beat)
+                            routed = await asyncio.to_thread(self.housekeeping)
+                            room = self.concurrency - len(tasks)
+                            claimed = await asyncio.to_thread(self._claim_sqlite, room)
+                        except DatabaseError as error:  # locked for long, a disk hiccup
+                            self.say(f"dispatcher: {error}; trying again in {RETRY_SECONDS:g} s")
+                            await self._sleep(stop, RETRY_SECONDS)
+                            continue
+                        for due in claimed:
+                            task = asyncio.create_task(self._execute(saver, due))
+                            tasks.add(task)
+                            task.add_done_callback(tasks.discard)
+                            task.add_done_callback(lambda _: self._wake.set())
                         if routed < BATCH:  # a full batch: more are waiting, go on at once
                             await self._sleep(stop, self.poll)
                 finally:
@@ -233,6 +240,8 @@ class Dispatcher:
             await asyncio.to_thread(self._leave_post)
 
     def _claim_sqlite(self, room: int) -> list[Due]:
+        if room <= 0:
+            return []
         with event_tables(self.db) as conn:
             due = conn.execute(
                 "SELECT 1 FROM ensemble_deliveries WHERE status = 'pending' AND next_at <= ? "
@@ -271,7 +280,13 @@ class Dispatcher:
             outcome = {"interrupted": "waiting"}.get(result.status, result.status)
             reason = result.error
         step = next_step(due.attempts, due.max_attempts, due.backoff, outcome, reason)
-        await asyncio.to_thread(self._settle, due, step)
+        while True:  # the run's outcome is known: keep it until the database takes it
+            try:
+                await asyncio.to_thread(self._settle, due, step)
+                break
+            except DatabaseError as error:
+                self.say(f"dispatcher: {error}; recording {due.event_id} again shortly")
+                await asyncio.sleep(RETRY_SECONDS)
         self._say_outcome(due, *step)
 
     def _settle(self, due: Due, step: tuple[str, float, str | None]) -> None:

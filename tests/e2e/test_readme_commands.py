@@ -230,8 +230,8 @@ def _events(command: str, env: dict[str, str], tmp_path: Path) -> None:
     log = tmp_path / "dispatcher.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            f"exec {dispatcher}", shell=True, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            f"exec {dispatcher}", shell=True, cwd=ROOT, env=env, stdout=sink,
+            stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     try:
         deadline = time.monotonic() + 60

@@ -452,3 +452,27 @@ def test_a_default_model_applies_unless_a_subscription_names_its_own(tmp_path: P
     }
     assert loaded["digest"].settings.context.model == "offline?latency=0.2"
     assert loaded["plain"].settings.context.model == "offline?latency=0.1"
+
+
+async def test_a_database_error_pauses_the_dispatcher_instead_of_ending_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ensemble.errors import DatabaseError
+    from ensemble.events import dispatcher as module
+
+    monkeypatch.setattr(module, "RETRY_SECONDS", 0.05)
+    lines: list[str] = []
+    dispatcher = dispatcher_for(tmp_path, FLAKY_SUBSCRIPTION)
+    dispatcher.say = lines.append
+    real = dispatcher.housekeeping
+    failures = iter([DatabaseError("database is locked")])
+
+    def flaky_housekeeping() -> int:
+        for failure in failures:
+            raise failure
+        return real()
+
+    monkeypatch.setattr(dispatcher, "housekeeping", flaky_housekeeping)
+    publish(dispatcher.db, make_event("job.posted", {"name": "eve"}, source="t", id="e1"))
+    await dispatch_until(dispatcher, lambda: status_of(dispatcher.db, "e1").get("status") == "done")
+    assert any("database is locked; trying again" in line for line in lines)
