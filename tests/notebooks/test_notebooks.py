@@ -93,7 +93,7 @@ CHECKS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
             ),
         ),
         ("stream", ("started by: brief <- run.done", "answer format:")),
-        ("text/markdown", ("# What are the main points of Honey bees?", "## Sources", "[1]")),
+        ("text/markdown", ('# What are the main points of "Honey bees"?', "## Sources", "[1]")),
         ("text/markdown", ("# Honey bees", "waggle dance")),
         ("stream", ("status: done | outcome: published", "honey-bees.md", "honey-bees.html")),
         ("stream", ("run.done of content | outcome: published", "started: nothing")),
