@@ -133,6 +133,9 @@ def _pool(db: Database) -> Any:
                 kwargs={"autocommit": True, "connect_timeout": int(CONNECT_TIMEOUT)},
                 open=True,
                 name="ensemble-tables",
+                # A connection the server ended (a restart, a failover) is replaced on checkout
+                # instead of failing the next statement of a long-lived process.
+                check=ConnectionPool.check_connection,
             )
             _pools[key] = pool
         return pool

@@ -26,7 +26,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -351,6 +351,33 @@ class Dispatcher:
     # --- PostgreSQL: the runs ride the queue ---------------------------------------------
 
     async def _run_postgres(self, stop: asyncio.Event) -> None:
+        """Dispatch; after a lost connection (a restarted server) connect again and go on.
+
+        A database that cannot be reached or is not upgraded at the start is an error: the
+        operator must know at once. Later, nothing is lost by reconnecting: every step is a
+        transaction, and a step cut short is done again.
+        """
+        import psycopg
+
+        from ensemble.cluster.lease import describe
+
+        connected = False
+        while not stop.is_set():
+            try:
+                async for _ in self._postgres_session(stop):
+                    connected = True
+                return
+            except (psycopg.OperationalError, DatabaseError) as error:
+                if not connected:
+                    raise
+                self.say(
+                    f"dispatcher: lost the database ({describe(error)}); "
+                    f"connecting again in {RETRY_SECONDS:g} s"
+                )
+                await self._sleep(stop, RETRY_SECONDS)
+
+    async def _postgres_session(self, stop: asyncio.Event) -> AsyncIterator[None]:
+        """One pair of connections, dispatching until `stop`; yields once they are ready."""
         import psycopg
 
         from ensemble.db.schema import require_current_async
@@ -362,6 +389,7 @@ class Dispatcher:
         ):
             await require_current_async(conn, self.db)
             await listen.execute(f"LISTEN {CHANNEL}")
+            yield
             waker = asyncio.create_task(self._listen(listen))
             try:
                 while not stop.is_set():
@@ -372,7 +400,7 @@ class Dispatcher:
                         await self._sleep(stop, max(self.poll, 0.5))
             finally:
                 waker.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
                     await waker
 
     async def _listen(self, listen: Any) -> None:

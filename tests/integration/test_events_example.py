@@ -117,3 +117,52 @@ def test_a_dropped_document_is_digested_briefed_and_published_after_approval(
             process.wait(timeout=60)
     assert all(p.returncode == 0 for p in processes), logs()
     print(json.dumps({"database": db.kind, "events": len(recent_events(db, limit=50))}))
+
+
+def test_a_postgresql_dispatcher_reconnects_after_its_connections_are_cut(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """The server ends every session of the dispatcher (as a restart or a failover would); it
+    says so, connects again, and the next event is delivered."""
+    import psycopg
+
+    from ensemble.events.event import make_event
+    from ensemble.events.store import publish
+    from tests.databases import upgraded
+
+    url = upgraded(postgres_url)
+    db = named_database(url)
+    subscriptions = tmp_path / "subs.yaml"
+    subscriptions.write_text(
+        "subscriptions:\n  - name: note\n    event: note.added\n    scenario: research\n"
+        '    concurrency: 4\n    input:\n      question: "{{ data.question }}"\n',
+        encoding="utf-8",
+    )
+    log = tmp_path / "dispatcher.log"
+    process = start(
+        ["events", "run", "--db", url, "--subscriptions", str(subscriptions)], log, tmp_path
+    )
+
+    def queued(event_id: str) -> bool:
+        found = [d for d in deliveries(db) if d["event_id"] == event_id]
+        return bool(found) and found[0]["status"] == "started"  # no worker: it stays queued
+
+    try:
+        wait_for(lambda: "subscription(s)" in log.read_text(), 60, log.read_text)
+        publish(
+            db, make_event("note.added", {"question": "Why do bees dance?"}, source="t", id="a")
+        )
+        wait_for(lambda: queued("a"), 30, log.read_text)
+        with psycopg.connect(url, autocommit=True) as conn:
+            cut = conn.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchone()
+        assert cut is not None and cut[0] >= 2
+        wait_for(lambda: "lost the database" in log.read_text(), 30, log.read_text)
+        publish(db, make_event("note.added", {"question": "Why do bees buzz?"}, source="t", id="b"))
+        wait_for(lambda: queued("b"), 30, log.read_text)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    assert process.returncode == 0, log.read_text()
