@@ -23,6 +23,7 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from ensemble import settings
 from ensemble.db import DatabaseLike, database
+from ensemble.db.sqlite_saver import EnsembleSqliteSaver
 from ensemble.db.tables import DATABASE_ERRORS, TableConnection, open_tables, table_exists
 from ensemble.errors import DatabaseError
 
@@ -102,7 +103,8 @@ async def open_saver(path: DatabaseLike, *, create: bool = True) -> Any:
     """Return a ready async saver; close it with `await saver.conn.close()`.
 
     For notebooks, where a saver lives across cells; elsewhere use `open_async_checkpointer`.
-    A SQLite path gives an `AsyncSqliteSaver`; a postgresql:// URL LangGraph's
+    A SQLite path gives an `AsyncSqliteSaver` (with prune, delete_for_runs and copy_thread:
+    `ensemble.db.sqlite_saver`); a postgresql:// URL LangGraph's
     `AsyncPostgresSaver` on a pool (its `conn`). It is bound to the running event loop.
     """
     db = database(path)
@@ -119,7 +121,7 @@ async def open_saver(path: DatabaseLike, *, create: bool = True) -> Any:
     try:
         await conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
         await conn.execute("PRAGMA journal_mode=WAL")
-        saver = AsyncSqliteSaver(conn)
+        saver = EnsembleSqliteSaver(conn)
         await saver.setup()
     except sqlite3.Error as error:
         await conn.close()

@@ -3,7 +3,8 @@
 Resume, fork and time travel stand on the saver's put / put_writes / get_tuple / list /
 delete_thread behaving as LangGraph expects; the suite from `langgraph-checkpoint-conformance`
 checks that on the SQLite file and on a real PostgreSQL 15 server. Optional capabilities
-(prune, copy_thread, delete_for_runs) are run where the saver implements them.
+(prune, copy_thread, delete_for_runs) are run where the saver implements them: all three on
+Ensemble's SQLite saver (`ensemble.db.sqlite_saver`), prune on LangGraph's PostgreSQL saver.
 """
 
 from __future__ import annotations
@@ -46,7 +47,10 @@ async def test_the_sqlite_saver_conforms(tmp_path: Path) -> None:
             assert isinstance(saver, AsyncSqliteSaver)
             yield saver
 
-    await assert_conforms(sqlite_saver)
+    report = await assert_conforms(sqlite_saver)
+    for capability in ("prune", "delete_for_runs", "copy_thread"):
+        result = report.results[capability]
+        assert result.detected and result.passed is True, (capability, result)
 
 
 async def test_the_postgres_saver_conforms(postgres_url: str) -> None:

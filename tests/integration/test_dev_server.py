@@ -268,5 +268,7 @@ def test_ensemble_serve_starts_prints_and_stops_on_sigint(tmp_path: Path) -> Non
     assert f"http://127.0.0.1:{port}" in output
     assert str(db.resolve()) in output
     assert "UNAUTHENTICATED" in output and "loopback only" in output
+    # The SQLite saver has every method the server calls (no "missing aprune" at start).
+    assert "Custom checkpointer missing" not in output
     # The server's own records sit beside the database, not in the project checkout.
     assert (tmp_path / serve.SERVER_DIR / ".langgraph_api").is_dir()
