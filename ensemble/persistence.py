@@ -202,6 +202,33 @@ def list_threads(db: DatabaseLike) -> list[ThreadSummary]:
     return [ThreadSummary(str(t), str(c), int(n)) for t, c, n in rows]
 
 
+SIZE_QUERIES = {
+    "sqlite": (
+        "SELECT thread_id, SUM(size) FROM ("
+        "SELECT thread_id, length(checkpoint) + length(metadata) AS size FROM checkpoints "
+        "UNION ALL SELECT thread_id, length(value) FROM writes) GROUP BY thread_id"
+    ),
+    "postgresql": (
+        "SELECT thread_id, SUM(size) FROM ("
+        "SELECT thread_id, pg_column_size(checkpoint) + pg_column_size(metadata) AS size "
+        "FROM checkpoints UNION ALL SELECT thread_id, pg_column_size(blob) FROM checkpoint_blobs "
+        "UNION ALL SELECT thread_id, pg_column_size(blob) FROM checkpoint_writes) AS sizes "
+        "GROUP BY thread_id"
+    ),
+}
+"""Bytes of each thread's checkpoints and writes, as stored (before the database's own pages)."""
+
+
+def thread_sizes(db: DatabaseLike) -> dict[str, int]:
+    """How many bytes each thread's checkpoints and writes take."""
+    db = database(db)
+    try:
+        rows = read_rows(db, "checkpoints", SIZE_QUERIES[db.kind])
+    except DATABASE_ERRORS as error:
+        raise DatabaseError(f"cannot measure the threads in {db}: {error}") from error
+    return {str(thread): int(size or 0) for thread, size in rows}
+
+
 def read_rows(
     db: DatabaseLike, table: str, query: str, params: Sequence[Any] = ()
 ) -> list[tuple[Any, ...]]:

@@ -336,19 +336,81 @@ async def cmd_fork(args: argparse.Namespace) -> int:
 
 
 async def cmd_threads(args: argparse.Namespace) -> int:
-    """`ensemble threads`: every thread in the database, newest first."""
+    """`ensemble threads`: every thread in the database, newest first (or `threads delete`)."""
+    if args.action == "delete":
+        from ensemble.cli.maintenance import delete_threads
+
+        return await delete_threads(args)
+    if args.ids:
+        raise InvalidInputError(f"unexpected {' '.join(args.ids)}; to delete: threads delete ID")
     db = database(args.db)
+    rows = await thread_rows(db, operator_workspace(args))
+    cutoff = _age_cutoff(args.older_than)
+    wanted = {"scenario": args.scenario, "status": args.status}
+    rows = [
+        r for r in rows
+        if all(not v or r.get(k) == v for k, v in wanted.items())
+        and (cutoff is None or str(r.get("updated") or "") < cutoff)
+    ]  # fmt: skip
+    if args.json:
+        print_json({"threads": rows})
+    elif not rows:
+        filtered = args.scenario or args.status or args.older_than is not None
+        print(f"No threads in {db}" + (" match." if filtered else "."))
+    else:
+        cells = [
+            [r["thread_id"], r["scenario"], r.get("status"), r.get("outcome") or "-",
+             r.get("checkpoints"), human_size(r.get("size") or 0), r.get("updated"),
+             str(r.get("input") or "")[:60]]
+            for r in rows
+        ]  # fmt: skip
+        print(
+            table(
+                cells,
+                ["THREAD", "SCENARIO", "STATUS", "OUTCOME", "STEPS", "SIZE", "UPDATED", "INPUT"],
+            )
+        )
+    return 0
+
+
+def _age_cutoff(days: float | None) -> str | None:
+    """The ISO time before which a thread is older than `days` (None: no age filter)."""
+    if days is None:
+        return None
+    if days < 0:
+        raise InvalidInputError(f"--older-than must not be negative, got {days:g}")
+    from datetime import UTC, datetime, timedelta
+
+    return (datetime.now(UTC) - timedelta(days=days)).isoformat()
+
+
+def human_size(size: int) -> str:
+    """Bytes as a person reads them: 812 B, 14.2 KiB, 3.1 MiB."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
+async def thread_rows(db: Any, workspace: Any) -> list[dict[str, Any]]:
+    """Every thread: scenario, status, outcome, checkpoints, size, last update, input."""
+    from ensemble.persistence import thread_sizes
+
     summaries = list_threads(db)
+    sizes = thread_sizes(db) if summaries else {}
     rows: list[dict[str, Any]] = []
     if summaries:
         async with open_async_checkpointer(db, create=False) as saver:
             for summary in summaries:
+                size = sizes.get(summary.thread_id, 0)
                 try:
                     scenario = await scenario_of(saver, summary.thread_id)
                 except EnsembleError:
-                    rows.append({"thread_id": summary.thread_id, "scenario": None})
+                    rows.append({"thread_id": summary.thread_id, "scenario": None, "size": size})
                     continue
-                snapshot = await scenario.compile(saver, operator_workspace(args)).aget_state(
+                snapshot = await scenario.compile(saver, workspace).aget_state(
                     thread_config(summary.thread_id)
                 )
                 values = snapshot.values if isinstance(snapshot.values, dict) else {}
@@ -359,6 +421,7 @@ async def cmd_threads(args: argparse.Namespace) -> int:
                         "status": result_of(snapshot, scenario, summary.thread_id).status,
                         "outcome": values.get("outcome") or "",
                         "checkpoints": summary.checkpoints,
+                        "size": size,
                         "updated": snapshot.created_at,
                         scenario.primary_field: values.get(scenario.primary_field),
                         "input": values.get(scenario.primary_field),
@@ -366,22 +429,7 @@ async def cmd_threads(args: argparse.Namespace) -> int:
                 )
     if db.is_postgres:
         rows = await _with_queue(db, rows)
-    wanted = {"scenario": args.scenario, "status": args.status}
-    rows = [r for r in rows if all(not v or r.get(k) == v for k, v in wanted.items())]
-    if args.json:
-        print_json({"threads": rows})
-    elif not rows:
-        print(f"No threads in {db}" + (" match." if args.scenario or args.status else "."))
-    else:
-        cells = [
-            [r["thread_id"], r["scenario"], r.get("status"), r.get("outcome") or "-",
-             r.get("checkpoints"), r.get("updated"), str(r.get("input") or "")[:60]]
-            for r in rows
-        ]  # fmt: skip
-        print(
-            table(cells, ["THREAD", "SCENARIO", "STATUS", "OUTCOME", "STEPS", "UPDATED", "INPUT"])
-        )
-    return 0
+    return rows
 
 
 async def _with_queue(db: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -78,14 +78,49 @@ def build_parser() -> argparse.ArgumentParser:
     for name, about in STAGED.items():  # the flags are read by the second stage, in `_main`
         sub.add_parser(name, help=about, add_help=False)
 
-    threads = sub.add_parser("threads", parents=[common], help="list threads")
+    threads = sub.add_parser(
+        "threads",
+        parents=[common],
+        help="list threads (with their size), or delete some",
+        description="ensemble threads [--scenario S] [--status S] [--older-than DAYS] lists; "
+        "ensemble threads delete ID... deletes threads with their checkpoints and audit trail.",
+    )
+    threads.add_argument("action", nargs="?", choices=("delete",), help="delete the threads IDS")
+    threads.add_argument("ids", nargs="*", metavar="ID", help="threads to delete")
     threads.add_argument("--scenario", help="only threads of this scenario")
+    threads.add_argument(
+        "--older-than", type=float, metavar="DAYS", help="only threads not updated for DAYS days"
+    )
     threads.add_argument(
         "--status",
         choices=("queued", "running", "interrupted", "done", "failed"),
         help="only threads with this status (interrupted: waiting for an answer; queued and "
         "running: on a PostgreSQL run queue)",
     )
+
+    prune = sub.add_parser(
+        "prune",
+        parents=[common],
+        help="remove old checkpoints of finished threads",
+        description="Keep the newest checkpoints of every branch of each finished (done) thread "
+        "and remove the rest; threads waiting for a person, running or failed are never touched. "
+        "The space is given back (SQLite: VACUUM).",
+    )
+    prune.add_argument(
+        "--keep-last",
+        type=int,
+        default=1,
+        metavar="N",
+        help="checkpoints kept on each branch (default: 1, the result)",
+    )
+    prune.add_argument(
+        "--older-than",
+        type=float,
+        default=0.0,
+        metavar="DAYS",
+        help="only threads not updated for DAYS days (default: 0: every finished thread)",
+    )
+    prune.add_argument("--dry-run", action="store_true", help="say what would go; change nothing")
 
     history = sub.add_parser("history", parents=[common], help="list a thread's checkpoints")
     history.add_argument("thread")
@@ -173,7 +208,7 @@ COMMANDS = (
         ("run", "resume", "fork", "threads", "history", "show", "scenarios", "export"), "commands"
     )
     | {"stats": "audit", "submit": "cluster", "worker": "cluster", "schedule": "cluster"}
-    | {"subscriptions": "events"}
+    | {"subscriptions": "events", "prune": "maintenance"}
 )
 """The module of a command's `cmd_<name>` function, imported when it runs (default: the
 command's own module, `ensemble.cli.<name>`)."""

@@ -120,6 +120,71 @@ class EnsembleSqliteSaver(AsyncSqliteSaver):
                 (thread_id, ns, head),
             )
 
+    async def aprune_history(self, thread_id: str, *, keep_last: int) -> int:
+        """Keep the `keep_last` newest checkpoints of every branch of a thread; delete the rest.
+
+        Every branch head (a checkpoint nothing continues from: the thread's latest, and each
+        fork's) is kept with its newest ancestors, so every branch still shows, resumes and
+        forks. A subgraph call goes with the root checkpoint it belongs to. Returns how many of
+        the thread's own (root) checkpoints were deleted.
+        """
+        if keep_last < 1:
+            raise ValueError("keep_last must be at least 1")
+        await self.setup()
+        async with self.lock:
+            await self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                deleted = await self._prune_history(str(thread_id), keep_last)
+            except BaseException:
+                await self.conn.rollback()
+                raise
+            await self.conn.commit()
+        return deleted
+
+    async def _prune_history(self, thread_id: str, keep_last: int) -> int:
+        rows = await self._fetch(
+            "SELECT checkpoint_ns, checkpoint_id, parent_checkpoint_id, metadata FROM checkpoints "
+            "WHERE thread_id = ?",
+            (thread_id,),
+        )
+        root = {cid: parent for ns, cid, parent, _ in rows if ns == ""}
+        children = {parent for parent in root.values() if parent}
+        kept: set[str] = set()
+        for head in (cid for cid in root if cid not in children):
+            step: str | None = head
+            for _ in range(keep_last):
+                if step is None or step not in root:
+                    break
+                kept.add(step)
+                step = root[step]
+        doomed = {("", cid) for cid in root if cid not in kept}
+        namespaces: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        for ns, cid, _, raw in rows:
+            if ns:
+                namespaces.setdefault(ns, []).append((cid, _metadata(raw)))
+        for ns, checkpoints in namespaces.items():
+            newest = max(checkpoints)[0]
+            owner = dict(checkpoints)[newest].get("parents", {}).get("")
+            if ":" in ns and owner in root and owner not in kept:
+                doomed.update((ns, cid) for cid, _ in checkpoints)  # the call of a pruned step
+            else:
+                doomed.update((ns, cid) for cid, _ in checkpoints if cid != newest)
+        for ns, cid in doomed:
+            for table in ("writes", "checkpoints"):
+                await self.conn.execute(
+                    f"DELETE FROM {table} WHERE thread_id = ? AND checkpoint_ns = ? "
+                    "AND checkpoint_id = ?",
+                    (thread_id, ns, cid),
+                )
+        await self.conn.execute(
+            "UPDATE checkpoints SET parent_checkpoint_id = NULL WHERE thread_id = ? "
+            "AND checkpoint_ns = '' AND parent_checkpoint_id IS NOT NULL AND parent_checkpoint_id "
+            "NOT IN (SELECT checkpoint_id FROM checkpoints WHERE thread_id = ? "
+            "AND checkpoint_ns = '')",
+            (thread_id, thread_id),
+        )
+        return sum(1 for ns, _ in doomed if ns == "")
+
     async def _delete_namespace(self, thread_id: str, ns: str) -> None:
         for table in ("writes", "checkpoints"):
             await self.conn.execute(
