@@ -261,3 +261,50 @@ def test_every_pair_runs_exactly_once_while_the_dispatcher_is_killed(
         f"\n{kind}: {len(events)} events, {len(expected)} runs, kills={killer.kills} "
         f"(mid-delivery {killer.mid_delivery}), dead={len(dead)}, duplicates={len(duplicates)}"
     )
+
+
+def test_two_postgresql_dispatchers_share_the_work_and_repeat_nothing(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """Any number of dispatchers may run on PostgreSQL: each delivery is queued by one."""
+    corpus = write_corpus(tmp_path / "corpus")
+    subscriptions = tmp_path / "subscriptions.yaml"
+    subscriptions.write_text(
+        SUBSCRIPTIONS.format(corpus=corpus, out=tmp_path / "published"), encoding="utf-8"
+    )
+    url = upgraded(postgres_url)
+    db = database(url)
+    command = [*ENSEMBLE, "events", "run", "--db", url, "--subscriptions", str(subscriptions)]
+    logs = [tmp_path / f"dispatcher-{n}.log" for n in range(2)]
+    processes = [
+        subprocess.Popen(command, cwd=tmp_path, env=clean_env(), stdout=log.open("wb"),
+                         stderr=subprocess.STDOUT)
+        for log in logs
+    ]  # fmt: skip
+    worker_log = (tmp_path / "worker.log").open("wb")
+    worker = subprocess.Popen(
+        [*ENSEMBLE, "worker", "--db", url, "--concurrency", "2"],
+        cwd=tmp_path, env=clean_env(), stdout=worker_log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    events = [
+        make_event("note.added", {"title": f"hive note {n}"}, source="test", id=f"n{n}")
+        for n in range(60)
+    ]
+    try:
+        for start in range(0, len(events), 5):
+            publish(db, *events[start : start + 5])
+            time.sleep(0.2)
+        deadline = time.monotonic() + 180
+        while not settled(db, len(events)):
+            assert time.monotonic() < deadline, Counter(d["status"] for d in deliveries(db))
+            time.sleep(0.2)
+    finally:
+        for process in [*processes, worker]:
+            process.send_signal(signal.SIGTERM)
+        for process in [*processes, worker]:
+            process.wait(60)
+    found = deliveries(db, limit=1000)
+    assert {d["status"] for d in found} == {"done"} and len(found) == len(events)
+    assert all(d["attempts"] == 1 for d in found)
+    queued = [log.read_text().count(": queued research thread") for log in logs]
+    assert sum(queued) == len(events) and all(queued), queued  # both took part, none twice
