@@ -476,3 +476,18 @@ async def test_a_database_error_pauses_the_dispatcher_instead_of_ending_it(
     publish(dispatcher.db, make_event("job.posted", {"name": "eve"}, source="t", id="e1"))
     await dispatch_until(dispatcher, lambda: status_of(dispatcher.db, "e1").get("status") == "done")
     assert any("database is locked; trying again" in line for line in lines)
+
+
+def test_the_readme_shows_the_shipped_example() -> None:
+    import re
+
+    import yaml
+
+    import ensemble.events
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Events: runs that start runs") :]
+    shown = re.search(r"```yaml\n(.*?)```", section, re.S)
+    assert shown is not None
+    example = Path(ensemble.events.__file__).parent / "examples" / "digest.yaml"
+    assert yaml.safe_load(shown.group(1)) == yaml.safe_load(example.read_text(encoding="utf-8"))
