@@ -125,11 +125,20 @@ def resume_command(snapshot: StateSnapshot, answer: Any) -> Command:
     return Command(resume=answer)
 
 
+def unfinished(snapshot: StateSnapshot) -> bool:
+    """Whether the thread has work left: tasks to run, or results saved but not yet applied.
+
+    A process killed between a step's writes and its next checkpoint leaves `next` empty; only
+    `tasks` shows that the run must go on.
+    """
+    return bool(snapshot.next or snapshot.tasks)
+
+
 def result_of(snapshot: StateSnapshot, scenario: Scenario, thread_id: str) -> RunResult:
     """Describe a thread's state: done, interrupted (waiting for an answer) or unfinished."""
     values = snapshot.values if isinstance(snapshot.values, dict) else {}
     interrupt = pending_interrupt(snapshot)
-    status = "interrupted" if interrupt else ("failed" if snapshot.next else "done")
+    status = "interrupted" if interrupt else ("failed" if unfinished(snapshot) else "done")
     output = {k: values.get(k) for k in scenario.output_keys if k in values}
     return RunResult(
         thread_id=thread_id,

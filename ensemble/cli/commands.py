@@ -49,6 +49,7 @@ from ensemble.runner import (
     resume_command,
     scenario_of,
     thread_config,
+    unfinished,
 )
 
 EXIT_FAILED = 1
@@ -299,8 +300,9 @@ async def cmd_resume(args: argparse.Namespace) -> int:
             if first is None:
                 return _finish(result_of(snapshot, scenario, args.thread), args)
             payload: Any = resume_command(snapshot, first)
-        elif snapshot.next:
-            progress.line(f"[run] continuing thread {args.thread} at {', '.join(snapshot.next)}")
+        elif unfinished(snapshot):
+            where = ", ".join(snapshot.next or [task.name for task in snapshot.tasks])
+            progress.line(f"[run] continuing thread {args.thread} at {where}")
             payload = None
         else:
             progress.line(f"[run] thread {args.thread} has already finished")

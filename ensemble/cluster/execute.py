@@ -16,7 +16,15 @@ from ensemble.cluster.runs import Claim
 from ensemble.context import validate_context
 from ensemble.graphs.registry import SCENARIOS
 from ensemble.run_settings import RunSettings, for_thread
-from ensemble.runner import RunResult, Silent, drive, result_of, resume_command, thread_config
+from ensemble.runner import (
+    RunResult,
+    Silent,
+    drive,
+    result_of,
+    resume_command,
+    thread_config,
+    unfinished,
+)
 from ensemble.workspace import Workspace
 
 
@@ -57,7 +65,7 @@ async def execute(saver: Any, workspace: Workspace, held: Claim) -> RunResult:
         if answer is None:  # still waiting for a person: nothing to run
             return result_of(snapshot, scenario, held.thread_id)
         payload = resume_command(snapshot, answer)
-    elif not snapshot.next:  # finished before the takeover
+    elif not unfinished(snapshot):  # finished before the takeover
         return result_of(snapshot, scenario, held.thread_id)
     return await drive(graph, scenario, config, payload, settings, Silent(), answerer)
 

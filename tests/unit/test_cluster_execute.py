@@ -111,3 +111,37 @@ async def test_a_taken_over_fork_is_not_branched_twice(
         ]
         assert parents.count(early) == 2  # the original child and the one branch: no third
         assert children == {early}
+
+
+async def test_a_run_killed_between_a_steps_writes_and_its_checkpoint_goes_on(
+    workspace: Workspace, corpus_dir: Path
+) -> None:
+    """The first step's results are saved but not its checkpoint: `next` is empty, yet the run
+    is not finished. A takeover applies the saved results and goes on instead of reporting a
+    finished run with no output (`ensemble resume` reads the state the same way)."""
+    from ensemble.graphs.registry import SCENARIOS
+    from ensemble.runner import result_of
+
+    settings = resolve(None, {"model": "offline"}, how="run")
+    question = {"question": "How do bees make honey?", "corpus": str(corpus_dir)}
+    request = start_request(question, settings, yes=True)
+    async with open_async_checkpointer(workspace.db) as saver:
+        real, calls = saver.aput, []
+
+        async def dies_at_the_second_checkpoint(*args: Any, **kwargs: Any) -> Any:
+            calls.append(1)
+            if len(calls) == 2:
+                raise RuntimeError("the process was killed here")
+            return await real(*args, **kwargs)
+
+        saver.aput = dies_at_the_second_checkpoint  # type: ignore[method-assign]
+        killed = await execute(saver, workspace, Claim(THREAD, "research", 1, 1, request))
+        saver.aput = real  # type: ignore[method-assign]
+        assert killed.status == "failed"
+        research = SCENARIOS["research"]
+        snapshot = await research.compile(saver, workspace).aget_state(thread_config(THREAD))
+        assert snapshot.next == () and snapshot.tasks  # what was misread as a finished run
+        assert result_of(snapshot, research, THREAD).status == "failed"
+        taken_over = await execute(saver, workspace, Claim(THREAD, "research", 2, 2, request))
+    assert taken_over.status == "done" and taken_over.output
+    assert "honey" in taken_over.output["report"].lower()
