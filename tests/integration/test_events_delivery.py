@@ -242,19 +242,25 @@ def test_every_pair_runs_exactly_once_while_the_dispatcher_is_killed(
     threads = {t.thread_id for t in list_threads(db)}
     assert threads == {delivery_thread(*pair) for pair in expected}
 
-    async def starts() -> Counter[str]:
+    async def starts_and_results() -> tuple[Counter[str], list[str]]:
         counted: Counter[str] = Counter()
+        empty: list[str] = []  # "done" threads without their result: a run that never finished
         async with open_async_checkpointer(db) as saver:
             for thread in threads:
                 async for saved in saver.alist(thread_config(thread)):
                     if saved.metadata.get("source") == "input":
                         counted[thread] += 1
-        return counted
+                latest = await saver.aget_tuple(thread_config(thread))
+                values = latest.checkpoint["channel_values"] if latest else {}
+                if not values.get("report") and values.get("outcome") != "published":
+                    empty.append(thread)
+        return counted, empty
 
     import asyncio
 
-    counted = asyncio.run(starts())
+    counted, empty = asyncio.run(starts_and_results())
     assert set(counted.values()) == {1}, [t for t, n in counted.items() if n != 1]
+    assert empty == []
     briefs = sum(1 for pair in expected if pair[1] == "brief")
     assert len(list(out.glob("*.md"))) == briefs
     print(
