@@ -16,7 +16,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from ensemble import settings
 from ensemble.cli.render import print_json, table
 
 SUBMIT_DESCRIPTION = (
@@ -257,7 +256,6 @@ async def cmd_worker(args: argparse.Namespace) -> int:
     from ensemble.cluster.worker import Worker
     from ensemble.errors import InvalidInputError
     from ensemble.graphs.registry import SCENARIOS
-    from ensemble.workspace import Workspace
 
     db = require_postgres(args.db)
     names = tuple(SCENARIOS) if not args.scenarios else tuple(
@@ -281,15 +279,9 @@ async def cmd_worker(args: argparse.Namespace) -> int:
         caps[name] = int(number)
     async with cluster_connection(args.db):
         pass  # refuse a database that is not upgraded before anything starts
-    from ensemble.cli.serve import operator_folders
+    from ensemble.cli.serve import rooted_workspace
 
-    workspace = Workspace(
-        db=db,
-        corpus_roots=operator_folders("--corpus-root", args.corpus_roots, settings.corpus_roots())
-        or None,
-        output_roots=operator_folders("--output-root", args.output_roots, settings.output_roots())
-        or None,
-    )
+    workspace = rooted_workspace(db, args)
     worker = Worker(
         db=db,
         workspace=workspace,

@@ -249,11 +249,10 @@ async def _replay(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from ensemble.cli.serve import operator_folders
+    from ensemble.cli.serve import rooted_workspace
     from ensemble.db import database
     from ensemble.errors import InvalidInputError
     from ensemble.events.dispatcher import Dispatcher
-    from ensemble.workspace import Workspace
 
     subscriptions = _subscriptions(args.subscriptions)
     if args.concurrency < 1:
@@ -268,13 +267,7 @@ async def _run(args: argparse.Namespace) -> int:
         from ensemble.db import Database
 
         db = Database(kind="sqlite", path=db.sqlite_path.resolve())
-    workspace = Workspace(
-        db=db,
-        corpus_roots=operator_folders("--corpus-root", args.corpus_roots, settings.corpus_roots())
-        or None,
-        output_roots=operator_folders("--output-root", args.output_roots, settings.output_roots())
-        or None,
-    )
+    workspace = rooted_workspace(db, args)
     dispatcher = Dispatcher(
         db=db,
         workspace=workspace,

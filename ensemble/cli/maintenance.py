@@ -142,19 +142,13 @@ async def _branch_heads(saver: Any, thread_id: str) -> int:
 
 async def _would_remove(saver: Any, thread_id: str, keep_last: int) -> int:
     """What `aprune_history` would delete from the root namespace (a dry run)."""
+    from ensemble.db.sqlite_saver import kept_on_branches
+
     parent: dict[str, str | None] = {}
     async for saved in saver.alist(thread_config(thread_id)):
         up = saved.parent_config["configurable"]["checkpoint_id"] if saved.parent_config else None
         parent[saved.config["configurable"]["checkpoint_id"]] = up
-    kept: set[str] = set()
-    for head in set(parent) - {p for p in parent.values() if p}:
-        step: str | None = head
-        for _ in range(keep_last):
-            if step is None or step not in parent:
-                break
-            kept.add(step)
-            step = parent[step]
-    return len(parent) - len(kept)
+    return len(parent) - len(kept_on_branches(parent, keep_last))
 
 
 def _file_size(db: Any) -> int | None:

@@ -324,6 +324,23 @@ def operator_folders(
     return folders
 
 
+def rooted_workspace(db: Database, args: argparse.Namespace) -> Any:
+    """The workspace of a long-running process (`worker`, `events run`) on `db`.
+
+    Its `--corpus-root` / `--output-root` flags (else the environment's) bound the folders its
+    runs read and publish; none given: any folder, as for `ensemble run`.
+    """
+    from ensemble.workspace import Workspace
+
+    return Workspace(
+        db=db,
+        corpus_roots=operator_folders("--corpus-root", args.corpus_roots, settings.corpus_roots())
+        or None,
+        output_roots=operator_folders("--output-root", args.output_roots, settings.output_roots())
+        or None,
+    )
+
+
 def _check_model_form(spec: str) -> str:
     """An `--allow-model` spec of a known form; its key may come later, with the run."""
     from ensemble.agents.spec import model_spec_form

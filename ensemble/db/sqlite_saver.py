@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
@@ -148,15 +148,7 @@ class EnsembleSqliteSaver(AsyncSqliteSaver):
             (thread_id,),
         )
         root = {cid: parent for ns, cid, parent, _ in rows if ns == ""}
-        children = {parent for parent in root.values() if parent}
-        kept: set[str] = set()
-        for head in (cid for cid in root if cid not in children):
-            step: str | None = head
-            for _ in range(keep_last):
-                if step is None or step not in root:
-                    break
-                kept.add(step)
-                step = root[step]
+        kept = kept_on_branches(root, keep_last)
         doomed = {("", cid) for cid in root if cid not in kept}
         namespaces: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         for ns, cid, _, raw in rows:
@@ -265,6 +257,23 @@ class EnsembleSqliteSaver(AsyncSqliteSaver):
     async def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
         async with self.conn.execute(sql, params) as cursor:
             return list(await cursor.fetchall())
+
+
+def kept_on_branches(parents: Mapping[str, str | None], keep_last: int) -> set[str]:
+    """The checkpoints `aprune_history` keeps: each branch head and its newest ancestors.
+
+    `parents` maps every checkpoint id of the thread's root namespace to its parent's id.
+    """
+    children = {parent for parent in parents.values() if parent}
+    kept: set[str] = set()
+    for head in (cid for cid in parents if cid not in children):
+        step: str | None = head
+        for _ in range(keep_last):
+            if step is None or step not in parents:
+                break
+            kept.add(step)
+            step = parents[step]
+    return kept
 
 
 def _metadata(raw: Any) -> dict[str, Any]:
