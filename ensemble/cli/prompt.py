@@ -102,8 +102,8 @@ def _interruptible() -> Iterator[None]:
 
 def _input(prompt: str) -> str:
     """Like `input`, but the prompt goes to stderr so stdout stays clean for `--json`."""
-    print(prompt, end="", file=sys.stderr, flush=True)
-    with _interruptible():
+    with _interruptible():  # before the prompt: a Ctrl-C the moment it shows must stop the read
+        print(prompt, end="", file=sys.stderr, flush=True)
         line = sys.stdin.readline()
     if not line:
         raise EOFError
