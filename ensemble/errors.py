@@ -29,6 +29,10 @@ class NotFoundError(EnsembleError, LookupError):
     """An unknown thread, checkpoint or scenario."""
 
 
+class StateVersionError(EnsembleError):
+    """A thread's state was written by a version of its scenario this release cannot read."""
+
+
 def describe_validation_error(
     error: ValidationError, *, known: Iterable[str] = (), patterns: Mapping[str, str] | None = None
 ) -> str:

@@ -26,7 +26,13 @@ from ensemble.nodes.assemble import assemble
 from ensemble.nodes.chief import chief, content_intake
 from ensemble.nodes.publisher import publisher
 from ensemble.nodes.teams import research_team, writing_team
-from ensemble.state.content import ContentInput, ContentOutput, ContentState, ItemTask
+from ensemble.state.content import (
+    STATE_VERSION,
+    ContentInput,
+    ContentOutput,
+    ContentState,
+    ItemTask,
+)
 from ensemble.workspace import Workspace
 
 NAME = "content"
@@ -140,6 +146,7 @@ def summary(values: Mapping[str, Any]) -> str:
 
 SCENARIO = Scenario(
     name=NAME,
+    state_version=STATE_VERSION,
     description="Content pipeline: an editor-in-chief, a research team and a writing team "
     "(outline, writer, editor loop), human approval, then publishing to Markdown and HTML.",
     build=build_content,

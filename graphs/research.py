@@ -27,6 +27,7 @@ from ensemble.nodes.reviewer import reviewer
 from ensemble.nodes.synthesizer import synthesizer
 from ensemble.state.research import (
     MAX_RESEARCHERS,
+    STATE_VERSION,
     ResearchInput,
     ResearchOutput,
     ResearchState,
@@ -143,6 +144,7 @@ def fork_plan(value: Any, valid: BaseModel) -> list[SubQuestion]:
 
 SCENARIO = Scenario(
     name=NAME,
+    state_version=STATE_VERSION,
     description="Research assistant: planner, parallel researchers with citations, "
     "synthesizer and a reviewer loop over a document corpus.",
     build=build_research,

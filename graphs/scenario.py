@@ -18,6 +18,7 @@ from langgraph.graph import StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from pydantic import BaseModel
 
+from ensemble.db.state_versions import VERSION_KEY, StateVersion, VersionedStates
 from ensemble.errors import InvalidInputError
 from ensemble.graphs.compiling import compile_graph
 from ensemble.state.inputs import validated
@@ -54,6 +55,8 @@ class Scenario:
     """CLI-only flags that read a file into an input field: `--tasks FILE` -> `workflow`."""
     check_input: Callable[[BaseModel], None] | None = None
     """Checks beyond the schema, run before anything is stored (e.g. a workflow's DAG)."""
+    state_version: StateVersion = field(default_factory=StateVersion)
+    """The state's version and the migrations from older ones (in `state/<scenario>.py`)."""
 
     def describe_result(self, values: Mapping[str, Any]) -> str:
         """The text a person reads at the end of a run."""
@@ -64,8 +67,14 @@ class Scenario:
     def compile(
         self, checkpointer: BaseCheckpointSaver | None, workspace: Workspace
     ) -> CompiledStateGraph[Any, Any, Any, Any]:
-        """Compile this scenario's graph for `workspace`, saving with `checkpointer`."""
-        return compile_graph(self.build(workspace), self.name, checkpointer)
+        """Compile this scenario's graph for `workspace`, saving with `checkpointer`.
+
+        Every checkpoint the graph saves records the state version; a saver that migrates
+        (Ensemble's) learns this scenario's version, so an older thread is migrated on read.
+        """
+        teach_state_version(checkpointer, self.name, self.state_version)
+        graph = compile_graph(self.build(workspace), self.name, checkpointer)
+        return graph.with_config(metadata={VERSION_KEY: self.state_version.current})
 
     def validate_input(self, data: Any) -> BaseModel:
         """Validate raw input; raise `InvalidInputError` with a one-line message."""
@@ -107,3 +116,10 @@ class Scenario:
             if name in sets:
                 update[name] = check(sets[name], valid)
         return update
+
+
+def teach_state_version(saver: Any, scenario: str, version: StateVersion) -> None:
+    """Tell a saver that checks state versions on read which version `scenario` is at."""
+    known = getattr(saver, "state_versions", None)
+    if isinstance(known, VersionedStates):
+        known.learn(scenario, version)

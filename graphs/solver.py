@@ -31,7 +31,13 @@ from ensemble.nodes.solver_help import SOLVER_HELP, solver_help
 from ensemble.nodes.solver_planner import solver_intake, solver_planner
 from ensemble.nodes.solver_worker import solver_worker
 from ensemble.nodes.team import team_of
-from ensemble.state.solver import SolverInput, SolverOutput, SolverState, WorkOrder
+from ensemble.state.solver import (
+    STATE_VERSION,
+    SolverInput,
+    SolverOutput,
+    SolverState,
+    WorkOrder,
+)
 from ensemble.tasks import validate_workflow
 from ensemble.tools.sandbox import sandbox_available
 from ensemble.workspace import Workspace
@@ -118,6 +124,7 @@ def check_input(valid: BaseModel) -> None:
 
 SCENARIO = Scenario(
     name=NAME,
+    state_version=STATE_VERSION,
     description="Distributed problem solver: planner, task graph, capability-based scheduling "
     "on an agent team, sandboxed tools, verification, voting and a human when stuck.",
     build=build_solver,

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from typing_extensions import TypedDict
 
+from ensemble.db.state_versions import StateVersion
 from ensemble.state.reducers import merge_dicts
 from ensemble.state.research import Folder, Source
 
@@ -132,6 +133,16 @@ class ItemTask(TypedDict):
 def draft_key(title: str, text: str) -> str:
     """The identity of an exact draft (title and body)."""
     return hashlib.sha256(f"{title}\n\n{text}".encode()).hexdigest()
+
+
+STATE_VERSION = StateVersion(current=1, migrations={})
+"""The version of `ContentState` that checkpoints record.
+
+Raise `current` and add `migrations[old]` (a function from the old values to the new, here next to
+the state) whenever a change would misread an older checkpoint: a key renamed or removed, a value's
+shape changed. A new key with a default needs none. `tests/fixtures/release-*.db` holds threads
+written by a release; `tests/integration/test_release_database.py` reads them after every change.
+"""
 
 
 @dataclass(kw_only=True)

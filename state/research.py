@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from typing_extensions import TypedDict
 
+from ensemble.db.state_versions import StateVersion
 from ensemble.state.reducers import merge_dicts
 
 MAX_QUESTION_CHARS = 4000
@@ -101,6 +102,16 @@ class Review(TypedDict):
     model_approved: bool
     research_gaps: list[str]
     report_issues: list[str]
+
+
+STATE_VERSION = StateVersion(current=1, migrations={})
+"""The version of `ResearchState` that checkpoints record.
+
+Raise `current` and add `migrations[old]` (a function from the old values to the new, here next to
+the state) whenever a change would misread an older checkpoint: a key renamed or removed, a value's
+shape changed. A new key with a default needs none. `tests/fixtures/release-*.db` holds threads
+written by a release; `tests/integration/test_release_database.py` reads them after every change.
+"""
 
 
 @dataclass(kw_only=True)

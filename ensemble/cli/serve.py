@@ -2,7 +2,7 @@
 
 The server is `langgraph dev` (in-memory runtime) serving every registered scenario, with a
 langgraph.json made from the installed package (`ensemble.server.config`). Its checkpoints go
-to the same SQLite file the CLI uses (`ENSEMBLE_DB` -> `ensemble.persistence.server_checkpointer`),
+to the same SQLite file the CLI uses (`ENSEMBLE_DB` -> `ensemble.server.checkpointer`),
 so a thread started through the server can be listed, shown, resumed or forked with `ensemble`
 and the other way round. The server's own thread and run records (`.langgraph_api/`) live in a
 folder beside that database, never in the project checkout.

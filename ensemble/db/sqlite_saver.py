@@ -4,6 +4,8 @@
 lacks `aprune` and `adelete_for_runs`, and Ensemble's `prune` and `threads delete` need them.
 This subclass adds `aprune`, `adelete_for_runs` and `acopy_thread` (and their sync forms) with
 the semantics of LangGraph's PostgreSQL saver, checked by `langgraph-checkpoint-conformance`.
+It also migrates a thread written with an older state version when it is read
+(`ensemble.db.state_versions`).
 
 The SQLite saver keeps each checkpoint whole (no shared blobs), so deleting old checkpoints never
 breaks a newer one. Each method is one transaction under the saver's lock.
@@ -13,10 +15,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import CheckpointTuple
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+from ensemble.db.state_versions import (
+    MIGRATED_KEY,
+    VERSION_KEY,
+    Migration,
+    VersionedStates,
+    is_state_channel,
+    migrate,
+    version_of,
+)
 
 PRUNE_STRATEGIES = ("keep_latest", "delete")
 DELTA_MARKERS = ("counters_since_delta_snapshot", "delta_writes_versioned")
@@ -24,7 +38,114 @@ DELTA_MARKERS = ("counters_since_delta_snapshot", "delta_writes_versioned")
 
 
 class EnsembleSqliteSaver(AsyncSqliteSaver):
-    """`AsyncSqliteSaver` plus prune, delete_for_runs and copy_thread."""
+    """`AsyncSqliteSaver` plus prune, delete_for_runs, copy_thread and state migrations."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """The saver knows no scenario's state version until a graph is compiled on it."""
+        super().__init__(*args, **kwargs)
+        self.state_versions = VersionedStates()
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """The checkpoint at `config`; a thread of an older state version is migrated first."""
+        saved = await super().aget_tuple(config)
+        if saved is None:
+            return None
+        thread_id = str(config["configurable"]["thread_id"])
+        if self.state_versions.behind(saved.metadata, thread_id):
+            await self._aupgrade_thread(thread_id)
+            saved = await super().aget_tuple(config)
+        return saved
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        """A thread's history, migrated first like `aget_tuple` (so a fork starts current)."""
+        thread_id = (config or {}).get("configurable", {}).get("thread_id")
+        if thread_id is not None:
+            await self.aget_tuple({"configurable": {"thread_id": thread_id}})
+        async for saved in super().alist(config, filter=filter, before=before, limit=limit):
+            yield saved
+
+    async def _aupgrade_thread(self, thread_id: str) -> None:
+        """Migrate every older checkpoint of the thread and its pending writes, in place.
+
+        One transaction: the thread is read either all old or all current. Ids, parents and
+        task ids stay, so pending interrupts and branches are untouched.
+        """
+        async with self.lock:
+            await self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                rows = await self._fetch(
+                    "SELECT checkpoint_ns, checkpoint_id, type, checkpoint, metadata "
+                    "FROM checkpoints WHERE thread_id = ?",
+                    (thread_id,),
+                )
+                for ns, checkpoint_id, type_, blob, raw in rows:
+                    metadata = _metadata(raw)
+                    steps = self.state_versions.behind(metadata, thread_id)
+                    if steps:
+                        await self._upgrade_checkpoint(
+                            thread_id, ns, checkpoint_id, (type_, blob), metadata, steps
+                        )
+            except BaseException:
+                await self.conn.rollback()
+                raise
+            await self.conn.commit()
+
+    async def _upgrade_checkpoint(
+        self,
+        thread_id: str,
+        ns: str,
+        checkpoint_id: str,
+        stored: tuple[str, bytes],
+        metadata: dict[str, Any],
+        steps: list[Migration],
+    ) -> None:
+        checkpoint = self.serde.loads_typed(stored)
+        checkpoint["channel_values"] = migrate(checkpoint["channel_values"], steps)
+        type_, blob = self.serde.dumps_typed(checkpoint)
+        upgraded = {
+            **metadata,
+            VERSION_KEY: self.state_versions.current(metadata),
+            MIGRATED_KEY: version_of(metadata),
+        }
+        where = (thread_id, ns, checkpoint_id)
+        await self.conn.execute(
+            "UPDATE checkpoints SET type = ?, checkpoint = ?, metadata = ? "
+            "WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?",
+            (type_, blob, json.dumps(upgraded, ensure_ascii=False).encode(), *where),
+        )
+        writes = await self._fetch(
+            "SELECT task_id, idx, channel, type, value FROM writes "
+            "WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?",
+            where,
+        )
+        for task_id, idx, channel, value_type, value in writes:
+            if not is_state_channel(channel):
+                continue  # LangGraph's own: interrupts, resume values, errors, branches
+            key = (*where, task_id, idx)
+            update = migrate({channel: self.serde.loads_typed((value_type, value))}, steps)
+            if not update:
+                await self.conn.execute(
+                    "DELETE FROM writes WHERE thread_id = ? AND checkpoint_ns = ? "
+                    "AND checkpoint_id = ? AND task_id = ? AND idx = ?",
+                    key,
+                )
+                continue
+            if len(update) > 1:
+                raise ValueError(f"a migration turned the write of {channel!r} into several")
+            ((new_channel, new_value),) = update.items()
+            new_type, new_blob = self.serde.dumps_typed(new_value)
+            await self.conn.execute(
+                "UPDATE writes SET channel = ?, type = ?, value = ? WHERE thread_id = ? "
+                "AND checkpoint_ns = ? AND checkpoint_id = ? AND task_id = ? AND idx = ?",
+                (new_channel, new_type, new_blob, *key),
+            )
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """Prune the threads: keep each namespace's latest checkpoint, or delete everything.

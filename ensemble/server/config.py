@@ -49,7 +49,7 @@ def langgraph_config(
         else "3.11",
         "dependencies": ["."],
         "graphs": graphs,
-        "checkpointer": {"path": where("ensemble/persistence.py") + ":server_checkpointer"},
+        "checkpointer": {"path": where("ensemble/server/checkpointer.py") + ":checkpointer"},
         "auth": {"path": where("ensemble/server/auth.py") + ":auth", "disable_studio_auth": True},
         "http": {
             "app": where("ensemble/server/app.py") + ":app",
