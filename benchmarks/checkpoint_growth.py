@@ -8,15 +8,23 @@ project's SQLite checkpointer:
   critique stored once under its own key in a merged dict, big texts out of the message list.
 
 SqliteSaver stores the whole state at every step, so the plain loop grows quadratically.
-Run: `python -m benchmarks.checkpoint_growth [--cycles 50 100 200]`; prints sizes and ratios.
+For each side the growth exponent k of size ~ cycles^k is fitted (least squares on logs), and the
+database is measured again after pruning as `ensemble prune` does (the saver's `aprune_history`
+keeping the newest checkpoint of the thread, then VACUUM; `ensemble prune` itself only picks
+threads of a known scenario, which these loops are not). Goals: Ensemble's exponent at most 1.1,
+its database at most 1/20 of the plain loop's at the longest run.
+
+Run: `python -m benchmarks.checkpoint_growth [--cycles 25 50 100 200]`; prints a table and one
+JSON line.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import math
 import operator
+import sqlite3
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -25,9 +33,12 @@ from typing import Annotated
 
 from langgraph.graph import END, START, StateGraph
 
+from benchmarks.common import report, row
 from ensemble.persistence import open_async_checkpointer
 from ensemble.state.reducers import merge_dicts
 
+EXPONENT_GOAL = 1.1
+SIZE_GOAL = 1 / 20
 TEXT = "A paragraph of a draft report that cites its sources [1][2]. " * 16  # ~1 KB
 
 
@@ -84,7 +95,12 @@ def _loop(builder, write, review):
     return builder
 
 
-async def measure(name: str, builder, cycles: int, workdir: Path) -> tuple[int, float]:
+def file_size(db: Path) -> int:
+    return sum(p.stat().st_size for p in db.parent.glob(f"{db.name}*"))
+
+
+async def measure_loop(name: str, builder, cycles: int, workdir: Path) -> dict[str, float]:
+    """Run the loop; the database's size and the run's time, then its size after a prune."""
     db = workdir / f"{name}-{cycles}.db"
     async with open_async_checkpointer(db) as saver:
         graph = builder.compile(checkpointer=saver)
@@ -94,38 +110,80 @@ async def measure(name: str, builder, cycles: int, workdir: Path) -> tuple[int, 
             {"configurable": {"thread_id": "bench"}, "recursion_limit": 4 * cycles + 10},
         )
         seconds = time.perf_counter() - start
-    size = sum(p.stat().st_size for p in workdir.glob(f"{db.name}*"))
-    return size, seconds
+    size = file_size(db)  # closed: the WAL is checkpointed into the file and removed
+    async with open_async_checkpointer(db) as saver:
+        await saver.aprune_history("bench", keep_last=1)  # type: ignore[attr-defined]
+    with sqlite3.connect(db) as conn:  # as `ensemble prune`: give the space back
+        conn.execute("VACUUM")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return {"size": size, "seconds": seconds, "pruned": file_size(db)}
 
 
-async def main(cycles_list: list[int]) -> list[dict]:
+def exponent(cycles: list[int], sizes: list[float]) -> float | None:
+    """The slope of log(size) against log(cycles): k in size ~ cycles^k."""
+    if len(cycles) < 2:
+        return None
+    xs, ys = [math.log(c) for c in cycles], [math.log(s) for s in sizes]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    spread = sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / spread
+
+
+async def sweep(cycles_list: list[int]) -> list[dict]:
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(prefix="ensemble-bench-") as tmp:
         for cycles in cycles_list:
-            plain_size, plain_s = await measure("plain", plain_graph(), cycles, Path(tmp))
-            ens_size, ens_s = await measure("ensemble", ensemble_graph(), cycles, Path(tmp))
+            plain = await measure_loop("plain", plain_graph(), cycles, Path(tmp))
+            ens = await measure_loop("ensemble", ensemble_graph(), cycles, Path(tmp))
             rows.append(
                 {
                     "cycles": cycles,
-                    "plain_MiB": round(plain_size / 2**20, 2),
-                    "ensemble_MiB": round(ens_size / 2**20, 2),
-                    "size_ratio": round(ens_size / plain_size, 3),
-                    "plain_s": round(plain_s, 2),
-                    "ensemble_s": round(ens_s, 2),
-                    "time_ratio": round(ens_s / plain_s, 3),
+                    "plain_MiB": plain["size"] / 2**20,
+                    "ensemble_MiB": ens["size"] / 2**20,
+                    "size_ratio": ens["size"] / plain["size"],
+                    "plain_pruned_MiB": plain["pruned"] / 2**20,
+                    "ensemble_pruned_MiB": ens["pruned"] / 2**20,
+                    "plain_s": plain["seconds"],
+                    "ensemble_s": ens["seconds"],
+                    "time_ratio": ens["seconds"] / plain["seconds"],
                 }
             )
     return rows
 
 
-if __name__ == "__main__":
+def measure(quick: bool = False, cycles: list[int] | None = None) -> dict:
+    cycles = sorted(cycles or ([5, 10, 20] if quick else [25, 50, 100, 200]))
+    rows = asyncio.run(sweep(cycles))
+    fitted = {
+        side: exponent(cycles, [r[f"{side}_MiB"] for r in rows]) for side in ("ensemble", "plain")
+    }
+    last = rows[-1]
+    summary = [
+        row(f"database after {r['cycles']} cycles", r["ensemble_MiB"], r["plain_MiB"], unit="MiB")
+        for r in rows
+    ]
+    summary += [
+        row(f"  after prune, {last['cycles']} cycles", last["ensemble_pruned_MiB"],
+            last["plain_pruned_MiB"], unit="MiB"),
+        row(f"size at {last['cycles']} cycles, Ensemble / plain", last["ensemble_MiB"],
+            last["plain_MiB"], unit="MiB", goal=("<=", SIZE_GOAL)),
+        row("fitted growth exponent", fitted["ensemble"], fitted["plain"], unit="k",
+            ratio=None, value=fitted["ensemble"], goal=("<=", EXPONENT_GOAL)),
+        row(f"loop time at {last['cycles']} cycles", last["ensemble_s"], last["plain_s"],
+            unit="s"),
+    ]  # fmt: skip
+    return {"rows": rows, "exponent": fitted, "summary": summary}
+
+
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cycles", type=int, nargs="+", default=[50, 100, 200])
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    results = asyncio.run(main(args.cycles))
-    if args.json:
-        print(json.dumps(results, indent=2))
-    else:
-        for row in results:
-            print("  ".join(f"{k}={v}" for k, v in row.items()))
+    parser.add_argument("--cycles", type=int, nargs="+", default=None)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    result = measure(args.quick, args.cycles)
+    report("checkpoint_growth", result)
+    return result
+
+
+if __name__ == "__main__":
+    main()
