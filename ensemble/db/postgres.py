@@ -44,7 +44,6 @@ async def open_pooled_saver(db: Database, *, check_schema: bool = True) -> Async
     Raises:
         DatabaseError: The server cannot be reached, or `ensemble db upgrade` has not been run.
     """
-    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
     from psycopg.rows import dict_row
     from psycopg_pool import AsyncConnectionPool
 
@@ -67,7 +66,9 @@ async def open_pooled_saver(db: Database, *, check_schema: bool = True) -> Async
         if isinstance(error, DatabaseError) or not isinstance(error, Exception):
             raise
         raise explain(db, error) from error
-    return AsyncPostgresSaver(pool)  # type: ignore[arg-type]
+    from ensemble.db.postgres_saver import EnsemblePostgresSaver
+
+    return EnsemblePostgresSaver(pool)  # type: ignore[arg-type]
 
 
 @asynccontextmanager

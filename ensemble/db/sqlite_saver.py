@@ -15,18 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import CheckpointTuple
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
+from ensemble.db.migrating import MigratesOnRead
 from ensemble.db.state_versions import (
     MIGRATED_KEY,
     VERSION_KEY,
     Migration,
-    VersionedStates,
     is_state_channel,
     migrate,
     version_of,
@@ -37,39 +35,8 @@ DELTA_MARKERS = ("counters_since_delta_snapshot", "delta_writes_versioned")
 """Metadata keys of a thread that uses a DeltaChannel, whose history keep_latest would break."""
 
 
-class EnsembleSqliteSaver(AsyncSqliteSaver):
+class EnsembleSqliteSaver(MigratesOnRead, AsyncSqliteSaver):
     """`AsyncSqliteSaver` plus prune, delete_for_runs, copy_thread and state migrations."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        """The saver knows no scenario's state version until a graph is compiled on it."""
-        super().__init__(*args, **kwargs)
-        self.state_versions = VersionedStates()
-
-    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        """The checkpoint at `config`; a thread of an older state version is migrated first."""
-        saved = await super().aget_tuple(config)
-        if saved is None:
-            return None
-        thread_id = str(config["configurable"]["thread_id"])
-        if self.state_versions.behind(saved.metadata, thread_id):
-            await self._aupgrade_thread(thread_id)
-            saved = await super().aget_tuple(config)
-        return saved
-
-    async def alist(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[CheckpointTuple]:
-        """A thread's history, migrated first like `aget_tuple` (so a fork starts current)."""
-        thread_id = (config or {}).get("configurable", {}).get("thread_id")
-        if thread_id is not None:
-            await self.aget_tuple({"configurable": {"thread_id": thread_id}})
-        async for saved in super().alist(config, filter=filter, before=before, limit=limit):
-            yield saved
 
     async def _aupgrade_thread(self, thread_id: str) -> None:
         """Migrate every older checkpoint of the thread and its pending writes, in place.
