@@ -14,18 +14,18 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import aiosqlite
-from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.checkpoint.sqlite import SqliteSaver
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+from typing import TYPE_CHECKING, Any
 
 from ensemble import settings
 from ensemble.db import DatabaseLike, database
-from ensemble.db.sqlite_saver import EnsembleSqliteSaver
 from ensemble.db.tables import DATABASE_ERRORS, TableConnection, open_tables, table_exists
 from ensemble.errors import DatabaseError
+
+if TYPE_CHECKING:
+    from langgraph.checkpoint.base import BaseCheckpointSaver
+
+# LangGraph's savers are imported where a saver is opened: `ensemble threads`, the audit trail
+# and the corpus read plain tables through this module without paying for LangGraph.
 
 
 def _prepare(path: Path, *, create: bool) -> Path:
@@ -89,6 +89,8 @@ def open_checkpointer(db: DatabaseLike, *, create: bool = True) -> Iterator[Any]
         with open_sync_saver(db) as pg_saver:
             yield pg_saver
         return
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
     path = db.sqlite_path
     with closing(connect(path, create=create)) as conn:
         saver = SqliteSaver(conn)
@@ -112,6 +114,10 @@ async def open_saver(path: DatabaseLike, *, create: bool = True) -> Any:
         from ensemble.db.postgres import open_pooled_saver
 
         return await open_pooled_saver(db)
+    import aiosqlite
+
+    from ensemble.db.sqlite_saver import EnsembleSqliteSaver
+
     target = _prepare(db.sqlite_path, create=create)
     timeout = settings.db_timeout()
     try:
@@ -158,6 +164,8 @@ async def ensure_writable(saver: BaseCheckpointSaver[Any], db: DatabaseLike) -> 
     Better than a run that starts and then fails at its first checkpoint. PostgreSQL has no
     database-wide write lock.
     """
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
     if not isinstance(saver, AsyncSqliteSaver):
         return
     path = database(db).sqlite_path
@@ -186,20 +194,41 @@ class ThreadSummary:
     thread_id: str
     last_checkpoint_id: str
     checkpoints: int
+    writes: str = ""
+    """Changes whenever the thread's saved writes do (a step saved, a question asked or
+    answered, an error), even while its latest checkpoint stays the same."""
+
+
+THREAD_QUERIES = {
+    "sqlite": (
+        "SELECT c.thread_id, MAX(c.checkpoint_id), COUNT(*), ("
+        "SELECT COUNT(*) || ':' || IFNULL(MAX(w.rowid), 0) FROM writes AS w "
+        "WHERE w.thread_id = c.thread_id) "
+        "FROM checkpoints AS c WHERE c.checkpoint_ns = '' "
+        "GROUP BY c.thread_id ORDER BY MAX(c.checkpoint_id) DESC"
+    ),
+    "postgresql": (
+        "SELECT c.thread_id, MAX(c.checkpoint_id), COUNT(*), ("
+        "SELECT COUNT(*)::text FROM checkpoint_writes AS w WHERE w.thread_id = c.thread_id) "
+        "FROM checkpoints AS c WHERE c.checkpoint_ns = '' "
+        "GROUP BY c.thread_id ORDER BY MAX(c.checkpoint_id) DESC"
+    ),
+}
+"""Each thread's latest checkpoint, its number of checkpoints and the key of its saved writes.
+
+SQLite replaces a write with a new row (a new rowid). PostgreSQL updates one in place only when
+a task saves an error, a question or an answer again, which leaves its status as it was, so
+there the count suffices."""
 
 
 def list_threads(db: DatabaseLike) -> list[ThreadSummary]:
     """List the threads stored in `db`, newest first, without creating a file."""
+    db = database(db)
     try:
-        rows = read_rows(
-            db,
-            "checkpoints",
-            "SELECT thread_id, MAX(checkpoint_id), COUNT(*) FROM checkpoints "
-            "WHERE checkpoint_ns = '' GROUP BY thread_id ORDER BY MAX(checkpoint_id) DESC",
-        )
+        rows = read_rows(db, "checkpoints", THREAD_QUERIES[db.kind])
     except DATABASE_ERRORS as error:
-        raise DatabaseError(f"cannot list the threads in {database(db)}: {error}") from error
-    return [ThreadSummary(str(t), str(c), int(n)) for t, c, n in rows]
+        raise DatabaseError(f"cannot list the threads in {db}: {error}") from error
+    return [ThreadSummary(str(t), str(c), int(n), str(w)) for t, c, n, w in rows]
 
 
 SIZE_QUERIES = {

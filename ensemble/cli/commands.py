@@ -1,4 +1,4 @@
-"""The commands that run and inspect threads: run, resume, fork, threads, history, show, scenarios.
+"""The commands that run and inspect threads: run, resume, fork, history, show, scenarios.
 
 Imported only when one of them runs, so `ensemble --help` and the light commands start fast.
 """
@@ -27,13 +27,14 @@ from ensemble.cli.flags import (
 )
 from ensemble.cli.main import common_flags, operator_workspace
 from ensemble.cli.render import Progress, print_json, stdin_is_interactive, table
+from ensemble.cli.threads import age_cutoff as _age_cutoff  # noqa: F401 (maintenance's import)
+from ensemble.cli.threads import human_size, thread_rows  # noqa: F401 (maintenance's import)
 from ensemble.context import validate_context
-from ensemble.db import database
-from ensemble.errors import EnsembleError, InvalidInputError
+from ensemble.errors import InvalidInputError
 from ensemble.events.announce import announce
 from ensemble.graphs.registry import SCENARIOS, get_scenario, parse_json_value
 from ensemble.graphs.scenario import Scenario
-from ensemble.persistence import ensure_writable, list_threads, open_async_checkpointer
+from ensemble.persistence import ensure_writable, open_async_checkpointer
 from ensemble.resilience.pause import is_halt, read_answer
 from ensemble.run_settings import for_thread
 from ensemble.run_settings import load as load_settings
@@ -47,7 +48,6 @@ from ensemble.runner import (
     require_checkpoint,
     result_of,
     resume_command,
-    scenario_of,
     thread_config,
     unfinished,
 )
@@ -335,136 +335,6 @@ async def cmd_fork(args: argparse.Namespace) -> int:
         result = await drive(graph, scenario, config, None, run_settings, progress, _answerer(args))
         await announce(space.db, saver, result)
     return _finish(result, args)
-
-
-async def cmd_threads(args: argparse.Namespace) -> int:
-    """`ensemble threads`: every thread in the database, newest first (or `threads delete`)."""
-    if args.action == "delete":
-        from ensemble.cli.maintenance import delete_threads
-
-        return await delete_threads(args)
-    if args.ids:
-        raise InvalidInputError(f"unexpected {' '.join(args.ids)}; to delete: threads delete ID")
-    db = database(args.db)
-    rows = await thread_rows(db, operator_workspace(args))
-    cutoff = _age_cutoff(args.older_than)
-    wanted = {"scenario": args.scenario, "status": args.status}
-    rows = [
-        r for r in rows
-        if all(not v or r.get(k) == v for k, v in wanted.items())
-        and (cutoff is None or str(r.get("updated") or "") < cutoff)
-    ]  # fmt: skip
-    if args.json:
-        print_json({"threads": rows})
-    elif not rows:
-        filtered = args.scenario or args.status or args.older_than is not None
-        print(f"No threads in {db}" + (" match." if filtered else "."))
-    else:
-        cells = [
-            [r["thread_id"], r["scenario"], r.get("status"), r.get("outcome") or "-",
-             r.get("checkpoints"), human_size(r.get("size") or 0), r.get("updated"),
-             str(r.get("input") or "")[:60]]
-            for r in rows
-        ]  # fmt: skip
-        print(
-            table(
-                cells,
-                ["THREAD", "SCENARIO", "STATUS", "OUTCOME", "STEPS", "SIZE", "UPDATED", "INPUT"],
-            )
-        )
-    return 0
-
-
-def _age_cutoff(days: float | None) -> str | None:
-    """The ISO time before which a thread is older than `days` (None: no age filter)."""
-    if days is None:
-        return None
-    if days < 0:
-        raise InvalidInputError(f"--older-than must not be negative, got {days:g}")
-    from datetime import UTC, datetime, timedelta
-
-    return (datetime.now(UTC) - timedelta(days=days)).isoformat()
-
-
-def human_size(size: int) -> str:
-    """Bytes as a person reads them: 812 B, 14.2 KiB, 3.1 MiB."""
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"
-
-
-async def thread_rows(db: Any, workspace: Any) -> list[dict[str, Any]]:
-    """Every thread: scenario, status, outcome, checkpoints, size, last update, input."""
-    from ensemble.persistence import thread_sizes
-
-    summaries = list_threads(db)
-    sizes = thread_sizes(db) if summaries else {}
-    rows: list[dict[str, Any]] = []
-    if summaries:
-        async with open_async_checkpointer(db, create=False) as saver:
-            for summary in summaries:
-                size = sizes.get(summary.thread_id, 0)
-                try:
-                    scenario = await scenario_of(saver, summary.thread_id)
-                except EnsembleError:
-                    rows.append({"thread_id": summary.thread_id, "scenario": None, "size": size})
-                    continue
-                snapshot = await scenario.compile(saver, workspace).aget_state(
-                    thread_config(summary.thread_id)
-                )
-                values = snapshot.values if isinstance(snapshot.values, dict) else {}
-                rows.append(
-                    {
-                        "thread_id": summary.thread_id,
-                        "scenario": scenario.name,
-                        "status": result_of(snapshot, scenario, summary.thread_id).status,
-                        "outcome": values.get("outcome") or "",
-                        "checkpoints": summary.checkpoints,
-                        "size": size,
-                        "updated": snapshot.created_at,
-                        scenario.primary_field: values.get(scenario.primary_field),
-                        "input": values.get(scenario.primary_field),
-                    }
-                )
-    if db.is_postgres:
-        rows = await _with_queue(db, rows)
-    return rows
-
-
-async def _with_queue(db: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Add the run queue's view: queued and running threads (some have no checkpoint yet)."""
-    from ensemble.cli.cluster import cluster_connection
-    from ensemble.cluster import runs
-
-    async with cluster_connection(db.url) as conn:
-        queue = await runs.statuses(conn)
-    for row in rows:
-        queued = queue.pop(row["thread_id"], None)
-        if queued is None:
-            continue
-        row["worker"] = queued["worker"]
-        if queued["status"] in runs.ACTIVE:  # the checkpoints show where it was, not what it is
-            row["status"] = queued["status"]
-    for thread_id, queued in queue.items():  # queued, never started: no checkpoint yet
-        scenario = get_scenario(queued["scenario"])
-        given = (queued["request"] or {}).get("input") or {}
-        rows.append(
-            {
-                "thread_id": thread_id,
-                "scenario": scenario.name,
-                "status": queued["status"],
-                "outcome": "",
-                "checkpoints": 0,
-                "updated": queued["submitted_at"].isoformat(),
-                scenario.primary_field: given.get(scenario.primary_field),
-                "input": given.get(scenario.primary_field),
-                "worker": queued["worker"],
-            }
-        )
-    return sorted(rows, key=lambda r: str(r.get("updated") or ""), reverse=True)
 
 
 async def cmd_history(args: argparse.Namespace) -> int:

@@ -204,9 +204,7 @@ def _refuse(args: argparse.Namespace, message: str) -> int:
 
 
 COMMANDS = (
-    dict.fromkeys(
-        ("run", "resume", "fork", "threads", "history", "show", "scenarios", "export"), "commands"
-    )
+    dict.fromkeys(("run", "resume", "fork", "history", "show", "scenarios", "export"), "commands")
     | {"stats": "audit", "submit": "cluster", "worker": "cluster", "schedule": "cluster"}
     | {"subscriptions": "events", "prune": "maintenance"}
 )

@@ -4,7 +4,8 @@ PostgreSQL, through the CLI as a user types it.
 Prune touches finished threads only: a thread waiting for a person keeps every checkpoint and
 still resumes; a finished thread keeps its result (`show` is unchanged) and, on SQLite, every
 branch of a fork; the file gets smaller. Delete removes a whole thread and its audit trail, and
-an unknown id among those named deletes nothing.
+an unknown id among those named deletes nothing. A listing keeps each thread's summary and reads
+a thread through its graph again only once it has moved on.
 """
 
 from __future__ import annotations
@@ -102,3 +103,32 @@ def test_prune_keeps_waiting_threads_results_and_branches(
     resumed = cli(capsys, "resume", waiting, "--answer", "approve", "--db", database)
     assert resumed["status"] == "done"
     assert cli(capsys, "prune", "--keep-last", "0", "--db", database, code=2)["status"] == "refused"
+
+
+def test_threads_keep_summaries_until_a_thread_moves_on(
+    database: str,
+    corpus_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import ensemble.cli.threads
+
+    read: list[str] = []
+    summarise = ensemble.cli.threads.summarise
+
+    async def counting(db: Any, heads: Any, workspace: Any = None) -> Any:
+        read.extend(head.thread_id for head in heads)
+        return await summarise(db, heads, workspace)
+
+    monkeypatch.setattr(ensemble.cli.threads, "summarise", counting)
+    question = "What is pollination?"
+    waiting = start(capsys, database, corpus_dir, "research", question, "--review-plan")
+    first = cli(capsys, "threads", "--db", database)["threads"]
+    assert [t["status"] for t in first] == ["interrupted"] and read == [waiting]
+    assert cli(capsys, "threads", "--db", database)["threads"] == first and read == [waiting]
+
+    cli(capsys, "resume", waiting, "--answer", "approve", "--db", database)
+    (row,) = cli(capsys, "threads", "--db", database)["threads"]
+    assert row["status"] == "done" and read == [waiting, waiting]
+    kept = "SELECT thread_id, status FROM ensemble_thread_summaries"
+    assert read_rows(database, "ensemble_thread_summaries", kept) == [(waiting, "done")]
