@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 QUESTION ?= How does Python's json module decode JSON documents?
 
-.PHONY: demo test test-fast lint install sandbox postgres clean
+.PHONY: demo test test-fast lint install sandbox postgres browser clean
 
 # The dev tools: enough for the demo and the offline tests.
 $(BIN)/.installed-dev: pyproject.toml
@@ -47,10 +47,23 @@ postgres:
 	    echo "make: the PostgreSQL tests need PostgreSQL 15: run 'sudo apt-get install postgresql'"; \
 	  fi; }
 
+# The console's browser tests drive Debian's Chromium (Playwright's own browser download needs the
+# internet). Installed here when this user may (root, or passwordless sudo); otherwise the line
+# says how, and those tests fail with the same advice.
+browser:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null && command -v apt-get >/dev/null; then \
+	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "make: the console's browser tests need Chromium: run 'sudo apt-get install chromium'"; \
+	  fi; }
+
 demo: $(BIN)/.installed-dev sandbox  ## run the research scenario offline, no API key needed
 	$(BIN)/ensemble run research "$(QUESTION)" --yes
 
-test: $(BIN)/.installed-local sandbox postgres  ## everything: unit, CLI, notebooks, dev server, local model
+test: $(BIN)/.installed-local sandbox postgres browser  ## everything: unit, CLI, notebooks, dev server, local model
 	$(BIN)/pytest
 
 test-fast: $(BIN)/.installed-dev  ## unit tests only

@@ -155,6 +155,7 @@ SCENARIO = Scenario(
     output_keys=tuple(ContentOutput.__annotations__),
     approve_answer={"action": "approve"},
     check_answer=APPROVAL.check_answer,
+    gates={APPROVAL.kind: APPROVAL},
     folders={"corpus": "corpus", "output_dir": "output"},
     summary=summary,
 )

@@ -153,6 +153,7 @@ SCENARIO = Scenario(
     output_keys=tuple(ResearchOutput.__annotations__),
     approve_answer={"action": "approve"},
     check_answer=PLAN_REVIEW.check_answer,
+    gates={PLAN_REVIEW.kind: PLAN_REVIEW},
     fork_extras={"plan": fork_plan},
     folders={"corpus": "corpus"},
 )

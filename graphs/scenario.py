@@ -55,6 +55,8 @@ class Scenario:
     """CLI-only flags that read a file into an input field: `--tasks FILE` -> `workflow`."""
     check_input: Callable[[BaseModel], None] | None = None
     """Checks beyond the schema, run before anything is stored (e.g. a workflow's DAG)."""
+    gates: Mapping[str, Any] = field(default_factory=dict)
+    """The scenario's human gates by request `kind` (`nodes.gates.Gate`: answer type, schema)."""
     state_version: StateVersion = field(default_factory=StateVersion)
     """The state's version and the migrations from older ones (in `state/<scenario>.py`)."""
 

@@ -133,6 +133,7 @@ SCENARIO = Scenario(
     output_keys=tuple(SolverOutput.__annotations__),
     approve_answer={"action": "retry"},
     check_answer=SOLVER_HELP.check_answer,
+    gates={SOLVER_HELP.kind: SOLVER_HELP},
     folders={"corpus": "corpus"},
     summary=lambda values: str(values.get("answer") or ""),  # the answer with its trace
     file_inputs={"tasks": ("workflow", read_workflow), "agents": ("agents", read_agents)},

@@ -71,6 +71,11 @@ class Gate(Generic[A]):
         """The accepted answers, one JSON shape per model: `{"action": "approve"} | ...`."""
         return " | ".join(_shape(model) for model in get_args(get_args(self.answers)[0]))
 
+    @cached_property
+    def answer_schema(self) -> dict[str, Any]:
+        """The answer type as JSON schema: what a client builds the gate's form from."""
+        return self._adapter.json_schema()
+
     def parse(self, answer: Any, values: Mapping[str, Any] | None = None) -> A:
         """Validate an answer; raise `InvalidInputError` saying why and what is accepted."""
         try:

@@ -47,10 +47,14 @@ Send = Callable[[Message], Awaitable[None]]
 MAX_CHECKED_BODY = 2 * 1024 * 1024
 """Largest body the gate reads to check it (thread creation, state writes)."""
 SERVED_ROUTES = re.compile(
-    r"^/(ok|info|metrics|docs|openapi\.json|events)?$|^/(assistants|threads|runs)(/|$)"
+    r"^/(ok|info|metrics|docs|openapi\.json|events)?$|^/(assistants|threads|runs|console)(/|$)"
+    r"|^/console$"
 )
 """The routes Ensemble serves; LangGraph dev's others (`/internal/truncate` wipes every thread,
 `/deploy` runs the CLI, `/profile`) are not found."""
+CONSOLE_PAGE = re.compile(r"^/console(/|/static/[A-Za-z0-9_.-]+)?$")
+"""The console's page and its files: the same for everyone, no data, so no key (the data it then
+fetches from `/console/api/...` and the API needs one)."""
 EVENTS_PATH = "/events"
 """`POST /events` publishes an event (`ensemble.server.app`); with keys, publishers only."""
 THREAD_PATH = re.compile(r"^/threads/([0-9a-fA-F-]{32,36})(/.*)?$")
@@ -93,7 +97,8 @@ class Gate:
             await _answer(send, 404, "Not Found")
             return
         user = None
-        if self.keys is not None and path not in self.policy.open_paths:
+        shell = scope.get("method") in ("GET", "HEAD") and CONSOLE_PAGE.match(path)
+        if self.keys is not None and path not in self.policy.open_paths and not shell:
             if scope.get("method") == "OPTIONS" and origin is not None:
                 pass  # an allowed origin's preflight carries no key; CORS answers it
             else:
@@ -106,7 +111,10 @@ class Gate:
         if path == EVENTS_PATH and user is not None and PUBLISHER not in user.roles:
             await _answer(send, 403, "publishing events needs a key with the publisher role")
             return
-        scope.setdefault("state", {})["ensemble_user"] = user.user if user else None
+        state = scope.setdefault("state", {})
+        state["ensemble_user"] = user.user if user else None
+        state["ensemble_roles"] = user.roles if user else frozenset()
+        state["ensemble_keys"] = self.keys is not None
         try:
             receive = await self._check_threads(scope, receive, user)
         except Refused as refusal:
