@@ -16,6 +16,7 @@ const GATE_NAMES = {
   plan_review: "Plan review",
   content_approval: "Content approval",
   solver_help: "Solver asks for help",
+  halted: "Run halted",
 };
 const RESULT_NAMES = { report: "Report", draft: "Draft", answer: "Answer" };
 
@@ -321,7 +322,7 @@ function describeField(name, raw, root, required) {
   }
   let kind = "json";
   if (schema.enum) kind = "enum";
-  else if (schema.type === "string") kind = schema.maxLength && schema.maxLength <= 300 ? "string" : "text";
+  else if (schema.type === "string") kind = schema.maxLength > 300 ? "text" : "string";
   else if (schema.type === "integer" || schema.type === "number") kind = "number";
   else if (schema.type === "boolean") kind = "boolean";
   else if (schema.type === "array" && resolve(schema.items, root).type === "string") kind = "lines";
@@ -1004,21 +1005,34 @@ function forkPart(thread, checkpoint, view, afterAnswer) {
 
 // -- gates: the question and the form made from its answer schema -------------------------
 
-/** Each answer kind of a gate: its action, description and other fields. */
+/**
+ * Each kind of answer a gate takes: a key, a description, its fields, and how the answer is made.
+ * An object told apart by its `action` const answers `{action, ...fields}`; a bare string
+ * (a const, or each value of an enum) answers itself; another object answers its fields.
+ */
 function answerVariants(schema) {
   const union = schema.oneOf || schema.anyOf || [schema];
-  return union.map((branch) => {
+  return union.flatMap((branch) => {
     const variant = resolve(branch, schema);
-    const action = resolve(variant.properties.action, schema);
+    const description = variant.description || "";
+    if (variant.const !== undefined || variant.enum) {
+      const literals = variant.const !== undefined ? [variant.const] : variant.enum;
+      return literals.map((literal) => ({ action: String(literal), description, fields: [], answer: () => literal }));
+    }
+    const properties = variant.properties || {};
     const required = new Set(variant.required || []);
-    return {
-      action: action.const ?? (action.enum || [])[0],
-      title: variant.title,
-      description: variant.description || "",
-      fields: Object.entries(variant.properties)
-        .filter(([name]) => name !== "action")
-        .map(([name, prop]) => describeField(name, prop, schema, required.has(name))),
-    };
+    const action = properties.action ? resolve(properties.action, schema) : null;
+    const key = action ? (action.const ?? (action.enum || [])[0]) : variant.title || "answer";
+    return [
+      {
+        action: String(key),
+        description,
+        fields: Object.entries(properties)
+          .filter(([name]) => name !== "action")
+          .map(([name, prop]) => describeField(name, prop, schema, required.has(name))),
+        answer: (values) => (action ? { action: key, ...values } : values),
+      },
+    ];
   });
 }
 
@@ -1037,6 +1051,9 @@ function gateQuestion(value) {
     if (value.sources && value.sources.length) {
       parts.push(h("p", {}, "Sources:"), h("ul", { class: "sources" }, value.sources.map((s) => h("li", {}, s))));
     }
+  } else if (value.kind === "halted") {
+    parts.push(h("p", {}, value.question || ""), h("p", {}, "Reason: ", value.reason || ""));
+    if (value.node) parts.push(h("p", {}, "Stopped at: ", h("code", {}, value.node)));
   } else if (value.kind === "solver_help") {
     parts.push(h("p", {}, "Task: ", h("code", {}, value.task || "")), h("p", {}, "Reason: ", value.reason || ""));
     if (value.detail && Object.keys(value.detail).length) {
@@ -1086,14 +1103,14 @@ function gateForm(thread, kind, schema, view, afterAnswer) {
   const last = value.error ? app.answers.get(thread.thread_id) : undefined;
   const radios = variants.map((variant) => {
     const id = `${prefix}-action-${variant.action}`;
-    const again = last && last.action === variant.action;
+    const again = last && last.key === variant.action;
     const wrappers = variant.fields.map((field) =>
-      fieldControl(field, again ? last[field.name] : prefill(value, field), `${prefix}-${variant.action}`),
+      fieldControl(field, again ? last.values[field.name] : prefill(value, field), `${prefix}-${variant.action}`),
     );
     const group = wrappers.length
       ? h("fieldset", { class: "variant", hidden: true, disabled: true }, h("legend", {}, humanize(variant.action)), wrappers)
       : null;
-    groups.set(variant.action, { group, wrappers });
+    groups.set(variant.action, { group, wrappers, variant });
     return h(
       "div",
       { class: "choice" },
@@ -1132,11 +1149,12 @@ function gateForm(thread, kind, schema, view, afterAnswer) {
           showRefusal(form, "Choose an answer first.", []);
           return;
         }
-        const { wrappers } = groups.get(picked.value);
+        const { wrappers, variant } = groups.get(picked.value);
         button.disabled = true;
         try {
-          const answer = { action: picked.value, ...readFields(wrappers) };
-          app.answers.set(thread.thread_id, answer);
+          const values = readFields(wrappers);
+          app.answers.set(thread.thread_id, { key: picked.value, values });
+          const answer = variant.answer(values);
           await startRun(thread.thread_id, { assistant_id: thread.scenario, command: { resume: answer } });
           say(`Answer sent (${humanize(picked.value)}); the run goes on.`);
           form.replaceChildren(h("p", { class: "note" }, `Answered: ${humanize(picked.value)}. Waiting for the run…`));
@@ -1155,10 +1173,10 @@ function gateForm(thread, kind, schema, view, afterAnswer) {
   );
   if (value.error) {
     // the gate refused the last answer and asks again: that answer, with the reason by its field
-    const again = last && groups.get(last.action);
+    const again = last && groups.get(last.key);
     if (again) {
-      form.querySelector(`input[name=action][value="${CSS.escape(last.action)}"]`).checked = true;
-      choose(last.action);
+      form.querySelector(`input[name=action][value="${CSS.escape(last.key)}"]`).checked = true;
+      choose(last.key);
     }
     showRefusal(form, `The last answer was refused: ${value.error}`, again ? again.wrappers : []);
   }
