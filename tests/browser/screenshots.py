@@ -37,8 +37,7 @@ def make_threads(console: Console) -> dict[str, str]:
     console.settled(REVIEWER, published)
     notes = {"action": "request_changes", "notes": "Say more about the waggle dance."}
     for answer in (notes, {"action": "approve"}):
-        resume = {"assistant_id": "content", "command": {"resume": answer}}
-        console.call(REVIEWER, "POST", f"/threads/{published}/runs", resume).raise_for_status()
+        console.run(REVIEWER, published, "content", {"command": {"resume": answer}})
         console.settled(REVIEWER, published)
     briefs = [
         ("research", {"question": "Why do bees dance?", "corpus": CORPUS}, {}),
@@ -52,8 +51,7 @@ def make_threads(console: Console) -> dict[str, str]:
     brief = {"question": "What do drones do?", "corpus": CORPUS}
     halted = console.start_run(AUTHOR, "research", brief, context={"budget": {"calls": 2}})
     assert console.settled(AUTHOR, halted)["waiting_for"] == "halted"
-    stop = {"assistant_id": "research", "command": {"resume": "stop"}}
-    console.call(REVIEWER, "POST", f"/threads/{halted}/runs", stop).raise_for_status()
+    console.run(REVIEWER, halted, "research", {"command": {"resume": "stop"}})
     console.settled(AUTHOR, halted)
     console.start_run(
         AUTHOR,

@@ -57,14 +57,23 @@ class Console:
             timeout=60,
         )
 
-    def start_run(self, user: str, scenario: str, run_input: dict[str, Any], **extra: Any) -> str:
-        """A new thread of `user` with a run of `scenario` started on it; its id."""
+    def new_thread(self, user: str) -> str:
+        """A new, empty thread of `user`; its id."""
         created = self.call(user, "POST", "/threads", {})
         created.raise_for_status()
-        thread_id = str(created.json()["thread_id"])
-        body = {"assistant_id": scenario, "input": run_input, **extra}
-        started = self.call(user, "POST", f"/threads/{thread_id}/runs", body)
+        return str(created.json()["thread_id"])
+
+    def run(self, user: str, thread_id: str, scenario: str, body: dict[str, Any]) -> None:
+        """Start a run of `scenario` on the thread (`body`: input, command, context...)."""
+        started = self.call(
+            user, "POST", f"/threads/{thread_id}/runs", {"assistant_id": scenario, **body}
+        )
         assert started.is_success, started.text
+
+    def start_run(self, user: str, scenario: str, run_input: dict[str, Any], **extra: Any) -> str:
+        """A new thread of `user` with a run of `scenario` started on it; its id."""
+        thread_id = self.new_thread(user)
+        self.run(user, thread_id, scenario, {"input": run_input, **extra})
         return thread_id
 
     def thread(self, user: str, thread_id: str) -> dict[str, Any]:
@@ -101,8 +110,11 @@ def server_env() -> dict[str, str]:
 
 
 @contextmanager
-def serving(base: Path) -> Iterator[Console]:
-    """`ensemble serve --keys ... --corpus-root ...` in `base`, until the block ends."""
+def serving(base: Path, *, keys: bool = True) -> Iterator[Console]:
+    """`ensemble serve --keys ... --corpus-root ...` in `base`, until the block ends.
+
+    Without `keys`, the server of the README's first command: no keys, this machine only.
+    """
     write_corpus(base / "roots" / CORPUS)
     entries = [
         {"user": REVIEWER, "key": KEYS[REVIEWER], "roles": ["reviewer"]},
@@ -111,7 +123,8 @@ def serving(base: Path) -> Iterator[Console]:
     (base / "keys.json").write_text(json.dumps({"keys": entries}), encoding="utf-8")
     port = processes.free_port()
     argv = [sys.executable, "-m", "ensemble.cli.main", "serve", "--port", str(port)]
-    argv += ["--db", str(base / "data" / "ensemble.db"), "--keys", str(base / "keys.json")]
+    argv += ["--db", str(base / "data" / "ensemble.db")]
+    argv += ["--keys", str(base / "keys.json")] if keys else []
     argv += ["--model", "offline", "--allow-model", FAILING_MODEL, "--allow-model", SLOW_MODEL]
     argv += ["--allow-model", LIVE_MODEL]
     argv += ["--corpus-root", str(base / "roots"), "--max-runs-per-user", "4"]

@@ -31,6 +31,7 @@ from tests.browser.serving import (
     REVIEWER,
     Console,
     doomed_solver_input,
+    serving,
 )
 
 pytestmark = pytest.mark.integration
@@ -259,10 +260,11 @@ def test_a_thread_page_follows_its_run_live_and_shows_timeline_and_agents(
 ) -> None:
     question = f"How do bees make honey? {tag()}"
     brief = {"question": question, "corpus": CORPUS, "review_plan": True}
-    thread_id = console.start_run(AUTHOR, "research", brief, context={"model": LIVE_MODEL})
-
+    thread_id = console.new_thread(AUTHOR)
     page = sign_in(context.new_page(), console, REVIEWER)
-    show(page, f"#/thread/{thread_id}")
+    show(page, f"#/thread/{thread_id}")  # open before the run starts
+    console.run(AUTHOR, thread_id, "research", {"input": brief, "context": {"model": LIVE_MODEL}})
+    expect(page.get_by_role("heading", level=1)).to_have_text(question)
     expect(page.locator("dl .status-running")).to_be_visible()
     # no reload: the page polls while the run goes on, and marks where it stops
     expect(page.locator('svg.graph g.node.current[data-node="review_plan"]')).to_be_visible(
@@ -446,3 +448,24 @@ def test_every_control_is_reachable_by_keyboard(console: Console, context: Brows
         )
         reached.add(label)
     assert {"Question (required)", "Review Plan", "Start run"} <= reached, reached
+
+
+# -- a server without keys ---------------------------------------------------------------------
+
+
+def test_without_keys_the_console_opens_without_signing_in(
+    tmp_path: Path, context: BrowserContext
+) -> None:
+    with serving(tmp_path, keys=False) as local:
+        page = context.new_page()
+        page.goto(local.page)
+        expect(page.get_by_role("heading", name="Threads", level=1)).to_be_visible()
+        expect(page.get_by_text("Local server, no keys")).to_be_visible()
+        expect(page.get_by_role("button", name="Sign out")).to_be_hidden()
+        expect(page.get_by_label("API key")).to_have_count(0)
+        show(page, "#/new")
+        page.get_by_label("Scenario").select_option("research")
+        page.get_by_label("Question").fill("How do bees make honey?")
+        page.get_by_label("Corpus").fill(CORPUS)
+        page.get_by_role("button", name="Start run").click()
+        expect(page.locator("dl .status-done")).to_be_visible(timeout=RUN)

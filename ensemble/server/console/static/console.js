@@ -610,12 +610,14 @@ async function showThread(id, view) {
   };
   let gateShown = null;
   let current = thread;
-  const scenario = scenarioNamed(thread.scenario);
   const heading = h("h1", { class: "thread-title" });
+  const crumb = h("span");
   const update = (latest) => {
     current = latest;
+    const scenario = scenarioNamed(latest.scenario);
     const headline = latest.input && scenario ? latest.input[scenario.primary_field] : "";
     heading.textContent = headline || `Thread ${latest.thread_id}`;
+    crumb.textContent = latest.scenario ? ` / ${latest.scenario}` : "";
     put(parts.summary, ...summaryPart(latest));
     put(parts.graph, ...graphPart(latest));
     put(parts.result, ...resultPart(latest));
@@ -635,7 +637,7 @@ async function showThread(id, view) {
   };
   screen(
     "Thread",
-    h("p", { class: "crumbs" }, h("a", { href: "#/threads" }, "Threads"), ` / ${thread.scenario}`),
+    h("p", { class: "crumbs" }, h("a", { href: "#/threads" }, "Threads"), crumb),
     heading,
     parts.summary,
     parts.gate,
