@@ -11,6 +11,7 @@ import argparse
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from playwright.sync_api import Page, expect
 
@@ -39,14 +40,14 @@ def make_threads(console: Console) -> dict[str, str]:
     for answer in (notes, {"action": "approve"}):
         console.run(REVIEWER, published, "content", {"command": {"resume": answer}})
         console.settled(REVIEWER, published)
-    briefs = [
-        ("research", {"question": "Why do bees dance?", "corpus": CORPUS}, {}),
-        ("research", {"question": "How do bees pollinate crops?", "review_plan": True}, {}),
-        ("content", {"topic": "Keeping bees in a city", "corpus": CORPUS}, {}),
-        ("solver", doomed_solver_input(), {}),
+    briefs: list[tuple[str, dict[str, Any]]] = [
+        ("research", {"question": "Why do bees dance?", "corpus": CORPUS}),
+        ("research", {"question": "How do bees pollinate crops?", "review_plan": True}),
+        ("content", {"topic": "Keeping bees in a city", "corpus": CORPUS}),
+        ("solver", doomed_solver_input()),
     ]
-    for scenario, brief, extra in briefs:
-        console.settled(AUTHOR, console.start_run(AUTHOR, scenario, brief, **extra))
+    for scenario, brief in briefs:
+        console.settled(AUTHOR, console.start_run(AUTHOR, scenario, brief))
     # a run halted by its budget, then stopped by a person: a failed run
     brief = {"question": "What do drones do?", "corpus": CORPUS}
     halted = console.start_run(AUTHOR, "research", brief, context={"budget": {"calls": 2}})
