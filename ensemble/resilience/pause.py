@@ -35,6 +35,14 @@ HALTED = "halted"
 """The `kind` of a pause question asked because the run cannot go on."""
 
 ANSWERS = ("retry", "stop", '{"budget": {...}}')
+ANSWER_SCHEMA: dict[str, Any] = {
+    "title": "Halted run",
+    "oneOf": [
+        {"const": "retry", "title": "Retry", "description": "Run the stopped step again."},
+        {"const": "stop", "title": "Stop", "description": "End the run here with what is done."},
+    ],
+}
+"""The answers a client's form offers (a raised budget also needs the run's `context`)."""
 
 Node = TypeVar("Node", bound=Callable[..., Awaitable[Any]])
 Audit = Callable[..., None]

@@ -13,7 +13,14 @@ import pytest
 
 from ensemble.graphs.registry import SCENARIOS
 from ensemble.server.console.routes import SECURITY_HEADERS
-from tests.integration.test_server_doors import Served, client, keyed, plain, raw  # noqa: F401
+from tests.integration.test_server_doors import (  # noqa: F401
+    FAILING_MODEL,
+    Served,
+    client,
+    keyed,
+    plain,
+    raw,
+)
 
 pytestmark = pytest.mark.integration
 QUESTION = "How does the json module decode JSON documents?"
@@ -84,9 +91,11 @@ def test_scenarios_carry_schemas_gates_and_the_drawn_graph(keyed: Served) -> Non
     listed = {s["name"]: s for s in raw(keyed, "GET", "/console/api/scenarios", "alice").json()[
         "scenarios"]}  # fmt: skip
     assert set(listed) == set(SCENARIOS)
-    assert set(listed["research"]["gates"]) == {"plan_review"}
-    assert set(listed["content"]["gates"]) == {"content_approval"}
-    assert set(listed["solver"]["gates"]) == {"solver_help"}
+    assert set(listed["research"]["gates"]) == {"plan_review", "halted"}
+    assert set(listed["content"]["gates"]) == {"content_approval", "halted"}
+    assert set(listed["solver"]["gates"]) == {"solver_help", "halted"}
+    halted = listed["research"]["gates"]["halted"]["oneOf"]
+    assert [answer["const"] for answer in halted] == ["retry", "stop"]
     approval = listed["content"]["gates"]["content_approval"]
     assert {"Approve", "RequestChanges", "Edit", "Reject"} <= set(approval["$defs"])
     assert "question" in listed["research"]["input_schema"]["properties"]
@@ -145,3 +154,24 @@ def test_bad_parameters_are_refused(keyed: Served, query: str) -> None:  # noqa:
 @pytest.mark.parametrize("thread_id", ["not-a-thread", "0" * 36, "../../etc/passwd"])
 def test_unknown_threads_are_not_found(keyed: Served, thread_id: str) -> None:  # noqa: F811
     assert raw(keyed, "GET", f"/console/api/threads/{thread_id}", "rita").status_code == 404
+
+
+def test_a_solver_run_is_named_by_its_workflow_and_its_halt_is_listed(keyed: Served) -> None:  # noqa: F811
+    """A workflow has no `problem`: the list names the run by the workflow's title."""
+    doomed = {"name": "doomed", "role": "Fails.", "capabilities": ["analysis"],
+              "model": FAILING_MODEL}  # fmt: skip
+    workflow = {"title": "Stuck estimate", "tasks": [
+        {"id": "estimate", "description": "Estimate it.", "capability": "analysis"}]}  # fmt: skip
+
+    async def start() -> str:
+        alice = client(keyed, "alice")
+        thread_id = (await alice.threads.create())["thread_id"]
+        brief = {"workflow": workflow, "agents": [doomed], "replace_team": True}
+        out = await alice.runs.wait(thread_id, "solver", input=brief)
+        assert out["__interrupt__"][0]["value"]["kind"] == "solver_help", out
+        return str(thread_id)
+
+    thread_id = asyncio.run(start())
+    rows = raw(keyed, "GET", "/console/api/threads?scenario=solver", "alice").json()["threads"]
+    (row,) = [r for r in rows if r["thread_id"] == thread_id]
+    assert row["input"] == "Stuck estimate" and row["waiting_for"] == "solver_help"

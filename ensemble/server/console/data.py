@@ -18,6 +18,7 @@ from langgraph_sdk import get_client
 from ensemble.audit import trail
 from ensemble.graphs.registry import SCENARIOS
 from ensemble.persistence import thread_sizes
+from ensemble.resilience.pause import ANSWER_SCHEMA, HALTED
 from ensemble.run_settings import saved_in
 from ensemble.server.console.layout import layout
 from ensemble.server.keys import PUBLISHER, REVIEWER
@@ -58,7 +59,10 @@ def scenarios() -> list[dict[str, Any]]:
             "description": scenario.description,
             "primary_field": scenario.primary_field,
             "input_schema": scenario.input_schema.model_json_schema(),
-            "gates": {kind: gate.answer_schema for kind, gate in scenario.gates.items()},
+            "gates": {
+                **{kind: gate.answer_schema for kind, gate in scenario.gates.items()},
+                HALTED: ANSWER_SCHEMA,  # any run that cannot go on (no model left, budget spent)
+            },
             "graph": layout(scenario.compile(None, workspace).get_graph()),
         }
         for name, scenario in SCENARIOS.items()
@@ -82,6 +86,13 @@ async def threads(
         sort_order="desc",
     )
     rows = [_row(dict(t)) for t in found if viewer.sees(dict(t))]
+    for row in rows:
+        if row["status"] == "running" and not row["input"]:  # its record has no values yet
+            state: dict[str, Any] = dict(await get_client().threads.get_state(row["thread_id"]))
+            values: dict[str, Any] = (
+                state["values"] if isinstance(state.get("values"), dict) else {}
+            )
+            row["input"] = _title(SCENARIOS.get(str(row["scenario"])), values)
     needle = (text or "").strip().lower()
     rows = [
         r
@@ -114,12 +125,26 @@ def _row(thread: dict[str, Any]) -> dict[str, Any]:
         "scenario": name or None,
         "status": _status(str(thread.get("status")), values),
         "owner": metadata.get("owner"),
-        "input": str(values.get(scenario.primary_field) or "") if scenario else "",
+        "input": _title(scenario, values),
         "outcome": values.get("outcome") or "",
         "waiting_for": kind,
         "created_at": str(thread.get("created_at") or ""),
         "updated_at": str(thread.get("updated_at") or ""),
     }
+
+
+def _title(scenario: Any, values: dict[str, Any]) -> str:
+    """What names the run: its primary input, else a titled input (a solver's workflow)."""
+    if scenario is None:
+        return ""
+    primary = values.get(scenario.primary_field)
+    if primary:
+        return str(primary)
+    for name in scenario.input_schema.model_fields:
+        value = values.get(name)
+        if isinstance(value, dict) and isinstance(value.get("title"), str):
+            return value["title"]
+    return ""
 
 
 def _status(langgraph_status: str, values: dict[str, Any]) -> str:
