@@ -107,6 +107,16 @@ async def thread(request: Request, thread_id: str) -> Response:
     return _json(found)
 
 
+@router.get("/api/operations")
+async def operations(request: Request) -> Response:
+    """The queue, the workers and their leader (PostgreSQL), recent events: reviewers only."""
+    if REVIEWER not in _viewer(request).roles:
+        return _json({"detail": "the operations view needs a key with the reviewer role"}, 403)
+    from ensemble.server.console.operations import operations as gather
+
+    return _json(await asyncio.to_thread(gather))
+
+
 def _viewer(request: Request) -> data.Viewer:
     """The caller as the gate identified them (no keys: the local user)."""
     user = getattr(request.state, "ensemble_user", None)
