@@ -16,16 +16,20 @@ from tests.browser.pages import MISSING_CHROMIUM, VIEWPORT, chromium
 from tests.browser.serving import CHROMIUM, Console, serving
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     """`ensemble serve` with rita (reviewer) and alice (author), offline, on a free port."""
     with serving(tmp_path_factory.mktemp("console")) as served:
         yield served
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
-    """Debian's Chromium (missing: the test fails saying how to install it)."""
+    """Debian's Chromium (missing: the test fails saying how to install it).
+
+    Package-scoped: Playwright's sync API keeps its event loop running in this thread while it
+    lives, and the asyncio tests after this folder need the thread back.
+    """
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(MISSING_CHROMIUM)
     with chromium() as launched:
