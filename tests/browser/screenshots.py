@@ -2,7 +2,8 @@
 
 Starts the browser tests' server (keys, offline model, a small corpus about bees), makes threads
 in every state (running, waiting at each of the three gates, done, failed), drives the same
-Chromium as the tests and writes `docs/console/{threads,thread,inbox,new-run}.png`.
+Chromium as the tests and writes `docs/console/{threads,thread,inbox,new-run,operations}.png`
+(pat publishes an event whose subscription starts a run: the Operations view's sample).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from tests.browser.pages import VIEWPORT, chromium, show, sign_in
 from tests.browser.serving import (
     AUTHOR,
     CORPUS,
+    QUESTION_EVENT,
     REVIEWER,
     SLOW_MODEL,
     Console,
@@ -54,6 +56,8 @@ def make_threads(console: Console) -> dict[str, str]:
     assert console.settled(AUTHOR, halted)["waiting_for"] == "halted"
     console.run(REVIEWER, halted, "research", {"command": {"resume": "stop"}})
     console.settled(AUTHOR, halted)
+    console.publish(QUESTION_EVENT, {"question": "Why do bees swarm?"}, "swarm-question-1")
+    console.delivered("swarm-question-1")
     console.start_run(
         AUTHOR,
         "research",
@@ -72,7 +76,7 @@ def picture(page: Page, name: str, out: Path) -> Path:
 
 
 def take(console: Console, threads: dict[str, str], out: Path) -> list[Path]:
-    """Drive Chromium through the four main views."""
+    """Drive Chromium through the five main views."""
     out.mkdir(parents=True, exist_ok=True)
     with chromium() as browser:
         page = browser.new_page(viewport=VIEWPORT)  # type: ignore[arg-type]
@@ -90,6 +94,11 @@ def take(console: Console, threads: dict[str, str], out: Path) -> list[Path]:
         page.get_by_label("Topic").fill("How bees make honey")
         page.get_by_label("Corpus").fill(CORPUS)
         paths.append(picture(page, "new-run", out))
+        show(page, "#/operations")
+        expect(page.locator('table.events tr[data-event="swarm-question-1"]')).to_contain_text(
+            "ask: done"
+        )
+        paths.append(picture(page, "operations", out))
     return paths
 
 

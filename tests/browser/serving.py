@@ -1,6 +1,7 @@
 """A real `ensemble serve` with keys for the console's browser tests and its screenshots.
 
-Two people: rita, a reviewer, and alice, an author without roles. The offline model answers;
+Three people: rita, a reviewer; alice, an author without roles; pat, who publishes events (one
+subscription, `ask`, starts a research run for each `question.asked`). The offline model answers;
 a second model the server offers but cannot build (no OpenAI key) makes a solver agent fail so
 the solver asks a person; a slow offline model keeps a run going while a picture is taken.
 """
@@ -22,8 +23,12 @@ import httpx
 from ensemble import processes
 from tests.corpus import write_corpus
 
-KEYS = {"rita": "rita-reviewer-key-0123456789", "alice": "alice-author-key-0123456789"}
-REVIEWER, AUTHOR = "rita", "alice"
+KEYS = {
+    "rita": "rita-reviewer-key-0123456789",
+    "alice": "alice-author-key-0123456789",
+    "pat": "pat-publisher-key-0123456789",
+}
+REVIEWER, AUTHOR, PUBLISHER = "rita", "alice", "pat"
 FAILING_MODEL = "openai:missing"
 LIVE_MODEL = "offline?latency=2"
 """Two seconds a call: long enough to watch a run move through its graph."""
@@ -31,6 +36,19 @@ SLOW_MODEL = "offline?latency=30"
 """A run that stays running while its picture is taken."""
 CORPUS = "bees"
 CHROMIUM = "/usr/bin/chromium"
+QUESTION_EVENT = "question.asked"
+SUBSCRIPTIONS = f"""\
+subscriptions:
+  - name: ask
+    event: {QUESTION_EVENT}
+    scenario: research
+    input:
+      question: "{{{{ data.question }}}}"
+      corpus: {CORPUS}
+      max_researchers: 1
+      max_revisions: 0
+"""
+"""What the keyed server's dispatcher does with a published `question.asked`."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +94,18 @@ class Console:
         self.run(user, thread_id, scenario, {"input": run_input, **extra})
         return thread_id
 
+    def publish(self, event_type: str, data: dict[str, Any], event_id: str) -> None:
+        """`POST /events` as the publisher (pat)."""
+        body = {"type": event_type, "data": data, "id": event_id}
+        published = self.call(PUBLISHER, "POST", "/events", body)
+        assert published.status_code == 202, published.text
+
+    def operations(self) -> dict[str, Any]:
+        """The console API's operations view, as the reviewer sees it."""
+        response = self.call(REVIEWER, "GET", "/console/api/operations")
+        response.raise_for_status()
+        return dict(response.json())
+
     def thread(self, user: str, thread_id: str) -> dict[str, Any]:
         """The console API's view of one thread."""
         response = self.call(user, "GET", f"/console/api/threads/{thread_id}")
@@ -87,6 +117,19 @@ class Console:
         response = self.call(REVIEWER, "GET", "/console/api/scenarios")
         response.raise_for_status()
         return list(response.json()["scenarios"])
+
+    def delivered(self, event_id: str, timeout: float = 90) -> dict[str, Any]:
+        """The event's first delivery once its run has stopped (done or dead, with a thread)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            events = self.operations()["events"]
+            event = next((e for e in events if e["id"] == event_id), None)
+            found = event["deliveries"] if event else []
+            if found and found[0]["status"] in ("done", "dead") and found[0]["thread_id"]:
+                return dict(found[0])
+            if time.monotonic() > deadline:
+                raise AssertionError(f"event {event_id} not delivered in time: {event}")
+            time.sleep(0.5)
 
     def settled(self, user: str, thread_id: str, timeout: float = 90) -> dict[str, Any]:
         """The thread once its run has stopped (waiting for a person, done or failed)."""
@@ -113,18 +156,22 @@ def server_env() -> dict[str, str]:
 def serving(base: Path, *, keys: bool = True) -> Iterator[Console]:
     """`ensemble serve --keys ... --corpus-root ...` in `base`, until the block ends.
 
-    Without `keys`, the server of the README's first command: no keys, this machine only.
+    With `keys`, also the event dispatcher with `SUBSCRIPTIONS`. Without, the server of the
+    README's first command: no keys, this machine only.
     """
     write_corpus(base / "roots" / CORPUS)
     entries = [
         {"user": REVIEWER, "key": KEYS[REVIEWER], "roles": ["reviewer"]},
         {"user": AUTHOR, "key": KEYS[AUTHOR]},
+        {"user": PUBLISHER, "key": KEYS[PUBLISHER], "roles": ["publisher"]},
     ]
     (base / "keys.json").write_text(json.dumps({"keys": entries}), encoding="utf-8")
+    (base / "subscriptions.yaml").write_text(SUBSCRIPTIONS, encoding="utf-8")
     port = processes.free_port()
     argv = [sys.executable, "-m", "ensemble.cli.main", "serve", "--port", str(port)]
     argv += ["--db", str(base / "data" / "ensemble.db")]
     argv += ["--keys", str(base / "keys.json")] if keys else []
+    argv += ["--subscriptions", str(base / "subscriptions.yaml")] if keys else []
     argv += ["--model", "offline", "--allow-model", FAILING_MODEL, "--allow-model", SLOW_MODEL]
     argv += ["--allow-model", LIVE_MODEL]
     argv += ["--corpus-root", str(base / "roots"), "--max-runs-per-user", "4"]

@@ -255,6 +255,7 @@ function showSignIn(problem) {
 function showWho() {
   const who = document.getElementById("who");
   const out = document.getElementById("sign-out");
+  document.getElementById("nav-operations").hidden = !isReviewer();
   if (!app.me) {
     who.textContent = "Not signed in";
     out.hidden = true;
@@ -285,6 +286,7 @@ async function route() {
     if (parts[0] === "thread" && parts[1]) await showThread(decodeURIComponent(parts[1]), view);
     else if (parts[0] === "inbox") await showInbox(view);
     else if (parts[0] === "new") showNew(params, view);
+    else if (parts[0] === "operations") await showOperations(view);
     else await showThreads(params, view);
   } catch (error) {
     if (error instanceof Refusal && error.status === 401) return signIn("Your key was refused.");
@@ -1303,6 +1305,170 @@ function showNew(params, view) {
     h("h1", {}, "New run"),
     h("div", { class: "field" }, h("label", { for: "new-scenario" }, "Scenario"), select),
     form,
+  );
+}
+
+// -- operations (reviewers): the run queue, workers, leader, events ------------------------
+
+const QUEUE_STATUSES = ["queued", "running", "waiting", "done", "failed"];
+const DELIVERY_STATUSES = ["pending", "started", "waiting", "done", "dead", "duplicate"];
+
+async function showOperations(view) {
+  let ops;
+  try {
+    ops = await api("GET", "/console/api/operations");
+  } catch (error) {
+    if (!(error instanceof Refusal) || error.status !== 403) throw error;
+    screen("Operations", h("h1", {}, "Operations"), h("p", { class: "error" }, error.message));
+    return;
+  }
+  if (view !== app.view) return;
+  const body = h("div", { class: "operations" });
+  screen("Operations", h("h1", {}, "Operations"), body);
+  const refresh = async () => {
+    try {
+      ops = await api("GET", "/console/api/operations");
+    } catch (error) {
+      say(`Could not refresh the operations view: ${error.message}`);
+    }
+    if (view !== app.view) return;
+    put(body, ...operationsParts(ops));
+    later(view, refresh, 2000);
+  };
+  put(body, ...operationsParts(ops));
+  later(view, refresh, 2000);
+}
+
+function operationsParts(ops) {
+  const postgres = ops.database === "postgresql";
+  const leader = ops.leader;
+  return [
+    definitionList([
+      ["Database", postgres ? "PostgreSQL" : "SQLite"],
+      ["Leader", leader ? `${leader.worker} (epoch ${leader.epoch}, since ${when(leader.since)})` : "–"],
+    ]),
+    h("section", { "aria-labelledby": "queue-title" }, h("h2", { id: "queue-title" }, "Run queue"), queuePart(ops)),
+    h("section", { "aria-labelledby": "events-title" }, h("h2", { id: "events-title" }, "Recent events"), eventsTable(ops.events || [])),
+    h(
+      "section",
+      { "aria-labelledby": "subscriptions-title" },
+      h("h2", { id: "subscriptions-title" }, "Subscriptions"),
+      subscriptionsTable(ops.subscriptions || {}),
+    ),
+  ];
+}
+
+/** A table with a hidden caption, column headings (a name, or [name, class]) and its rows. */
+function dataTable(className, caption, head, rows) {
+  return h(
+    "div",
+    { class: "table-wrap" },
+    h(
+      "table",
+      { class: className },
+      h("caption", { class: "visually-hidden" }, caption),
+      h("thead", {}, h("tr", {}, head.map((name) => {
+        const [text, cls] = Array.isArray(name) ? name : [name, null];
+        return h("th", { scope: "col", class: cls }, text);
+      }))),
+      h("tbody", {}, rows),
+    ),
+  );
+}
+
+function queuePart(ops) {
+  if (!ops.queue) return h("p", { class: "note" }, "The run queue and workers exist on PostgreSQL; this server keeps its runs in SQLite and runs them itself.");
+  const workers = ops.workers || [];
+  const runs = ops.runs || [];
+  return [
+    definitionList(QUEUE_STATUSES.map((status) => [humanize(status), number(ops.queue[status])])),
+    h("h3", {}, "Workers running threads"),
+    workers.length
+      ? dataTable("workers", "Workers running threads", ["Worker", ["Running", "num"]], workers.map((w) =>
+          h("tr", {}, h("th", { scope: "row" }, w.worker), h("td", { class: "num" }, number(w.running))),
+        ))
+      : h("p", {}, "No worker is running a thread."),
+    h("h3", {}, "Newest runs"),
+    runs.length
+      ? dataTable(
+          "runs",
+          "Newest runs",
+          ["Thread", "Scenario", "Status", "Worker", ["Attempts", "num"], "Error", "Submitted", "Started", "Finished"],
+          runs.map((r) =>
+            h(
+              "tr",
+              {},
+              h("th", { scope: "row" }, h("code", {}, r.thread_id)),
+              h("td", {}, r.scenario || "–"),
+              h("td", {}, statusBadge(r.status)),
+              h("td", {}, r.worker || "–"),
+              h("td", { class: "num" }, number(r.attempts)),
+              h("td", {}, r.error || "–"),
+              h("td", { class: "time" }, when(r.submitted_at)),
+              h("td", { class: "time" }, when(r.started_at)),
+              h("td", { class: "time" }, when(r.finished_at)),
+            ),
+          ),
+        )
+      : h("p", {}, "The queue has no runs yet."),
+  ];
+}
+
+function eventsTable(events) {
+  if (!events.length) return h("p", {}, "No events yet.");
+  return dataTable(
+    "events",
+    "Recent events",
+    ["Event", "Source", "Time", "Data", "Deliveries"],
+    events.map((e) =>
+      h(
+        "tr",
+        { "data-event": e.id },
+        h("th", { scope: "row" }, e.type, h("br"), h("code", {}, e.id)),
+        h("td", {}, e.source || "–"),
+        h("td", { class: "time" }, when(e.time)),
+        h("td", {}, h("pre", { class: "detail event-data" }, JSON.stringify(e.data, null, 2))),
+        h("td", {}, deliveriesList(e)),
+      ),
+    ),
+  );
+}
+
+function deliveriesList(event) {
+  const deliveries = event.deliveries || [];
+  if (!deliveries.length) return event.routed ? "No subscription" : "Not routed yet";
+  return h(
+    "ul",
+    { class: "deliveries" },
+    deliveries.map((d) =>
+      h(
+        "li",
+        { "data-subscription": d.subscription },
+        h("strong", {}, d.subscription),
+        `: ${d.status}`,
+        d.attempts ? `, ${d.attempts} attempt${d.attempts === 1 ? "" : "s"}` : "",
+        d.thread_id ? [", thread ", h("code", {}, d.thread_id)] : "",
+        d.error ? h("span", { class: "error" }, ` ${d.error}`) : "",
+      ),
+    ),
+  );
+}
+
+function subscriptionsTable(subscriptions) {
+  const names = Object.keys(subscriptions).sort();
+  if (!names.length) return h("p", {}, "No deliveries yet.");
+  return dataTable(
+    "subscriptions",
+    "Deliveries per subscription and status",
+    ["Subscription", ...DELIVERY_STATUSES.map((s) => [humanize(s), "num"])],
+    names.map((name) =>
+      h(
+        "tr",
+        { "data-subscription": name },
+        h("th", { scope: "row" }, name),
+        DELIVERY_STATUSES.map((status) => h("td", { class: "num" }, number(subscriptions[name][status] || 0))),
+      ),
+    ),
   );
 }
 
