@@ -178,6 +178,9 @@ function stopTimers() {
 
 const interruptKey = (thread) =>
   thread.interrupt ? `${thread.interrupt.id}|${thread.interrupt.value?.error || ""}` : "";
+// A running thread still shows the question it was answered from until its next checkpoint:
+// it asks only when it is not running.
+const asking = (thread) => Boolean(thread.interrupt) && thread.status !== "running";
 
 /** Poll a thread about once a second until its run has moved on from `before` and stopped. */
 function watch(view, threadId, before, onUpdate, deadline = Date.now() + 300000) {
@@ -626,10 +629,11 @@ async function showThread(id, view) {
     put(parts.agents, ...agentsPart(latest));
     put(parts.timeline, ...timelinePart(latest));
     put(parts.checkpoints, ...checkpointsPart(latest, openFork));
-    if (interruptKey(latest) !== gateShown) {
-      gateShown = interruptKey(latest);
-      put(parts.gate, ...(latest.interrupt ? gatePart(latest, view, afterAnswer) : []));
-      parts.gate.hidden = !latest.interrupt;
+    const gateKey = asking(latest) ? interruptKey(latest) : "";
+    if (gateKey !== gateShown) {
+      gateShown = gateKey;
+      put(parts.gate, ...(asking(latest) ? gatePart(latest, view, afterAnswer) : []));
+      parts.gate.hidden = !asking(latest);
     }
   };
   const afterAnswer = (before) => watch(view, id, before, update);
@@ -1223,7 +1227,7 @@ function inboxCard(thread, view) {
     shownKey = key;
     const headingId = nextId("inbox");
     card.setAttribute("aria-labelledby", headingId);
-    const body = latest.interrupt
+    const body = asking(latest)
       ? gatePart(latest, view, (before) => watch(view, latest.thread_id, before, render), "h3")
       : [
           h("p", {}, statusBadge(latest.status), latest.outcome ? ` Outcome: ${latest.outcome}.` : ""),
