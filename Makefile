@@ -21,44 +21,32 @@ $(BIN)/.installed-local: $(BIN)/.installed-dev
 
 install: $(BIN)/.installed-local
 
-# The solver runs Python in a bubblewrap sandbox (Debian's `bubblewrap`). Installed here when this
-# user may (root, or passwordless sudo); otherwise the line says how, and solver tasks that run
-# Python are refused with the same advice (`ensemble doctor` tells what works).
-sandbox:
-	@command -v bwrap >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; \
-	  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null && command -v apt-get >/dev/null; then \
-	    sudo apt-get update -qq && sudo apt-get install -y -qq bubblewrap >/dev/null; \
-	  else \
-	    echo "make: the solver's sandbox needs bubblewrap: run 'sudo apt-get install bubblewrap'"; \
-	  fi; }
+# Installs a Debian package when this user may (root, or passwordless sudo); otherwise prints
+# the one command that does. $(1): the package, $(2): who needs it. The tests that need it fail
+# with the same advice.
+define apt_install
+if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1) >/dev/null; \
+elif command -v sudo >/dev/null && sudo -n true 2>/dev/null && command -v apt-get >/dev/null; then \
+  sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1) >/dev/null; \
+else \
+  echo "make: $(2) need $(1): run 'sudo apt-get install $(1)'"; \
+fi
+endef
 
-# The PostgreSQL tests start a throwaway PostgreSQL 15 cluster of their own (Debian's
-# `postgresql`). Installed here when this user may (root, or passwordless sudo); otherwise the
-# line says how, and those tests fail with the same advice.
+# The solver runs Python in a bubblewrap sandbox (Debian's `bubblewrap`); without it, solver
+# tasks that run Python are refused with the same advice (`ensemble doctor` tells what works).
+sandbox:
+	@command -v bwrap >/dev/null 2>&1 || { $(call apt_install,bubblewrap,the solver's Python tasks); }
+
+# The PostgreSQL tests start a throwaway PostgreSQL 15 cluster of their own (Debian's `postgresql`).
 postgres:
-	@test -x /usr/lib/postgresql/15/bin/initdb || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
-	  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null && command -v apt-get >/dev/null; then \
-	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
-	  else \
-	    echo "make: the PostgreSQL tests need PostgreSQL 15: run 'sudo apt-get install postgresql'"; \
-	  fi; }
+	@test -x /usr/lib/postgresql/15/bin/initdb || { $(call apt_install,postgresql,the PostgreSQL tests); }
 
 # The console's browser tests drive Debian's Chromium (Playwright's own browser download needs the
-# internet). Installed here when this user may (root, or passwordless sudo); otherwise the line
-# says how, and those tests fail with the same advice.
+# internet).
 browser:
-	@test -x /usr/bin/chromium || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null && command -v apt-get >/dev/null; then \
-	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else \
-	    echo "make: the console's browser tests need Chromium: run 'sudo apt-get install chromium'"; \
-	  fi; }
+	@test -x /usr/bin/chromium || { $(call apt_install,chromium,the console's browser tests); }
 
 demo: $(BIN)/.installed-dev sandbox  ## run the research scenario offline, no API key needed
 	$(BIN)/ensemble run research "$(QUESTION)" --yes

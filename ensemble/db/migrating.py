@@ -6,7 +6,7 @@ of the thread's stored rows in one transaction (see `ensemble.db.state_versions`
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -16,9 +16,14 @@ from ensemble.db.state_versions import VersionedStates
 
 
 class MigratesOnRead:
-    """Mixin for a LangGraph saver: `aget_tuple` and `alist` see only current state versions."""
+    """Mixin for a LangGraph saver: `aget_tuple` and `alist` see only current state versions.
+
+    The saver defines `_aupgrade_thread(thread_id)`: migrate every older checkpoint of the
+    thread and its saved writes where they are stored, in one transaction.
+    """
 
     state_versions: VersionedStates
+    _aupgrade_thread: Callable[[str], Awaitable[None]]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         """The saver knows no scenario's state version until a graph is compiled on it."""
@@ -51,7 +56,3 @@ class MigratesOnRead:
         listing = super().alist(config, filter=filter, before=before, limit=limit)  # type: ignore[misc]
         async for saved in listing:
             yield saved
-
-    async def _aupgrade_thread(self, thread_id: str) -> None:
-        """Migrate every older checkpoint of the thread and its saved writes, in one transaction."""
-        raise NotImplementedError
