@@ -65,6 +65,8 @@ def test_a_reviewer_starts_a_content_run_reviews_it_twice_and_finds_the_piece(
     page = sign_in(context.new_page(), console, REVIEWER)
     topic = f"How bees make honey {tag()}"
     page.get_by_role("link", name="New run").click()
+    # the threads view has a "Scenario" select too: choose only once the form is on screen
+    expect(page.get_by_role("heading", name="New run", level=1)).to_be_visible()
     page.get_by_label("Scenario").select_option("content")
     page.get_by_label("Topic").fill(topic)
     page.get_by_label("Target Words").fill("120")
