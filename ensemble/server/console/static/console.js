@@ -297,6 +297,7 @@ async function route() {
     screen("Error", h("h1", {}, "Something went wrong"), h("p", { class: "error" }, error.message));
   }
   if (view === app.view) {
+    main.dataset.route = location.hash || "#/threads"; // the view on screen is this address's
     const heading = main.querySelector("h1");
     if (heading) {
       heading.tabIndex = -1;
