@@ -21,6 +21,7 @@ from ensemble.db.state_versions import (
     VERSION_KEY,
     is_state_channel,
     migrate,
+    migrate_write,
     version_of,
 )
 
@@ -114,17 +115,15 @@ class EnsemblePostgresSaver(MigratesOnRead, AsyncPostgresSaver):
             if not is_state_channel(channel):
                 continue  # LangGraph's own: interrupts, resume values, errors, branches
             key = (*where, task_id, idx)
-            update = migrate({channel: self.serde.loads_typed((type_, blob))}, steps)
-            if not update:
+            migrated = migrate_write(channel, self.serde.loads_typed((type_, blob)), steps)
+            if migrated is None:
                 await cur.execute(
                     "DELETE FROM checkpoint_writes WHERE thread_id = %s AND checkpoint_ns = %s "
                     "AND checkpoint_id = %s AND task_id = %s AND idx = %s",
                     key,
                 )
                 continue
-            if len(update) > 1:
-                raise ValueError(f"a migration turned the write of {channel!r} into several")
-            ((new_channel, value),) = update.items()
+            new_channel, value = migrated
             new_type, new_blob = self.serde.dumps_typed(value)
             await cur.execute(
                 "UPDATE checkpoint_writes SET channel = %s, type = %s, blob = %s "

@@ -27,6 +27,7 @@ from ensemble.db.state_versions import (
     Migration,
     is_state_channel,
     migrate,
+    migrate_write,
     version_of,
 )
 
@@ -96,17 +97,15 @@ class EnsembleSqliteSaver(MigratesOnRead, AsyncSqliteSaver):
             if not is_state_channel(channel):
                 continue  # LangGraph's own: interrupts, resume values, errors, branches
             key = (*where, task_id, idx)
-            update = migrate({channel: self.serde.loads_typed((value_type, value))}, steps)
-            if not update:
+            migrated = migrate_write(channel, self.serde.loads_typed((value_type, value)), steps)
+            if migrated is None:
                 await self.conn.execute(
                     "DELETE FROM writes WHERE thread_id = ? AND checkpoint_ns = ? "
                     "AND checkpoint_id = ? AND task_id = ? AND idx = ?",
                     key,
                 )
                 continue
-            if len(update) > 1:
-                raise ValueError(f"a migration turned the write of {channel!r} into several")
-            ((new_channel, new_value),) = update.items()
+            new_channel, new_value = migrated
             new_type, new_blob = self.serde.dumps_typed(new_value)
             await self.conn.execute(
                 "UPDATE writes SET channel = ?, type = ?, value = ? WHERE thread_id = ? "

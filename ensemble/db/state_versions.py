@@ -79,6 +79,18 @@ def migrate(values: Mapping[str, Any], steps: list[Migration]) -> dict[str, Any]
     return {**{k: v for k, v in values.items() if not is_state_channel(k)}, **state}
 
 
+def migrate_write(channel: str, value: Any, steps: list[Migration]) -> tuple[str, Any] | None:
+    """A node's saved update of one state key, migrated: its new key and value, or None (gone).
+
+    Raises:
+        ValueError: A migration turned the one key into several (a saved write holds one).
+    """
+    update = migrate({channel: value}, steps)
+    if len(update) > 1:
+        raise ValueError(f"a migration turned the write of {channel!r} into several")
+    return next(iter(update.items()), None)
+
+
 class VersionedStates:
     """The state versions a saver checks on read, one per scenario it has been told about."""
 
